@@ -1,0 +1,130 @@
+# Makefile -- the only build file.  `make`, `make run`, `make test`,
+# `make install`, `make bench`, `make format`, `make clean`.
+
+VERSION := $(shell sed -n 's/^\#define SOCKIT_VERSION "\(.*\)"/\1/p' lib/sockit.h)
+SOVERSION := $(word 1,$(subst ., ,$(VERSION)))
+
+CC ?= cc
+BUILD ?= build
+PREFIX ?= /usr/local
+DESTDIR ?=
+PYTEST ?= pytest-3
+
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+ifeq ($(SAN),1)
+CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -fPIC $(WARN) -Ilib -Icmd $(CFLAGS)
+LIBS := -pthread -lm
+
+# lib/loop_<backend>.c are included by lib/loop.c, not compiled alone.
+LIB_SRC := $(filter-out lib/loop_%.c,$(wildcard lib/*.c))
+CMD_SRC := $(wildcard cmd/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+EXAMPLE_SRC := $(wildcard examples/*.c)
+HEADERS := $(wildcard lib/*.h cmd/*.h tests/unit/*.h)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CMD_OBJ := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
+# Unit tests may test any cmd/ module but main.
+CMD_TESTABLE := $(filter-out $(BUILD)/obj/cmd/main.o,$(CMD_OBJ))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
+
+.PHONY: all run test unit-bins examples unit check-format format install uninstall \
+	bench clean deps
+.DELETE_ON_ERROR:
+
+all: $(BUILD)/sockit $(BUILD)/libsockit.a $(BUILD)/libsockit.so $(BUILD)/sockit.pc
+
+$(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lib/loop_*.c) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libsockit.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libsockit.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libsockit.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/sockit: $(CMD_OBJ) $(BUILD)/libsockit.a
+	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(BUILD)/libsockit.a $(LIBS)
+
+$(BUILD)/sockit.pc: sockit.pc.in lib/sockit.h Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+# A unit test links the library, the testable cmd/ modules and cmocka; extra
+# linker flags (e.g. -Wl,--wrap=send) come from tests/unit/<name>.ldflags.
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsockit.a $(CMD_TESTABLE) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(CMD_TESTABLE) $(BUILD)/libsockit.a \
+		$(shell cat tests/unit/$*.ldflags 2>/dev/null) $(shell pkg-config --libs cmocka) $(LIBS)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libsockit.a lib/sockit.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsockit.a $(LIBS)
+
+unit-bins: $(UNIT_BIN)
+examples: $(EXAMPLE_BIN)
+
+run: $(BUILD)/sockit
+	$(BUILD)/sockit serve
+
+deps:
+	@scripts/deps.sh test
+
+# The whole check, as CI runs it: dependencies, warnings as errors (gcc and
+# clang), formatting, unit tests plain, under ASan+UBSan and under valgrind,
+# then the black-box suite; its summary is the last line.
+test: deps
+	$(MAKE) --no-print-directory WERROR=1 all unit-bins examples
+	$(MAKE) --no-print-directory WERROR=1 BUILD=build/asan SAN=1 all unit-bins
+	@if command -v clang >/dev/null; then \
+		$(MAKE) --no-print-directory WERROR=1 BUILD=build/clang CC=clang all unit-bins; fi
+	$(MAKE) --no-print-directory check-format
+	scripts/run-unit.sh build/tests
+	scripts/run-unit.sh build/asan/tests
+	scripts/run-unit.sh --valgrind build/tests
+	$(PYTEST) -q tests/blackbox
+
+check-format:
+	@bad=$$(clang-format --dry-run --Werror $(sort $(wildcard lib/*.[ch] cmd/*.[ch] tests/unit/*.[ch] examples/*.c bench/peers/*.c)) 2>&1 | \
+		sed -n 's/^\([^:]*\):[0-9]*:[0-9]*: error.*/\1/p' | sort -u); \
+	if [ -n "$$bad" ]; then echo "not clang-formatted (run make format): $$bad"; exit 1; fi; \
+	echo "format: ok"
+
+format:
+	clang-format -i $(wildcard lib/*.[ch] cmd/*.[ch] tests/unit/*.[ch] examples/*.c bench/peers/*.c)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(BUILD)/sockit $(DESTDIR)$(PREFIX)/bin/sockit
+	install -m 644 lib/sockit.h lib/sockit_loop.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libsockit.a $(DESTDIR)$(PREFIX)/lib/libsockit.a
+	install -m 755 $(BUILD)/libsockit.so $(DESTDIR)$(PREFIX)/lib/libsockit.so.$(VERSION)
+	ln -sf libsockit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsockit.so.$(SOVERSION)
+	ln -sf libsockit.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libsockit.so
+	install -m 644 $(BUILD)/sockit.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
+	@for m in $(wildcard man/*.1); do install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man1/; done
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/sockit $(DESTDIR)$(PREFIX)/include/sockit.h \
+		$(DESTDIR)$(PREFIX)/include/sockit_loop.h $(DESTDIR)$(PREFIX)/lib/libsockit.* \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
+
+# Side-by-side comparison with the peer servers (bench/README.md).
+# QUICK=1 makes a tiny smoke run of the harness.
+bench: all
+	@scripts/deps.sh bench
+	python3 bench/run.py --sockit $(BUILD)/sockit $(if $(QUICK),--quick)
+
+clean:
+	rm -rf build

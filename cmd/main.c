@@ -1,0 +1,46 @@
+/* main.c -- `sockit`: one binary, one subcommand per file. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "sockit.h"
+
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *what;
+} commands[] = {
+	/* one line per subcommand */
+	{NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: sockit COMMAND [OPTIONS]\n\ncommands:\n");
+	for (int i = 0; commands[i].name != NULL; i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].what);
+	fprintf(f, "\n'sockit COMMAND --help' describes each; 'sockit --version' prints %s.\n",
+		SOCKIT_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (argc < 2)
+		return usage(stderr), 2;
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0 ||
+	    strcmp(cmd, "version") == 0) {
+		printf("sockit %s\n", sockit_version());
+		return 0;
+	}
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0)
+		return usage(stdout), 0;
+	for (int i = 0; commands[i].name != NULL; i++)
+		if (strcmp(cmd, commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "sockit: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}

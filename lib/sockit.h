@@ -1,0 +1,219 @@
+/* sockit.h -- sockets as easy as Python's socket module, and safer. */
+#ifndef SOCKIT_H
+#define SOCKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SOCKIT_VERSION "0.1.0"
+#define SOCKIT_VERSION_MAJOR 0
+#define SOCKIT_VERSION_MINOR 1
+#define SOCKIT_VERSION_PATCH 0
+
+/* The library's version string, the same as SOCKIT_VERSION when the header
+ * and the library match. */
+const char *sockit_version(void);
+
+/*
+ * Conventions, for every function below unless it says otherwise:
+ *
+ * - Results are >= 0 on success, or a negative error code: -errno for
+ *   system errors (e.g. -ECONNREFUSED), or SOCKIT_EAI_BASE - n for the
+ *   resolver's EAI_* errors (see sockit_strerror).  errno is never the
+ *   channel for an answer; the library keeps no global error state.
+ * - A bad argument (NULL pointer, negative fd, unknown family, ...) returns
+ *   -EINVAL; it never crashes.
+ * - timeout_ms: -1 waits forever, 0 tries once without waiting, > 0 is a
+ *   deadline in milliseconds on CLOCK_MONOTONIC.  Expiry returns
+ *   -ETIMEDOUT.  EINTR is retried inside, keeping the deadline.  Blocking
+ *   and non-blocking descriptors both work: EAGAIN is waited for with poll.
+ * - Every descriptor created is close-on-exec.  Every send uses
+ *   MSG_NOSIGNAL: a closed peer gives -EPIPE, never SIGPIPE.
+ * - The library never prints, exits, or changes signal dispositions.
+ * - Ports are 0..65535; port 0 binds a free port.
+ */
+
+/* ---- Errors ----------------------------------------------------------- */
+
+/* Resolver errors map to SOCKIT_EAI_BASE + eai, where eai is getaddrinfo's
+ * (negative) EAI_* code, so they never overlap -errno (errno < 4096). */
+#define SOCKIT_EAI_BASE (-10000)
+#define SOCKIT_IS_EAI(code) ((code) <= SOCKIT_EAI_BASE - 1 && (code) > SOCKIT_EAI_BASE - 1000)
+
+/* Explains any code: 0, -errno, or a resolver code.  Returns a static
+ * string ("success", "connection refused", "name or service not known",
+ * "unknown error -12345").  Thread-safe. */
+const char *sockit_strerror(int code);
+
+/* ---- Addresses -------------------------------------------------------- */
+
+/* Large enough for any AF_INET/AF_INET6 address, with its length. */
+typedef struct sockit_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+} sockit_addr;
+
+/* "[ffff:...:ffff%scope]:65535" plus NUL fits. */
+#define SOCKIT_ADDRSTRLEN 72
+
+/* Resolves host and port into at most max addresses, in getaddrinfo's
+ * order.  host NULL or "" means the wildcard when passive, else loopback.
+ * family: AF_UNSPEC, AF_INET or AF_INET6.  type: SOCK_STREAM/SOCK_DGRAM
+ * (0 means stream).  passive != 0 asks for a bind address.  Returns the
+ * number found (>= 1) or a negative code. */
+int sockit_resolve(const char *host, int port, int family, int type, int passive, sockit_addr *out,
+		   size_t max);
+
+/* Parses a numeric "1.2.3.4:80", "[::1]:80", "[fe80::1%eth0]:80" (no DNS)
+ * into out.  Returns 0 or -EINVAL. */
+int sockit_addr_parse(const char *s, sockit_addr *out);
+
+/* Splits "host:port", "[v6]:port" or "host" (port = default_port) into a
+ * host buffer and a port, without resolving.  Returns 0, or -EINVAL for
+ * malformed input, a bad port, or a host longer than hostlen - 1. */
+int sockit_hostport_split(const char *s, char *host, size_t hostlen, int *port, int default_port);
+
+/* Builds an address from a numeric IP string and a port (no DNS). */
+int sockit_addr_from_ip(const char *ip, int port, sockit_addr *out);
+
+/* Formats "127.0.0.1:1234" or "[::1]:1234" into buf (>= SOCKIT_ADDRSTRLEN
+ * is always enough).  IPv4-mapped IPv6 addresses print as IPv4.  Returns
+ * the length written (excluding NUL) or -ENOSPC / -EINVAL. */
+int sockit_addr_format(const sockit_addr *a, char *buf, size_t len);
+
+/* Formats only the IP ("127.0.0.1", "::1"). */
+int sockit_addr_format_ip(const sockit_addr *a, char *buf, size_t len);
+
+/* The port of an address, or -EINVAL. */
+int sockit_addr_port(const sockit_addr *a);
+
+/* Local / peer address of a socket, as a struct and as a string. */
+int sockit_getsockname(int fd, sockit_addr *out);
+int sockit_getpeername(int fd, sockit_addr *out);
+int sockit_sockname_str(int fd, char *buf, size_t len);
+int sockit_peername_str(int fd, char *buf, size_t len);
+
+/* A CIDR block: "10.0.0.0/8", "::1/128", "192.168.1.7" (a host). */
+typedef struct sockit_cidr {
+	int family;	  /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* network byte order, host bits cleared */
+	unsigned prefix;  /* 0..32 or 0..128 */
+} sockit_cidr;
+
+/* Parses a CIDR.  Host bits set ("10.1.2.3/8") are accepted and cleared.
+ * Returns 0 or -EINVAL. */
+int sockit_cidr_parse(const char *s, sockit_cidr *out);
+
+/* 1 if a is inside c, else 0.  An IPv4-mapped IPv6 address (::ffff:a.b.c.d)
+ * matches IPv4 blocks. */
+int sockit_cidr_match(const sockit_cidr *c, const sockit_addr *a);
+
+/* ---- The tutorial's calls --------------------------------------------- */
+
+/* socket(family, type | SOCK_CLOEXEC).  type may include SOCK_NONBLOCK.
+ * Returns the fd. */
+int sockit_socket(int family, int type);
+
+/* close(2), with EINTR treated as closed (Linux semantics).  Returns 0. */
+int sockit_close(int fd);
+
+int sockit_bind(int fd, const sockit_addr *a);
+int sockit_listen(int fd, int backlog); /* backlog <= 0: SOMAXCONN */
+
+/* Connects within timeout_ms, also on a blocking fd (the fd is made
+ * non-blocking for the attempt and restored).  Returns 0. */
+int sockit_connect(int fd, const sockit_addr *a, int timeout_ms);
+
+/* Accepts one connection (accept4 with SOCK_CLOEXEC | flags, where flags
+ * may be SOCK_NONBLOCK).  peer may be NULL.  Returns the new fd. */
+int sockit_accept(int fd, sockit_addr *peer, int flags, int timeout_ms);
+
+/* One send / recv: returns the bytes moved (recv: 0 means EOF). */
+ssize_t sockit_send(int fd, const void *buf, size_t len, int timeout_ms);
+ssize_t sockit_recv(int fd, void *buf, size_t len, int timeout_ms);
+
+/* Datagrams.  from may be NULL. */
+ssize_t sockit_sendto(int fd, const void *buf, size_t len, const sockit_addr *to, int timeout_ms);
+ssize_t sockit_recvfrom(int fd, void *buf, size_t len, sockit_addr *from, int timeout_ms);
+
+/* how: SHUT_RD, SHUT_WR or SHUT_RDWR. */
+int sockit_shutdown(int fd, int how);
+
+/* ---- Python's conveniences -------------------------------------------- */
+
+/* One failed attempt of sockit_create_connection_ex. */
+typedef struct sockit_attempt {
+	sockit_addr addr;
+	int error; /* negative code */
+} sockit_attempt;
+
+/* Resolves host (IPv6 and IPv4) and tries every address in order, each
+ * with timeout_ms.  Returns a connected, blocking, close-on-exec stream fd,
+ * or the last attempt's error (or the resolver's). */
+int sockit_create_connection(const char *host, int port, int timeout_ms);
+
+/* The same, with a family restriction (AF_UNSPEC, AF_INET, AF_INET6), a
+ * socket type (SOCK_STREAM or SOCK_DGRAM; a datagram socket is connect()ed
+ * to the first address), and a report of each failed attempt: up to max
+ * entries are written to attempts, *nattempts gets the number of failures
+ * (may exceed max).  attempts/nattempts may be NULL.  If connected is not
+ * NULL it receives the address that worked. */
+int sockit_create_connection_ex(const char *host, int port, int family, int type, int timeout_ms,
+				sockit_attempt *attempts, size_t max, size_t *nattempts,
+				sockit_addr *connected);
+
+/* Flags for sockit_create_server. */
+#define SOCKIT_REUSEPORT 0x1 /* SO_REUSEPORT, for one listener per thread */
+#define SOCKIT_DUALSTACK 0x2 /* on an IPv6 wildcard, also accept IPv4 */
+#define SOCKIT_V6ONLY 0x4    /* on IPv6, IPv6 only (the default unless DUALSTACK) */
+#define SOCKIT_NONBLOCK 0x8  /* return a non-blocking socket */
+
+/* Binds (and for SOCK_STREAM listens on) host:port, trying each resolved
+ * address until one binds.  SO_REUSEADDR always.  host NULL or "" means all
+ * interfaces: "::" with DUALSTACK, else "0.0.0.0".  backlog <= 0 means
+ * SOMAXCONN.  Returns the fd (blocking unless SOCKIT_NONBLOCK). */
+int sockit_create_server(const char *host, int port, int type, int backlog, int flags);
+
+/* Sends all len bytes before one total deadline.  *sent (may be NULL)
+ * gets the bytes sent, also on failure.  Returns 0 or a negative code. */
+int sockit_sendall(int fd, const void *buf, size_t len, int timeout_ms, size_t *sent);
+
+/* Receives exactly len bytes before one total deadline.  Returns len; the
+ * count received so far (< len) if the peer closes first; or a negative
+ * code (-ETIMEDOUT, -ECONNRESET, ...). */
+ssize_t sockit_recv_exact(int fd, void *buf, size_t len, int timeout_ms);
+
+/* Receives one line ending in '\n' into buf (NUL-terminated, the '\n'
+ * kept), at most len - 1 bytes, before one deadline.  Reads byte-exact: it
+ * never consumes past the '\n' (it peeks).  Returns the line's length; 0 at
+ * EOF with nothing read; the partial line's length at EOF; -EMSGSIZE if no
+ * '\n' within len - 1 bytes (those bytes stay unread). */
+ssize_t sockit_recvline(int fd, char *buf, size_t len, int timeout_ms);
+
+/* UDP with host and port: a datagram socket connected to host:port (first
+ * address that works), and a one-shot send to a named host. */
+int sockit_udp_connect(const char *host, int port, int family);
+ssize_t sockit_udp_sendto(int fd, const void *buf, size_t len, const char *host, int port,
+			  int timeout_ms);
+
+/* ---- Options ---------------------------------------------------------- */
+
+int sockit_set_nonblocking(int fd, int on);
+int sockit_set_nodelay(int fd, int on);
+/* idle_s/interval_s/count <= 0 keep the system default for that knob. */
+int sockit_set_keepalive(int fd, int on, int idle_s, int interval_s, int count);
+int sockit_set_sndbuf(int fd, int bytes);
+int sockit_set_rcvbuf(int fd, int bytes);
+int sockit_set_reuseport(int fd, int on);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOCKIT_H */

@@ -1,0 +1,128 @@
+/* sockit_loop.h -- a small event loop: fds, timers, signals, wake-ups. */
+#ifndef SOCKIT_LOOP_H
+#define SOCKIT_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * One loop per thread; a loop is not thread-safe except sockit_loop_wake().
+ * Results follow sockit.h: >= 0 or a negative code for sockit_strerror().
+ * Dispatch is level-triggered.  Costs: watch/unwatch is O(1) plus one
+ * epoll_ctl when the interest really changes; timers are a binary heap,
+ * O(log n) start/stop, O(1) to find the next deadline.
+ *
+ * Re-entrancy: any callback may watch, unwatch or close any fd (the one
+ * being dispatched included), start or stop any timer, or stop the loop.
+ * Events already collected for an fd that was unwatched (or closed and
+ * reused for a new watch) in the same iteration are dropped, never
+ * delivered to the new owner.
+ */
+
+typedef struct sockit_loop sockit_loop;
+
+#define SOCKIT_READABLE 0x1u
+#define SOCKIT_WRITABLE 0x2u
+/* Delivered (never requested): error or hang-up on the fd.  Comes with
+ * READABLE/WRITABLE set as far as they were watched, so a callback that
+ * reads or writes will see the error from the call itself. */
+#define SOCKIT_HANGUP 0x4u
+
+typedef void (*sockit_io_cb)(sockit_loop *loop, int fd, unsigned events, void *arg);
+
+/* Creates a loop.  Returns NULL only when out of memory or descriptors. */
+sockit_loop *sockit_loop_new(void);
+/* Frees the loop.  Does not close the watched fds (the caller owns them). */
+void sockit_loop_free(sockit_loop *loop);
+
+/* Sets the interest for fd to events (READABLE|WRITABLE), replacing any
+ * earlier interest, callback and argument.  events 0 keeps the fd known but
+ * silent.  Returns 0, -EINVAL, -ENOMEM, or epoll_ctl's error. */
+int sockit_loop_watch(sockit_loop *loop, int fd, unsigned events, sockit_io_cb cb, void *arg);
+
+/* Changes only the interest mask of an fd already watched (cheap: no
+ * syscall if unchanged). */
+int sockit_loop_modify(sockit_loop *loop, int fd, unsigned events);
+
+/* Forgets fd.  Call before closing it (closing first is also safe: the
+ * kernel drops it from epoll; the loop then just forgets). Returns 0 or
+ * -ENOENT. */
+int sockit_loop_unwatch(sockit_loop *loop, int fd);
+
+/* ---- Timers: intrusive, the caller owns the memory -------------------- */
+
+typedef struct sockit_timer sockit_timer;
+typedef void (*sockit_timer_cb)(sockit_loop *loop, sockit_timer *t);
+
+struct sockit_timer {
+	uint64_t when_ns;   /* private: deadline on CLOCK_MONOTONIC */
+	uint64_t repeat_ns; /* private */
+	size_t index;	    /* private: heap slot, SIZE_MAX when idle */
+	sockit_timer_cb cb;
+	void *data; /* the caller's */
+};
+
+/* Prepares t (idle).  Must be called once before any other timer call. */
+void sockit_timer_init(sockit_timer *t, sockit_timer_cb cb, void *data);
+
+/* Arms t to fire after timeout_ms, then every repeat_ms if > 0.  Restarting
+ * an armed timer moves it.  Timers with equal deadlines fire in the order
+ * they were started.  Returns 0 or -ENOMEM. */
+int sockit_timer_start(sockit_loop *loop, sockit_timer *t, uint64_t timeout_ms, uint64_t repeat_ms);
+
+/* Disarms t; harmless if idle.  A timer may stop itself in its callback. */
+void sockit_timer_stop(sockit_loop *loop, sockit_timer *t);
+
+/* 1 if t is armed. */
+int sockit_timer_active(const sockit_timer *t);
+
+/* ---- Signals ---------------------------------------------------------- */
+
+typedef void (*sockit_signal_cb)(sockit_loop *loop, int signo, void *arg);
+
+/* Delivers signo to cb inside the loop (signalfd).  Blocks signo in the
+ * calling thread; block it in every other thread too (create threads after
+ * this call, or use pthread_sigmask) so the kernel queues it for the loop.
+ * Signal dispositions are not touched.  Returns 0 or a negative code. */
+int sockit_loop_signal(sockit_loop *loop, int signo, sockit_signal_cb cb, void *arg);
+
+/* ---- Control ---------------------------------------------------------- */
+
+typedef void (*sockit_loop_cb)(sockit_loop *loop, void *arg);
+
+/* Runs until sockit_loop_stop(); returns 0, or a negative code if waiting
+ * for events failed. */
+int sockit_loop_run(sockit_loop *loop);
+
+/* Waits at most timeout_ms (-1: until something happens) for events and
+ * timers, dispatches them, and returns the number of callbacks run. */
+int sockit_loop_run_once(sockit_loop *loop, int timeout_ms);
+
+/* Makes sockit_loop_run() return after the current iteration. */
+void sockit_loop_stop(sockit_loop *loop);
+
+/* Called before each sleep in the loop (e.g. to flush batched writes). */
+void sockit_loop_before_sleep(sockit_loop *loop, sockit_loop_cb cb, void *arg);
+
+/* Thread-safe: wakes the loop from any thread (or a signal handler) and
+ * runs the callback set with sockit_loop_on_wake() in the loop's thread.
+ * Several wakes before the loop runs may coalesce into one callback. */
+int sockit_loop_wake(sockit_loop *loop);
+void sockit_loop_on_wake(sockit_loop *loop, sockit_loop_cb cb, void *arg);
+
+/* The loop's cached monotonic time, updated once per iteration. */
+uint64_t sockit_loop_now_ms(const sockit_loop *loop);
+uint64_t sockit_loop_now_ns(const sockit_loop *loop);
+
+/* The backend's name ("epoll"). */
+const char *sockit_loop_backend(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOCKIT_LOOP_H */
