@@ -53,6 +53,11 @@ int sockit_loop_modify(sockit_loop *loop, int fd, unsigned events);
  * -ENOENT. */
 int sockit_loop_unwatch(sockit_loop *loop, int fd);
 
+/* Forgets fd and closes it, saving the epoll_ctl(DEL) that unwatch makes
+ * (the kernel drops a closed fd from epoll by itself).  Only for fds that
+ * were never dup()ed.  Returns 0 (close errors are not reported). */
+int sockit_loop_close(sockit_loop *loop, int fd);
+
 /* ---- Timers: intrusive, the caller owns the memory -------------------- */
 
 typedef struct sockit_timer sockit_timer;
