@@ -313,3 +313,29 @@ def raise_nofile(n):
     want = n if hard == resource.RLIM_INFINITY else min(n, hard)
     if soft != resource.RLIM_INFINITY and soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def recv_until_close(sock, timeout=10.0):
+    """Like recv_to_eof, but a reset ends the read too: returns (data,
+    was_reset) for tests where a reset after the data is acceptable."""
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout(f"still open after {timeout}s")
+            sock.settimeout(left)
+            b = sock.recv(65536)
+            if not b:
+                return b"".join(chunks), False
+            chunks.append(b)
+    except ConnectionResetError:
+        return b"".join(chunks), True
+
+
+def reset_close(sock):
+    """Closes with SO_LINGER 0: the kernel sends RST instead of FIN."""
+    import struct
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
