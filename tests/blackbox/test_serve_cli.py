@@ -56,6 +56,7 @@ USAGE_ERRORS = [
     (["--prefix"], "--prefix"),
     (["--udp", "--udp-only"], "--udp"),
     (["stray-argument"], "stray-argument"),
+    (["--dualstack"], "--dualstack"),  # only meaningful with -H ::
 ]
 
 
