@@ -186,7 +186,12 @@ def tutorial_server():
         line = p.stdout.readline().decode()
         m = re.search(r"port (\d+)", line)
         assert m, f"tutorial server said {line!r}"
-        yield ("127.0.0.1", int(m.group(1)))
+        port = int(m.group(1))
+        # it announces the port after bind() but before listen(): wait for
+        # the LISTEN state rather than racing it with a connect
+        assert wait_until(lambda: is_listening(port), timeout=10), \
+            f"tutorial server never listened on {port}"
+        yield ("127.0.0.1", port)
     finally:
         p.kill()
         p.wait(timeout=10)
@@ -339,3 +344,18 @@ def reset_close(sock):
     import struct
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+def is_listening(port, tables=("/proc/net/tcp", "/proc/net/tcp6")):
+    """True if some socket is in the LISTEN state on this local TCP port."""
+    for table in tables:
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except FileNotFoundError:
+            pass
+    return False
