@@ -67,18 +67,25 @@ def test_500_concurrent_clients_all_served(serve):
     assert not bad, [(i, replies[i][:40]) for i in bad[:5]]
 
 
-def test_200_silent_connections_do_not_delay_a_client(serve):
+@pytest.mark.parametrize("mode", ["once", "line"])
+def test_200_silent_connections_do_not_delay_a_client(serve, mode):
     """One worker, 200 connections that never send: a normal client is
-    still answered well before any idle timeout would free the worker."""
+    still answered well before any idle timeout would free the worker.
+    In once mode the kernel may defer silent connections (TCP_DEFER_ACCEPT),
+    so we first wait until the server has actually accepted them."""
     raise_nofile(4096)
-    srv = serve(["--workers", "1", "--idle-timeout", "60s"])
+    srv = serve(["--mode", mode, "--workers", "1", "--idle-timeout", "60s"])
     silent = []
     try:
         for _ in range(200):
             silent.append(connect(srv.addr))
+        if mode == "once":
+            c = srv.wait_counter("active", 200, timeout=15)
+            assert c["active"] >= 200, c
         for i in range(3):
-            msg = f"normal {i}".encode()
-            assert exchange(srv.addr, msg, timeout=10) == PREFIX + msg
+            msg = f"normal {i}\n".encode()
+            want = PREFIX + msg
+            assert exchange(srv.addr, msg, timeout=10, shut_wr=(mode == "line")) == want
         # the silent ones are still open and unanswered
         for s in silent[:20]:
             s.setblocking(False)

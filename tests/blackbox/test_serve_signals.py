@@ -23,10 +23,16 @@ def signal_consumed(pid, sig):
     return True
 
 
+CLOSED = ("closed_done", "closed_eof", "closed_reset", "closed_timeout", "closed_limit")
+
+
 def final_counters(srv):
     found = COUNTERS_RE.findall(srv.stderr_text())
     assert found, f"no counters line at exit; stderr:\n{srv.stderr_text()}"
-    return parse_counters(found[-1])
+    c = parse_counters(found[-1])
+    # every admitted connection is active or closed for exactly one reason
+    assert c["accepted"] == c["active"] + sum(c[k] for k in CLOSED), c
+    return c
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -83,7 +89,8 @@ def test_drain_timeout_closes_stragglers(serve):
         data, _ = recv_until_close(s, timeout=15)
         assert data == b""
         assert srv.wait(timeout=15) == 0, srv.stderr_text()
-    assert COUNTERS_RE.search(srv.stderr_text())
+    c = final_counters(srv)
+    assert c["closed_timeout"] == 1 and c["active"] == 0, c
 
 
 def test_second_sigterm_exits_at_once(serve):

@@ -168,3 +168,15 @@ def test_udp_ipv6(serve):
     assert srv.udp_host == "[::1]"
     with udp_client(socket.AF_INET6) as s:
         assert ask(s, srv.udp_addr, b"six") == PREFIX + b"six"
+
+
+def test_udp_deny_list(serve):
+    srv = serve(["--udp-only", "--deny", "127.0.0.0/8"], udp=True, tcp=False)
+    with udp_client() as s:
+        s.sendto(b"denied?", srv.udp_addr)
+        assert no_reply(s, 0.5)
+    c = srv.wait_counter("refused_denied", 1)
+    assert c["refused_denied"] >= 1 and c["dgrams_out"] == 0, c
+    ok = serve(["--udp-only", "--allow", "127.0.0.1/32"], udp=True, tcp=False)
+    with udp_client() as s:
+        assert ask(s, ok.udp_addr, b"allowed") == PREFIX + b"allowed"
