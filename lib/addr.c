@@ -128,9 +128,10 @@ int sockit_addr_from_ip(const char *ip, int port, sockit_addr *out)
 		if (n == 0)
 			return -EINVAL;
 		if (strspn(pct, "0123456789") == n) {
-			if (n > 9)
+			unsigned long v = strtoul(pct, NULL, 10);
+			if (n > 10 || v > 0xffffffffUL)
 				return -EINVAL;
-			scope = (unsigned)atoi(pct);
+			scope = (unsigned)v;
 		} else if ((scope = if_nametoindex(pct)) == 0) {
 			return -EINVAL;
 		}
