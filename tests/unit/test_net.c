@@ -286,6 +286,43 @@ static void test_accept_timeout(void **state)
 	sockit_close(srv);
 }
 
+static void test_connect_timeout(void **state)
+{
+	(void)state;
+	/* A listener with backlog 1 that never accepts: once its queue is
+	 * full the kernel drops further SYNs, and connects hang. */
+	int srv = sockit_socket(AF_INET, SOCK_STREAM);
+	sockit_addr a;
+	assert_int_equal(sockit_addr_from_ip("127.0.0.1", 0, &a), 0);
+	assert_int_equal(sockit_bind(srv, &a), 0);
+	assert_int_equal(sockit_listen(srv, 1), 0);
+	assert_int_equal(sockit_getsockname(srv, &a), 0);
+	int fds[16], nfds = 0, rc = 0;
+	int64_t elapsed = 0;
+	while (nfds < 16 && rc == 0) {
+		int fd = fds[nfds++] = sockit_socket(AF_INET, SOCK_STREAM);
+		assert_true(fd >= 0);
+		int64_t t0 = mono_ms();
+		rc = sockit_connect(fd, &a, 100);
+		elapsed = mono_ms() - t0;
+		/* Blocking again, whatever happened. */
+		assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+	}
+	assert_int_equal(rc, -ETIMEDOUT);
+	assert_in_range(elapsed, 90, 5000);
+	/* create_connection reports the timed-out attempt. */
+	sockit_attempt att[2];
+	size_t natt = 0;
+	rc = sockit_create_connection_ex("127.0.0.1", sockit_addr_port(&a), AF_INET, SOCK_STREAM,
+					 100, att, 2, &natt, NULL);
+	assert_int_equal(rc, -ETIMEDOUT);
+	assert_int_equal(natt, 1);
+	assert_int_equal(att[0].error, -ETIMEDOUT);
+	for (int i = 0; i < nfds; i++)
+		sockit_close(fds[i]);
+	sockit_close(srv);
+}
+
 /* ---- EPIPE without a signal (SIGPIPE stays at its default: fatal) -------- */
 
 static void test_epipe_no_signal(void **state)
@@ -638,6 +675,7 @@ int main(void)
 		cmocka_unit_test_setup(test_sendall_timeout, reset_injection),
 		cmocka_unit_test_setup(test_recv_timeout, reset_injection),
 		cmocka_unit_test_setup(test_accept_timeout, reset_injection),
+		cmocka_unit_test_setup(test_connect_timeout, reset_injection),
 		cmocka_unit_test_setup(test_epipe_no_signal, reset_injection),
 		cmocka_unit_test_setup(test_recvline_byte_exact, reset_injection),
 		cmocka_unit_test_setup(test_recvline_limits, reset_injection),
