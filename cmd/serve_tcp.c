@@ -2,8 +2,8 @@
  *
  * Costs, per connection:
  * - once mode, request already there at accept (TCP_DEFER_ACCEPT makes that
- *   the rule): accept4, recv, send, close -- no epoll registration, no
- *   allocation.  The one read and the reply share the worker's buffer (the
+ *   the rule): accept4, recv, send, shutdown, close -- no epoll
+ *   registration, no allocation.  The one read and the reply share the worker's buffer (the
  *   prefix sits just before the read area, so the reply is one send).
  * - A connection that must wait (no request yet, a partial write, a
  *   lingering close, any line/echo client) gets a 64-byte struct conn from a
@@ -461,9 +461,15 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 	CTR_ADD(w, bytes_out, s);
 	if ((size_t)s == len) {
 		/* The read returned less than asked, so it emptied the receive
-		 * queue (or saw EOF): a plain close sends FIN, not RST. */
+		 * queue (or saw EOF): the request is all here.  Shut the write
+		 * side first so the FIN follows the reply at once: a client that
+		 * sends more as soon as the reply arrives then finds reply + FIN
+		 * queued before any RST its extra bytes provoke (in CLOSE_WAIT
+		 * an RST no longer hides the EOF).  After EOF a close is enough. */
 		if ((size_t)n < cfg->max_bytes) {
 			int reason = n == 0 ? R_EOF : R_DONE;
+			if (n > 0)
+				sockit_shutdown(fd, SHUT_WR);
 			if (c != NULL)
 				conn_close(w, c, reason);
 			else
