@@ -87,7 +87,11 @@ class Proc:
             os.kill(self.pid, sig)
 
     def wait(self, timeout=10.0):
-        return self.p.wait(timeout=timeout)
+        """Waits for the exit; then for the stderr reader to reach EOF, so
+        stderr_text() holds everything the process wrote."""
+        rc = self.p.wait(timeout=timeout)
+        self._t.join(timeout=5)
+        return rc
 
     def stop(self):
         if self.p.poll() is None:
