@@ -146,7 +146,10 @@ def test_descriptor_exhaustion_no_spin_and_recovery(serve):
         time.sleep(1.0)
         cpu1, t1 = proc_cpu_seconds(srv.pid), time.monotonic()
         used = cpu1 - cpu0
-        assert used < 0.5 * (t1 - t0), f"server used {used:.2f}s CPU in {t1 - t0:.2f}s: spinning"
+        # A server that pauses accepting uses ~0 s here; one that spins on a
+        # readable listener uses a whole core when it can get it, and still
+        # ~0.3 core on a 2-core machine loaded 3-4x over.
+        assert used < 0.15 * (t1 - t0), f"server used {used:.2f}s CPU in {t1 - t0:.2f}s: spinning"
         assert srv.p.poll() is None, srv.stderr_text()
     finally:
         for s in held:
