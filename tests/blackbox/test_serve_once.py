@@ -182,3 +182,23 @@ def test_once_slow_reader_that_sends_more_gets_whole_reply(serve, n):
         reply = recv_to_eof(s)
     assert len(reply) == len(PREFIX) + n
     assert reply == PREFIX + data
+
+
+def test_once_big_read_slow_reader_no_reset(serve):
+    """--max-bytes 1m and a 200 kB request the first read takes only part
+    of: the rest of the request arrives after the reply; a client that
+    reads slowly (small window) must still get the whole reply and a clean
+    EOF, not a reset that destroys what was not yet delivered."""
+    srv = serve(["--max-bytes", "1m"])
+    data = payload(200000)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
+        s.settimeout(10)
+        s.connect(srv.addr)
+        s.sendall(data)
+        time.sleep(0.2)
+        reply = recv_to_eof(s, timeout=20)
+    assert reply.startswith(PREFIX)
+    got = reply[len(PREFIX):]
+    assert len(got) > 16384, len(got)  # more than the window: it was in flight
+    assert data.startswith(got)
