@@ -14,10 +14,12 @@
  *   fires at the head's deadline.  No per-connection timer.
  */
 #include <errno.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "serve.h"
@@ -30,6 +32,7 @@
 #define LINGER_BYTES (1u << 20) /* ... and this much at most */
 #define CONN_CHUNK 256		/* struct conns allocated together */
 #define ACCEPT_PAUSE_MS 100	/* out of descriptors: retry accepting this often */
+#define SAFE_REPLY 1152		/* Linux's smallest initial receive window (rcvbuf 2304) */
 
 static const char line_too_long_msg[] = "error: line too long\n";
 
@@ -432,6 +435,13 @@ static int flush_out(struct worker *w, struct conn *c)
 	return 0;
 }
 
+/* Bytes sent but not yet acknowledged by the peer, or -1. */
+static int unacked(int fd)
+{
+	int v;
+	return ioctl(fd, SIOCOUTQ, &v) == 0 ? v : -1;
+}
+
 /* ---- once mode --------------------------------------------------------- */
 
 /* Answers the one read (n bytes at rbuf + prefix_len, or n < 0 an error). */
@@ -461,12 +471,16 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 	CTR_ADD(w, bytes_out, s);
 	if ((size_t)s == len) {
 		/* The read returned less than asked, so it emptied the receive
-		 * queue (or saw EOF): the request is all here.  Shut the write
+		 * queue (or saw EOF): the request is all here.  The reply must
+		 * also be out of our hands: one that fits Linux's smallest
+		 * receive window is (the kernel sends it within send()), a
+		 * larger one is checked (SIOCOUTQ; a slow reader's window may
+		 * hold it back, and an RST would destroy the rest).  Shut the write
 		 * side first so the FIN follows the reply at once: a client that
 		 * sends more as soon as the reply arrives then finds reply + FIN
 		 * queued before any RST its extra bytes provoke (in CLOSE_WAIT
 		 * an RST no longer hides the EOF).  After EOF a close is enough. */
-		if ((size_t)n < cfg->max_bytes) {
+		if ((size_t)n < cfg->max_bytes && (len <= SAFE_REPLY || unacked(fd) == 0)) {
 			int reason = n == 0 ? R_EOF : R_DONE;
 			if (n > 0)
 				sockit_shutdown(fd, SHUT_WR);
