@@ -167,6 +167,13 @@ def serve():
     yield start
     for s in started:
         s.stop()
+    # a sanitizer build (SOCKIT_BIN=build/asan/sockit) reports here even when
+    # the report came after the test's last assertion
+    for s in started:
+        text = s.stderr_text()
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            if marker in text:
+                pytest.fail(f"sanitizer report from {' '.join(s.args)}:\n{text}")
 
 
 @pytest.fixture
