@@ -62,6 +62,24 @@ def test_signal_drains_in_flight_connection(serve, sig):
     assert c["bytes_out"] == 2 * len(PREFIX) + 6 + 13, c
 
 
+def test_sigterm_drains_connection_that_has_not_sent_yet(serve):
+    """line mode: connected and accepted but silent when SIGTERM comes; it
+    then sends its line and still gets the reply."""
+    srv = serve(["--mode", "line", "--drain-timeout", "20s"])
+    with connect(srv.addr) as s:
+        c = srv.wait_counter("active", 1)  # accepted by the server
+        assert c["active"] == 1, c
+        srv.signal(signal.SIGTERM)
+        assert wait_until(lambda: signal_consumed(srv.pid, signal.SIGTERM), timeout=5,
+                          interval=0.01)
+        time.sleep(0.2)
+        s.sendall(b"late but in flight\n")
+        assert recv_exact(s, len(PREFIX) + 19) == PREFIX + b"late but in flight\n"
+    assert srv.wait(timeout=10) == 0, srv.stderr_text()
+    c = final_counters(srv)
+    assert c["accepted"] == 1 and c["closed_eof"] == 1, c
+
+
 def test_sigterm_once_mode_exit_counters_exact(serve):
     srv = serve()
     sizes = [1, 100, 1000]
