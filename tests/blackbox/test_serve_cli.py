@@ -238,3 +238,21 @@ def test_repeated_warnings_are_rate_limited(serve):
     lines = srv.stderr_text().splitlines()[before:]
     lines = [ln for ln in lines if "counters" not in ln]
     assert len(lines) <= 10, lines
+
+
+@pytest.mark.parametrize("level,shown", [("error", False), ("warn", True)])
+def test_log_level_filters_warnings(serve, level, shown):
+    """A refused client is a warning: shown at warn, not at error (the
+    listening line is printed at every level)."""
+    srv = serve(["--deny", "127.0.0.0/8", "--log-level", level])
+    before = srv.stderr_text()
+    with socket.create_connection(srv.addr, timeout=5) as s:
+        s.settimeout(5)
+        try:
+            s.sendall(b"x")
+            s.recv(10)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+    srv.counters()
+    new = [ln for ln in srv.stderr_text()[len(before):].splitlines() if "counters" not in ln]
+    assert bool(new) == shown, new

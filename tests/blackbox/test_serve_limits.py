@@ -381,3 +381,19 @@ def test_default_max_conns_fits_a_small_fd_limit(serve):
         except OSError:
             return False
     assert wait_until(served, timeout=20, interval=0.2), srv.stderr_text()
+
+
+def test_per_ip_limit_counts_each_address(serve):
+    """--max-conns-per-ip 1 on a dual-stack listener: 127.0.0.1 and ::1 are
+    different clients, each admitted once."""
+    srv = serve(["-H", "::", "--dualstack", "--mode", "line", "--max-conns-per-ip", "1"])
+    v4 = _line_client(("127.0.0.1", srv.port))
+    v6 = _line_client(("::1", srv.port))
+    try:
+        assert _refused(("127.0.0.1", srv.port))
+        assert _refused(("::1", srv.port))
+        c = srv.wait_counter("refused_perip", 2)
+        assert c["refused_perip"] == 2 and c["active"] == 2, c
+    finally:
+        v4.close()
+        v6.close()

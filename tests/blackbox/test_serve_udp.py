@@ -180,3 +180,37 @@ def test_udp_deny_list(serve):
     ok = serve(["--udp-only", "--allow", "127.0.0.1/32"], udp=True, tcp=False)
     with udp_client() as s:
         assert ask(s, ok.udp_addr, b"allowed") == PREFIX + b"allowed"
+
+
+def test_udp_ipv6_maximum_size_truncated(serve):
+    """IPv6 carries up to 65527 bytes of UDP payload on loopback."""
+    srv = serve(["-H", "::1", "--udp-only"], udp=True, tcp=False)
+    data = bytes((i * 5 + 2) % 256 for i in range(65527))
+    with udp_client(socket.AF_INET6) as s:
+        reply = ask(s, srv.udp_addr, data)
+    assert len(reply) == 65527
+    assert reply == (PREFIX + data)[:65527]
+
+
+def test_udp_rate_limit_is_per_source_address(serve):
+    """Exhausting 127.0.0.1's allowance leaves ::1 (another source) alone."""
+    srv = serve(["-H", "::", "--dualstack", "--udp-only", "--udp-rate", "5",
+                 "--workers", "1"], udp=True, tcp=False)
+    with udp_client() as v4:
+        for i in range(40):
+            v4.sendto(b"flood", ("127.0.0.1", srv.udp_port))
+        c = srv.wait_counter("dgrams_dropped_rate", 20)
+        assert c["dgrams_dropped_rate"] >= 20, c
+    with udp_client(socket.AF_INET6) as v6:
+        assert ask(v6, ("::1", srv.udp_port), b"other source") == PREFIX + b"other source"
+
+
+def test_udp_dualstack_v4_client_maximum_size(serve):
+    """A v4 client of a dual-stack socket (seen as ::ffff:127.0.0.1) is
+    still limited to IPv4's 65507 bytes: the reply is cut to that."""
+    srv = serve(["-H", "::", "--dualstack", "--udp-only"], udp=True, tcp=False)
+    data = bytes((i * 3 + 1) % 256 for i in range(65507))
+    with udp_client() as s:
+        reply = ask(s, ("127.0.0.1", srv.udp_port), data)
+    assert len(reply) == 65507
+    assert reply == (PREFIX + data)[:65507]
