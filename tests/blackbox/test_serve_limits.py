@@ -397,3 +397,35 @@ def test_per_ip_limit_counts_each_address(serve):
     finally:
         v4.close()
         v6.close()
+
+
+@pytest.mark.parametrize("host,rule,family_addr", [
+    ("127.0.0.1", "0.0.0.0/0", "127.0.0.1"),
+    ("::1", "::/0", "::1"),
+    ("127.0.0.1", "127.0.0.1/32", "127.0.0.1"),
+    ("::1", "::1/128", "::1"),
+    ("127.0.0.1", "127.0.0.0/31", "127.0.0.1"),
+    ("::1", "::/127", "::1"),
+])
+def test_deny_prefix_length_edges(serve, host, rule, family_addr):
+    """/0 matches everything of its family (a classic shift-by-32 bug),
+    full-length and odd lengths match exactly."""
+    srv = serve(["-H", host, "--deny", rule])
+    with connect((family_addr, srv.port)) as s:
+        s.sendall(b"hello")
+        assert closed_without_reply(s, timeout=10), rule
+
+
+@pytest.mark.parametrize("host,rule", [
+    ("127.0.0.1", "127.0.0.2/32"),
+    ("127.0.0.1", "128.0.0.0/1"),
+    ("127.0.0.1", "126.0.0.0/8"),
+    ("::1", "::2/128"),
+    ("::1", "::/128"),
+    ("::1", "8000::/1"),
+    ("127.0.0.1", "::1/128"),  # ::1 is not 127.0.0.1
+])
+def test_deny_non_matching_rules_admit(serve, host, rule):
+    srv = serve(["-H", host, "--deny", rule])
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    assert exchange((host, srv.port), b"in", family=fam) == PREFIX + b"in"

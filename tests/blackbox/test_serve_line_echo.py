@@ -168,3 +168,26 @@ def test_client_reset_while_server_writes(serve, mode):
     want = b"fine\n" if mode == "echo" else PREFIX + b"fine\n"
     assert exchange(srv.addr, b"fine\n", shut_wr=True) == want
     assert srv.p.poll() is None
+
+
+def test_line_max_line_boundary(serve):
+    """--max-line N counts a line's content without its '\\n' ('\\r' is
+    content): N bytes pass, N+1 get the error."""
+    srv = serve(["--mode", "line", "--max-line", "10"])
+    assert exchange(srv.addr, b"0123456789\n", shut_wr=True) == PREFIX + b"0123456789\n"
+    assert exchange(srv.addr, b"012345678\r\n", shut_wr=True) == PREFIX + b"012345678\r\n"
+    with connect(srv.addr) as s:
+        s.sendall(b"0123456789A\n")
+        assert recv_to_eof(s) == TOO_LONG
+    with connect(srv.addr) as s:
+        s.sendall(b"0123456789\r\n")
+        assert recv_to_eof(s) == TOO_LONG
+    # split across many small writes: the limit is on the line, not a read
+    with connect(srv.addr) as s:
+        for ch in b"abcdefghij":
+            s.sendall(bytes([ch]))
+        s.sendall(b"\n")
+        assert recv_exact(s, len(PREFIX) + 11) == PREFIX + b"abcdefghij\n"
+        for ch in b"abcdefghijk":
+            s.sendall(bytes([ch]))
+        assert recv_to_eof(s) == TOO_LONG

@@ -214,3 +214,38 @@ def test_udp_dualstack_v4_client_maximum_size(serve):
         reply = ask(s, ("127.0.0.1", srv.udp_port), data)
     assert len(reply) == 65507
     assert reply == (PREFIX + data)[:65507]
+
+
+def test_udp_burst_from_many_sources_each_gets_its_own(serve):
+    """Batched receive/send (recvmmsg/sendmmsg) must pair every reply with
+    its own datagram's sender: 30 clients, 10 datagrams each, interleaved."""
+    srv = serve(["--udp-only", "--workers", "1"], udp=True, tcp=False)
+    clients = [udp_client() for _ in range(30)]
+    try:
+        for k in range(10):
+            for i, s in enumerate(clients):
+                s.sendto(f"c{i}-m{k}".encode(), srv.udp_addr)
+        for i, s in enumerate(clients):
+            got = set()
+            s.settimeout(5)
+            while len(got) < 10:
+                data, src = s.recvfrom(4096)
+                assert src[1] == srv.udp_port
+                got.add(data)
+            assert got == {PREFIX + f"c{i}-m{k}".encode() for k in range(10)}
+            assert no_reply(s, 0.01)
+    finally:
+        for s in clients:
+            s.close()
+
+
+def test_udp_deny_v4_mapped_on_dualstack(serve):
+    srv = serve(["-H", "::", "--dualstack", "--udp-only", "--deny", "127.0.0.0/8"],
+                udp=True, tcp=False)
+    with udp_client() as s:
+        s.sendto(b"mapped", ("127.0.0.1", srv.udp_port))
+        assert no_reply(s, 0.5)
+    with udp_client(socket.AF_INET6) as s:
+        assert ask(s, ("::1", srv.udp_port), b"six") == PREFIX + b"six"
+    c = srv.counters()
+    assert c["refused_denied"] == 1, c
