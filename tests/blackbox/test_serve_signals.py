@@ -235,3 +235,16 @@ def test_sigterm_with_udp_exits_0(serve):
     assert srv.wait(timeout=10) == 0, srv.stderr_text()
     c = final_counters(srv)
     assert c["dgrams_in"] == 1 and c["dgrams_out"] == 1, c
+
+
+def test_sigusr1_burst_is_harmless(serve):
+    srv = serve(["--mode", "line"])
+    with connect(srv.addr) as s:
+        for i in range(50):
+            srv.signal(signal.SIGUSR1)
+            s.sendall(b"%d\n" % i)
+            want = PREFIX + b"%d\n" % i
+            assert recv_exact(s, len(want)) == want
+    assert wait_until(lambda: len(COUNTERS_RE.findall(srv.stderr_text())) >= 1, timeout=5)
+    assert srv.p.poll() is None
+    assert exchange(srv.addr, b"after\n", shut_wr=True) == PREFIX + b"after\n"
