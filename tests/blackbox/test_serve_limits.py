@@ -142,9 +142,13 @@ def test_descriptor_exhaustion_no_spin_and_recovery(serve):
         assert wait_until(lambda: len(os.listdir(f"/proc/{srv.pid}/fd")) >= 56, timeout=10), \
             len(os.listdir(f"/proc/{srv.pid}/fd"))
         time.sleep(0.2)
+        lines0 = len(srv.stderr_text().splitlines())
         cpu0, t0 = proc_cpu_seconds(srv.pid), time.monotonic()
         time.sleep(1.0)
         cpu1, t1 = proc_cpu_seconds(srv.pid), time.monotonic()
+        # logged once per episode, not once per retry
+        new_lines = srv.stderr_text().splitlines()[lines0:]
+        assert len(new_lines) <= 1, new_lines
         used = cpu1 - cpu0
         # A server that pauses accepting uses ~0 s here; one that spins on a
         # readable listener uses a whole core when it can get it, and still
