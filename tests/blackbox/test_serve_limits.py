@@ -12,7 +12,8 @@ import time
 import pytest
 
 from conftest import (closed_without_reply, connect, exchange, proc_cpu_seconds,
-                      proc_status, raise_nofile, recv_exact, reset_close, wait_until)
+                      proc_status, raise_nofile, recv_exact, recv_to_eof, reset_close,
+                      wait_until)
 
 PREFIX = b"Received: "
 
@@ -433,3 +434,55 @@ def test_deny_non_matching_rules_admit(serve, host, rule):
     srv = serve(["-H", host, "--deny", rule])
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     assert exchange((host, srv.port), b"in", family=fam) == PREFIX + b"in"
+
+
+def test_per_ip_slots_released_on_every_kind_of_close(serve):
+    """Connections that end by EOF, reset, too-long line, idle timeout or a
+    refusal all give their per-IP slot back: afterwards two connections
+    are admitted again and the counters add up."""
+    srv = serve(["--mode", "line", "--max-conns-per-ip", "2", "--max-line", "100",
+                 "--idle-timeout", "300ms"])
+    for _ in range(3):
+        assert exchange(srv.addr, b"eof\n", shut_wr=True) == PREFIX + b"eof\n"  # EOF
+        reset_close(_line_client(srv.addr))  # reset
+        with connect(srv.addr) as s:  # too long
+            s.sendall(b"L" * 200 + b"\n")
+            assert recv_to_eof(s) == b"error: line too long\n"
+    idle = [_line_client(srv.addr), _line_client(srv.addr)]
+    assert _refused(srv.addr)  # a refusal while full
+    for s in idle:  # timeouts
+        assert closed_without_reply(s, timeout=15)
+        s.close()
+
+    def two_admitted():
+        try:
+            a = _line_client(srv.addr)
+        except (AssertionError, OSError):
+            return False
+        try:
+            b = _line_client(srv.addr)
+            b.close()
+            return True
+        except (AssertionError, OSError):
+            return False
+        finally:
+            a.close()
+    assert wait_until(two_admitted, timeout=10, interval=0.1), srv.stderr_text()
+    c = srv.counters()
+    assert c["refused_perip"] >= 1, c
+    assert c["closed_eof"] >= 3 and c["closed_reset"] >= 3, c
+    assert c["closed_limit"] >= 3 and c["closed_timeout"] >= 2, c
+
+
+def test_once_mode_slots_released(serve):
+    """Short requests: the reply is delivered and the connection closed at
+    once, so one client after another always finds the one slot free."""
+    srv = serve(["--max-conns-per-ip", "1", "--max-conns", "1"])
+    for i in range(30):
+        msg = b"one at a time %d" % i
+        assert exchange(srv.addr, msg) == PREFIX + msg
+    c = srv.counters()
+    assert c["refused_perip"] == 0 and c["refused_maxconns"] == 0, c
+    assert wait_until(lambda: srv.counters()["active"] == 0, timeout=10)
+    c = srv.counters()
+    assert c["closed_done"] == 30 and c["accepted"] == 30, c
