@@ -41,7 +41,8 @@ void sockit_loop_free(sockit_loop *loop);
 
 /* Sets the interest for fd to events (READABLE|WRITABLE), replacing any
  * earlier interest, callback and argument.  events 0 keeps the fd known but
- * silent.  Returns 0, -EINVAL, -ENOMEM, or epoll_ctl's error. */
+ * silent (out of the kernel's set: going 0 <-> non-0 costs one epoll_ctl).
+ * Returns 0, -EINVAL, -ENOMEM, -EBADF, or epoll_ctl's error. */
 int sockit_loop_watch(sockit_loop *loop, int fd, unsigned events, sockit_io_cb cb, void *arg);
 
 /* Changes only the interest mask of an fd already watched (cheap: no
@@ -105,7 +106,9 @@ typedef void (*sockit_loop_cb)(sockit_loop *loop, void *arg);
 int sockit_loop_run(sockit_loop *loop);
 
 /* Waits at most timeout_ms (-1: until something happens) for events and
- * timers, dispatches them, and returns the number of callbacks run. */
+ * timers, dispatches them, and returns the number of callbacks run (fd,
+ * timer, signal and wake callbacks; not before-sleep), or a negative code
+ * if waiting failed.  Does not sleep if a stop is pending. */
 int sockit_loop_run_once(sockit_loop *loop, int timeout_ms);
 
 /* Makes sockit_loop_run() return after the current iteration. */
