@@ -122,30 +122,48 @@ static void test_timer_order(void **state)
 
 /* Many timers through the heap: the firing order is the stable sort of the
  * timeouts by start order, whatever order they were started in. */
+enum { STABLE_N = 300 };
+
+struct stable {
+	struct tcase c[STABLE_N];
+	uint64_t ms[STABLE_N];
+};
+
+/* Runs inside a callback, so every start sees the same cached time and
+ * equal timeouts make equal deadlines. */
+static void stable_start(sockit_loop *loop, void *arg)
+{
+	struct stable *st = arg;
+
+	for (int i = 0; i < STABLE_N; i++)
+		assert_int_equal(sockit_timer_start(loop, &st->c[i].t, st->ms[i], 0), 0);
+	/* Stop every seventh, restart every fifth (moves it to the back of its tie). */
+	for (int i = 0; i < STABLE_N; i += 7)
+		sockit_timer_stop(loop, &st->c[i].t);
+	for (int i = 0; i < STABLE_N; i += 5)
+		if (i % 7 != 0)
+			assert_int_equal(sockit_timer_start(loop, &st->c[i].t, st->ms[i], 0), 0);
+}
+
 static void test_timer_heap_stable(void **state)
 {
-	enum { N = 300 };
+	enum { N = STABLE_N };
 	sockit_loop *loop = sockit_loop_new();
-	struct tcase *c = calloc(N, sizeof(*c));
+	struct stable *st = calloc(1, sizeof(*st));
 	struct log log = {.n = 0};
-	uint64_t ms[N];
+	uint64_t *ms = st->ms;
 	unsigned seed = 12345;
 
 	(void)state;
 	assert_non_null(loop);
-	assert_non_null(c);
+	assert_non_null(st);
 	for (int i = 0; i < N; i++) {
 		seed = seed * 1103515245u + 12345u;
 		ms[i] = (seed >> 16) % 8; /* many ties */
-		tcase_init(&c[i], i, &log);
-		assert_int_equal(sockit_timer_start(loop, &c[i].t, ms[i], 0), 0);
+		tcase_init(&st->c[i], i, &log);
 	}
-	/* Stop every seventh, restart every fifth (moves it to the back of its tie). */
-	for (int i = 0; i < N; i += 7)
-		sockit_timer_stop(loop, &c[i].t);
-	for (int i = 0; i < N; i += 5)
-		if (i % 7 != 0)
-			assert_int_equal(sockit_timer_start(loop, &c[i].t, ms[i], 0), 0);
+	sockit_loop_on_wake(loop, stable_start, st);
+	assert_int_equal(sockit_loop_wake(loop), 0);
 	int want[N], nwant = 0;
 	for (uint64_t d = 0; d < 8; d++) {
 		for (int pass = 0; pass < 2; pass++)
@@ -160,7 +178,7 @@ static void test_timer_heap_stable(void **state)
 	for (int i = 0; i < nwant; i++)
 		assert_int_equal(log.ids[i], want[i]);
 	sockit_loop_free(loop);
-	free(c);
+	free(st);
 }
 
 static void test_timer_cancel(void **state)
@@ -256,6 +274,25 @@ static void test_timer_no_spin(void **state)
 			assert_true(sockit_loop_run_once(loop, -1) >= 0);
 		assert_true(sleeps <= 2);
 	}
+	sockit_loop_free(loop);
+}
+
+/* A timer started outside the loop long after its last wake-up counts from
+ * the real time, not from the stale cached one. */
+static void test_timer_started_outside_loop(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct tcase a;
+
+	(void)state;
+	tcase_init(&a, 1, NULL);
+	assert_int_equal(sockit_loop_run_once(loop, 0), 0);
+	usleep(60000);
+	uint64_t t0 = mono_ms();
+	assert_int_equal(sockit_timer_start(loop, &a.t, 30, 0), 0);
+	assert_int_equal(sockit_loop_wake(loop), 0); /* an early wake-up reads the clock */
+	run_until(loop, &a.fired);
+	assert_true(mono_ms() >= t0 + 30);
 	sockit_loop_free(loop);
 }
 
@@ -918,6 +955,7 @@ int main(void)
 		cmocka_unit_test(test_timer_restart_moves),
 		cmocka_unit_test(test_timer_not_early_and_now),
 		cmocka_unit_test(test_timer_no_spin),
+		cmocka_unit_test(test_timer_started_outside_loop),
 		cmocka_unit_test(test_timer_repeat_and_self_stop),
 		cmocka_unit_test(test_timer_stops_other_due),
 		cmocka_unit_test(test_timer_started_in_callback),
