@@ -72,6 +72,8 @@ struct fd_entry {
 	uint8_t mask;
 	uint8_t flags;
 };
+_Static_assert(sizeof(void *) != 8 || sizeof(struct fd_entry) == 24,
+	       "every fd pays for an entry: keep it at 24 bytes");
 
 struct sig_entry {
 	sockit_signal_cb cb;
