@@ -89,6 +89,40 @@ static void tcase_init(struct tcase *c, int id, struct log *log)
 	sockit_timer_init(&c->t, log_cb, c);
 }
 
+/* Timer starts made from inside a callback, where every start counts from
+ * the same cached time: equal timeouts make equal deadlines, and the order
+ * does not depend on how fast the test runs. */
+struct starts {
+	int n;
+	struct {
+		sockit_timer *t;
+		uint64_t ms;
+	} s[16];
+};
+
+static void starts_run(sockit_loop *loop, void *arg)
+{
+	struct starts *st = arg;
+
+	for (int i = 0; i < st->n; i++) {
+		assert_int_equal(sockit_timer_start(loop, st->s[i].t, st->s[i].ms, 0), 0);
+		assert_true(sockit_timer_active(st->s[i].t));
+	}
+}
+
+static void start_in_loop(sockit_loop *loop, struct starts *st)
+{
+	sockit_loop_on_wake(loop, starts_run, st);
+	assert_int_equal(sockit_loop_wake(loop), 0);
+}
+
+static void add_start(struct starts *st, sockit_timer *t, uint64_t ms)
+{
+	st->s[st->n].t = t;
+	st->s[st->n].ms = ms;
+	st->n++;
+}
+
 static void test_timer_order(void **state)
 {
 	/* Deadlines with repeats; equal deadlines fire in start order. */
@@ -98,14 +132,15 @@ static void test_timer_order(void **state)
 	sockit_loop *loop = sockit_loop_new();
 	struct tcase c[N];
 	struct log log = {.n = 0};
+	struct starts st = {.n = 0};
 
 	(void)state;
 	assert_non_null(loop);
 	for (int i = 0; i < N; i++) {
 		tcase_init(&c[i], i, &log);
-		assert_int_equal(sockit_timer_start(loop, &c[i].t, ms[i], 0), 0);
-		assert_true(sockit_timer_active(&c[i].t));
+		add_start(&st, &c[i].t, ms[i]);
 	}
+	start_in_loop(loop, &st);
 	while (log.n < N) {
 		int before = log.n;
 
@@ -214,11 +249,13 @@ static void test_timer_restart_moves(void **state)
 	tcase_init(&a, 1, &log);
 	tcase_init(&b, 2, &log);
 	tcase_init(&c, 3, &log);
-	assert_int_equal(sockit_timer_start(loop, &a.t, 5, 0), 0);
-	assert_int_equal(sockit_timer_start(loop, &b.t, 20, 0), 0);
-	assert_int_equal(sockit_timer_start(loop, &c.t, 200, 0), 0);
-	assert_int_equal(sockit_timer_start(loop, &a.t, 60, 0), 0); /* later */
-	assert_int_equal(sockit_timer_start(loop, &c.t, 1, 0), 0);  /* earlier */
+	struct starts st = {.n = 0};
+	add_start(&st, &a.t, 5);
+	add_start(&st, &b.t, 20);
+	add_start(&st, &c.t, 200);
+	add_start(&st, &a.t, 60); /* later */
+	add_start(&st, &c.t, 1);  /* earlier */
+	start_in_loop(loop, &st);
 	run_until(loop, &a.fired);
 	assert_int_equal(log.n, 3);
 	assert_int_equal(log.ids[0], 3);
