@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -22,6 +23,22 @@
 
 /* Every wait in these tests ends by this deadline. */
 #define DEADLINE_MS 10000
+
+/* epoll_wait is wrapped (test_loop.ldflags): while fail_errno is set, the
+ * next fail_count calls fail with it instead of waiting. */
+int __real_epoll_wait(int epfd, struct epoll_event *events, int max, int timeout);
+int __wrap_epoll_wait(int epfd, struct epoll_event *events, int max, int timeout);
+static int fail_errno, fail_count;
+
+int __wrap_epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
+{
+	if (fail_count > 0) {
+		fail_count--;
+		errno = fail_errno;
+		return -1;
+	}
+	return __real_epoll_wait(epfd, events, max, timeout);
+}
 
 static uint64_t mono_ms(void)
 {
@@ -803,7 +820,10 @@ static void test_fd_invalid(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(sockit_loop_watch(loop, fd, SOCKIT_READABLE, io_cb, &io), -EPERM);
 	assert_int_equal(sockit_loop_unwatch(loop, fd), -ENOENT);
-	close(fd);
+	/* close of an fd the loop does not know still closes it. */
+	assert_int_equal(sockit_loop_close(loop, fd), 0);
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+	assert_int_equal(errno, EBADF);
 	assert_int_equal(sockit_loop_run_once(loop, 0), 0);
 	assert_int_equal(io.calls, 0);
 	close(sv[0]);
@@ -983,6 +1003,50 @@ static void test_stop_and_before_sleep(void **state)
 	sockit_loop_free(loop);
 }
 
+static void stop_cb(sockit_loop *loop, sockit_timer *t)
+{
+	(void)t;
+	sockit_loop_stop(loop);
+}
+
+/* EINTR from the wait is no error; any other failure is reported. */
+static void test_wait_eintr_and_failure(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	sockit_timer t;
+	struct io io;
+	int sv[2];
+
+	(void)state;
+	make_pair(sv);
+	io_init(&io, sv[0]);
+	io.drain = 1;
+	assert_int_equal(sockit_loop_watch(loop, sv[0], SOCKIT_READABLE, io_cb, &io), 0);
+	put_byte(sv[1]);
+	fail_errno = EINTR;
+	fail_count = 1;
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 0);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1); /* the event is still there */
+	assert_int_equal(io.calls, 1);
+
+	sockit_timer_init(&t, stop_cb, NULL);
+	assert_int_equal(sockit_timer_start(loop, &t, 1, 0), 0);
+	fail_count = 3;
+	assert_int_equal(sockit_loop_run(loop), 0);
+	assert_int_equal(fail_count, 0);
+
+	fail_errno = ENOMEM;
+	fail_count = 1;
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), -ENOMEM);
+	fail_count = 1;
+	assert_int_equal(sockit_loop_run(loop), -ENOMEM);
+	fail_count = 0;
+	assert_int_equal(sockit_loop_run_once(loop, 0), 0);
+	assert_int_equal(sockit_loop_close(loop, sv[0]), 0);
+	close(sv[1]);
+	sockit_loop_free(loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1008,6 +1072,7 @@ int main(void)
 		cmocka_unit_test(test_signals),
 		cmocka_unit_test(test_wake_from_thread),
 		cmocka_unit_test(test_stop_and_before_sleep),
+		cmocka_unit_test(test_wait_eintr_and_failure),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
