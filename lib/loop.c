@@ -485,6 +485,7 @@ int sockit_loop_signal(sockit_loop *loop, int signo, sockit_signal_cb cb, void *
 sockit_loop *sockit_loop_new(void)
 {
 	sockit_loop *loop = calloc(1, sizeof(*loop));
+	int rc;
 
 	if (!loop)
 		return NULL;
@@ -492,14 +493,19 @@ sockit_loop *sockit_loop_new(void)
 	loop->sigfd = -1;
 	sigemptyset(&loop->sigmask);
 	loop->now_ns = clock_now_ns();
-	if (backend_init(&loop->be) < 0) {
+	rc = backend_init(&loop->be);
+	if (rc < 0) {
 		free(loop);
+		errno = -rc;
 		return NULL;
 	}
 	loop->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (loop->wakefd < 0 ||
-	    watch_fd(loop, loop->wakefd, SOCKIT_READABLE, wake_io, NULL, FD_INTERNAL) < 0) {
+	rc = loop->wakefd < 0
+		     ? -errno
+		     : watch_fd(loop, loop->wakefd, SOCKIT_READABLE, wake_io, NULL, FD_INTERNAL);
+	if (rc < 0) {
 		sockit_loop_free(loop);
+		errno = -rc;
 		return NULL;
 	}
 	return loop;

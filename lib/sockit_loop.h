@@ -34,7 +34,8 @@ typedef struct sockit_loop sockit_loop;
 
 typedef void (*sockit_io_cb)(sockit_loop *loop, int fd, unsigned events, void *arg);
 
-/* Creates a loop.  Returns NULL only when out of memory or descriptors. */
+/* Creates a loop.  Returns NULL only when out of memory or descriptors
+ * (errno says which). */
 sockit_loop *sockit_loop_new(void);
 /* Frees the loop.  Does not close the watched fds (the caller owns them). */
 void sockit_loop_free(sockit_loop *loop);

@@ -1047,6 +1047,32 @@ static void test_wait_eintr_and_failure(void **state)
 	sockit_loop_free(loop);
 }
 
+/* Out of descriptors: NULL with errno set, and nothing leaked on the way. */
+static void test_new_without_fds(void **state)
+{
+	struct rlimit old, low;
+	int next = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	(void)state;
+	assert_true(next >= 0);
+	close(next); /* the lowest free number */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	for (int room = 0; room < 2; room++) {
+		low = old;
+		low.rlim_cur = (rlim_t)next + (rlim_t)room; /* room for 0, then 1 new fd */
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+		errno = 0;
+		sockit_loop *loop = sockit_loop_new();
+		int err = errno;
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+		assert_null(loop);
+		assert_int_equal(err, EMFILE);
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		assert_int_equal(fd, next);
+		close(fd);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1073,6 +1099,7 @@ int main(void)
 		cmocka_unit_test(test_wake_from_thread),
 		cmocka_unit_test(test_stop_and_before_sleep),
 		cmocka_unit_test(test_wait_eintr_and_failure),
+		cmocka_unit_test(test_new_without_fds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
