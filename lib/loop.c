@@ -565,7 +565,7 @@ int sockit_loop_run_once(sockit_loop *loop, int timeout_ms)
 	loop->now_ns = clock_now_ns();
 	if (n > 0)
 		dispatch(loop, n);
-	if (n >= 0)
+	if (n >= 0 && loop->nheap > 0 && loop->heap[0]->when_ns <= loop->now_ns)
 		run_timers(loop);
 	loop->in_iteration = 0;
 	return n < 0 ? n : loop->ncalls;

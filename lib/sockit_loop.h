@@ -17,7 +17,8 @@ extern "C" {
  * O(log n) start/stop, O(1) to find the next deadline.
  *
  * Re-entrancy: any callback may watch, unwatch or close any fd (the one
- * being dispatched included), start or stop any timer, or stop the loop.
+ * being dispatched included), start or stop any timer, or stop the loop
+ * (but not run or free the loop it is called from).
  * Events already collected for an fd that was unwatched (or closed and
  * reused for a new watch) in the same iteration are dropped, never
  * delivered to the new owner.
