@@ -256,3 +256,25 @@ def test_log_level_filters_warnings(serve, level, shown):
     srv.counters()
     new = [ln for ln in srv.stderr_text()[len(before):].splitlines() if "counters" not in ln]
     assert bool(new) == shown, new
+
+
+def test_json_log_runtime_failure_is_json(run_sockit):
+    """With --log-format json every stderr line is JSON, the fatal
+    'cannot listen' error included (usage errors are exempt: they come
+    before the options are understood)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = run_sockit(["serve", "--log-format", "json", "-p", str(port)], timeout=10)
+    assert r.returncode == 1, r.stderr
+    lines = [ln for ln in r.stderr.decode().splitlines() if ln.strip()]
+    assert lines, r.stderr
+    objs = []
+    for ln in lines:
+        try:
+            objs.append(json.loads(ln))
+        except ValueError:
+            pytest.fail(f"stderr line is not JSON: {ln!r}")
+    assert any(o.get("level") == "error" and f"127.0.0.1:{port}" in json.dumps(o)
+               for o in objs), objs
