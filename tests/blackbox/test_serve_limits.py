@@ -486,3 +486,23 @@ def test_once_mode_slots_released(serve):
     assert wait_until(lambda: srv.counters()["active"] == 0, timeout=10)
     c = srv.counters()
     assert c["closed_done"] == 30 and c["accepted"] == 30, c
+
+
+def test_idle_timeout_frees_a_client_that_never_reads(serve):
+    """A client blocked by backpressure (it never reads, so the server
+    stops reading it) is silent: --idle-timeout closes it."""
+    srv = serve(["--mode", "line", "--idle-timeout", "500ms", "--workers", "1"])
+    hog = connect(srv.addr)
+    try:
+        hog.settimeout(1.0)
+        chunk = (b"h" * 1023 + b"\n") * 64
+        deadline = time.monotonic() + 20
+        try:
+            while time.monotonic() < deadline:
+                hog.send(chunk)
+        except (socket.timeout, ConnectionResetError, BrokenPipeError):
+            pass
+        c = srv.wait_counter("closed_timeout", 1, timeout=15)
+        assert c["closed_timeout"] == 1 and c["active"] == 0, c
+    finally:
+        hog.close()
