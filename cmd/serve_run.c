@@ -52,7 +52,7 @@ static void print_counters(struct run_ctx *x)
 
 void worker_maybe_finish(struct worker *w)
 {
-	if (w->draining && w->ctr.active == 0)
+	if (w->draining && w->ctr.active == 0 && w->linger.head == NULL)
 		sockit_loop_stop(w->loop);
 }
 

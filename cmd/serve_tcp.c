@@ -50,9 +50,10 @@ enum conn_state {
 };
 
 enum {
-	F_EOF = 0x1,   /* the client's EOF was read */
-	F_EMPTY = 0x2, /* once: the client sent nothing before EOF */
-	F_LIMIT = 0x4, /* line too long: finish with closed_limit */
+	F_EOF = 0x1,	 /* the client's EOF was read */
+	F_EMPTY = 0x2,	 /* once: the client sent nothing before EOF */
+	F_LIMIT = 0x4,	 /* line too long: finish with closed_limit */
+	F_COUNTED = 0x8, /* lingering: already counted as closed, slots released */
 };
 
 enum { L_NONE, L_IDLE, L_LINGER };
@@ -271,29 +272,42 @@ static void count_close(struct worker *w, int fd, int reason)
 	}
 	if (w->log->level >= LOG_DEBUG)
 		serve_log(w->log, LOG_DEBUG, "closed fd %d (%s)", fd, reason_name(reason));
-	if (w->draining)
-		worker_maybe_finish(w);
 }
 
-/* Closes a descriptor that never had a struct conn (never watched). */
-static void close_bare(struct worker *w, int fd, struct ip_entry *ip, int reason)
+/* Ends a connection's accounting (its slots free, its reason counted)
+ * before the client can see the end: a client that reconnects as soon as
+ * it reads EOF always finds its slot free, on any worker. */
+static void conn_done(struct worker *w, int fd, struct ip_entry *ip, int reason)
 {
-	sockit_close(fd);
 	release_slot(w, ip);
 	count_close(w, fd, reason);
+}
+
+/* Closes a descriptor that never had a struct conn (never watched); shut
+ * != 0 sends the FIN first (see once_reply). */
+static void close_bare(struct worker *w, int fd, struct ip_entry *ip, int reason, int shut)
+{
+	conn_done(w, fd, ip, reason);
+	if (shut)
+		sockit_shutdown(fd, SHUT_WR);
+	sockit_close(fd);
+	if (w->draining)
+		worker_maybe_finish(w);
 }
 
 static void conn_close(struct worker *w, struct conn *c, int reason)
 {
 	int fd = c->fd;
+	if (!(c->flags & F_COUNTED))
+		conn_done(w, fd, c->ip, reason);
 	list_remove(w, c);
 	sockit_loop_close(w->loop, fd);
 	free(c->in);
 	free(c->out);
-	release_slot(w, c->ip);
 	c->next = w->free_conns;
 	w->free_conns = c;
-	count_close(w, fd, reason);
+	if (w->draining)
+		worker_maybe_finish(w);
 }
 
 static int finish_reason(const struct conn *c)
@@ -328,15 +342,21 @@ static int conn_watch(struct worker *w, struct conn *c, unsigned events)
 
 /* Shuts the write side and discards input until EOF, LINGER_MS or
  * LINGER_BYTES, so unread input never turns our close into an RST that
- * would overtake the reply.  c may be NULL (a fast-path connection). */
-static void start_linger(struct worker *w, struct conn *c, int fd, struct ip_entry *ip)
+ * would overtake the reply.  c may be NULL (a fast-path connection).  The
+ * exchange is over for the client: the connection is counted as closed
+ * (reason) and leaves the limits now; the lingering descriptor stays on
+ * the worker's linger list. */
+static void start_linger(struct worker *w, struct conn *c, int fd, struct ip_entry *ip, int reason)
 {
 	int fresh = c == NULL;
+	conn_done(w, fd, ip, reason);
 	sockit_shutdown(fd, SHUT_WR);
-	if (fresh && (c = conn_new(w, fd, ip)) == NULL) {
-		close_bare(w, fd, ip, R_DONE);
+	if (fresh && (c = conn_new(w, fd, NULL)) == NULL) {
+		sockit_close(fd);
 		return;
 	}
+	c->flags |= F_COUNTED;
+	c->ip = NULL;
 	c->state = ST_LINGER;
 	c->discarded = 0;
 	c->last_ms = sockit_loop_now_ms(w->loop);
@@ -452,7 +472,7 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 		if (c != NULL)
 			conn_close(w, c, R_RESET);
 		else
-			close_bare(w, fd, ip, R_RESET);
+			close_bare(w, fd, ip, R_RESET, 0);
 		return;
 	}
 	CTR_ADD(w, bytes_in, n);
@@ -465,7 +485,7 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 		if (c != NULL)
 			conn_close(w, c, reason);
 		else
-			close_bare(w, fd, ip, reason);
+			close_bare(w, fd, ip, reason, 0);
 		return;
 	}
 	CTR_ADD(w, bytes_out, s);
@@ -482,21 +502,24 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 		 * an RST no longer hides the EOF).  After EOF a close is enough. */
 		if ((size_t)n < cfg->max_bytes && (len <= SAFE_REPLY || unacked(fd) == 0)) {
 			int reason = n == 0 ? R_EOF : R_DONE;
+			if (c == NULL) {
+				close_bare(w, fd, ip, reason, n > 0);
+				return;
+			}
+			conn_done(w, fd, c->ip, reason);
+			c->flags |= F_COUNTED;
 			if (n > 0)
 				sockit_shutdown(fd, SHUT_WR);
-			if (c != NULL)
-				conn_close(w, c, reason);
-			else
-				close_bare(w, fd, ip, reason);
+			conn_close(w, c, reason);
 		} else {
-			start_linger(w, c, fd, ip);
+			start_linger(w, c, fd, ip, R_DONE);
 		}
 		return;
 	}
 	/* Partial write: keep the rest, finish when it drains. */
 	int fresh = c == NULL;
 	if (fresh && (c = conn_new(w, fd, ip)) == NULL) {
-		close_bare(w, fd, ip, R_LIMIT);
+		close_bare(w, fd, ip, R_LIMIT, 0);
 		return;
 	}
 	if (n == 0)
@@ -523,7 +546,7 @@ static void once_start(struct worker *w, int fd, struct ip_entry *ip)
 	}
 	struct conn *c = conn_new(w, fd, ip);
 	if (c == NULL) {
-		close_bare(w, fd, ip, R_LIMIT);
+		close_bare(w, fd, ip, R_LIMIT, 0);
 		return;
 	}
 	c->state = ST_WAIT;
@@ -641,7 +664,7 @@ static void stream_settle(struct worker *w, struct conn *c)
 {
 	if (c->out == NULL) {
 		if (c->flags & F_LIMIT) {
-			start_linger(w, c, c->fd, c->ip);
+			start_linger(w, c, c->fd, c->ip, R_LIMIT);
 			return;
 		}
 		if (c->state == ST_FLUSH) {
@@ -649,7 +672,7 @@ static void stream_settle(struct worker *w, struct conn *c)
 			if (c->flags & F_EOF)
 				conn_close(w, c, finish_reason(c));
 			else
-				start_linger(w, c, c->fd, c->ip);
+				start_linger(w, c, c->fd, c->ip, finish_reason(c));
 			return;
 		}
 		if (c->flags & F_EOF) {
@@ -705,7 +728,7 @@ static void stream_start(struct worker *w, int fd, struct ip_entry *ip)
 {
 	struct conn *c = conn_new(w, fd, ip);
 	if (c == NULL) {
-		close_bare(w, fd, ip, R_LIMIT);
+		close_bare(w, fd, ip, R_LIMIT, 0);
 		return;
 	}
 	sockit_set_nodelay(fd, 1); /* replies are batched already; don't let Nagle wait */
