@@ -101,3 +101,30 @@ def test_many_workers(serve):
     assert wait_until(lambda: proc_status(srv.pid, "Threads") >= 8, timeout=10)
     for i in range(30):
         assert exchange(srv.addr, b"%d\n" % i, shut_wr=True) == PREFIX + b"%d\n" % i
+
+
+def udp_sockets(port, table="/proc/net/udp"):
+    n = 0
+    with open(table) as f:
+        next(f)
+        for line in f:
+            if int(line.split()[1].rsplit(":", 1)[1], 16) == port:
+                n += 1
+    return n
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_workers_udp_sockets(serve, workers):
+    """--udp: each worker has its own SO_REUSEPORT UDP socket too, and
+    datagrams are answered whichever gets them."""
+    srv = serve(["--udp", "--workers", str(workers)], udp=True)
+    assert udp_sockets(srv.udp_port) == workers
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(12)]
+    try:
+        for i, s in enumerate(socks):  # different source ports spread over workers
+            s.settimeout(5)
+            s.sendto(b"w%d" % i, srv.udp_addr)
+            assert s.recvfrom(100)[0] == PREFIX + b"w%d" % i
+    finally:
+        for s in socks:
+            s.close()

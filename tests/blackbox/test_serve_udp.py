@@ -249,3 +249,22 @@ def test_udp_deny_v4_mapped_on_dualstack(serve):
         assert ask(s, ("::1", srv.udp_port), b"six") == PREFIX + b"six"
     c = srv.counters()
     assert c["refused_denied"] == 1, c
+
+
+def test_udp_echo_mode_banned_port_dropped(serve):
+    """Echo mode is the reflection risk: a datagram 'from' the echo port
+    (7) must not be echoed back to it."""
+    srv = serve(["--udp-only", "--mode", "echo", "--workers", "1"], udp=True, tcp=False)
+    try:
+        bad = udp_client(bind=("127.0.0.1", 7))
+    except PermissionError:
+        pytest.skip("binding a privileged port needs root")
+    except OSError as e:
+        pytest.skip(f"port 7 is busy here: {e}")
+    with bad:
+        bad.sendto(b"ping-pong", srv.udp_addr)
+        with udp_client() as good:
+            assert ask(good, srv.udp_addr, b"fine") == b"fine"
+        assert no_reply(bad, 0.3)
+    c = srv.wait_counter("dgrams_dropped_port", 1)
+    assert c["dgrams_dropped_port"] == 1, c
