@@ -3,6 +3,7 @@ reply per line) and `--mode echo` (RFC 862)."""
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -191,3 +192,26 @@ def test_line_max_line_boundary(serve):
         for ch in b"abcdefghijk":
             s.sendall(bytes([ch]))
         assert recv_to_eof(s) == TOO_LONG
+
+
+def test_line_too_long_after_pipelined_lines_slow_reader(serve):
+    """Replies still in flight to a slow reader when a too-long line ends
+    the connection, and the client keeps sending: the close must linger,
+    not reset, or the undelivered replies are destroyed."""
+    srv = serve(["--mode", "line", "--max-line", "100"])
+    lines = [b"%03d %s\n" % (i, b"y" * 80) for i in range(100)]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connect
+        s.settimeout(10)
+        s.connect(srv.addr)
+        s.sendall(b"".join(lines) + b"x" * 200 + b"\n")
+        time.sleep(0.2)  # the server has answered what it could and hit the limit
+        try:
+            s.sendall(b"more\n" * 100)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # reported below as the missing replies
+        time.sleep(0.1)  # an RST provoked by them would be here by now
+        reply, was_reset = recv_until_close(s, timeout=15)
+    want = b"".join(PREFIX + ln for ln in lines) + TOO_LONG
+    assert not was_reset and len(reply) == len(want), (len(reply), len(want), was_reset)
+    assert reply == want
