@@ -215,3 +215,14 @@ def test_line_too_long_after_pipelined_lines_slow_reader(serve):
     want = b"".join(PREFIX + ln for ln in lines) + TOO_LONG
     assert not was_reset and len(reply) == len(want), (len(reply), len(want), was_reset)
     assert reply == want
+
+
+def test_echo_idle_timeout(serve):
+    srv = serve(["--mode", "echo", "--idle-timeout", "300ms"])
+    with connect(srv.addr) as s:
+        s.sendall(b"once")
+        assert recv_exact(s, 4) == b"once"
+        data, _ = recv_until_close(s, timeout=15)
+        assert data == b""
+    c = srv.wait_counter("closed_timeout", 1)
+    assert c["closed_timeout"] == 1, c

@@ -284,3 +284,16 @@ def test_counters_exact_after_mixed_traffic(serve):
     assert c["bytes_out"] == 10 * 20 + 4 * 12 + 3 * 21, c
     assert c["bytes_in"] >= 10 * 10 + 4 * 2 + 3 * 101, c
     assert c["refused_perip"] == 0, c
+
+
+def test_drain_timeout_zero_closes_at_once(serve):
+    srv = serve(["--mode", "line", "--drain-timeout", "0", "--idle-timeout", "60s"])
+    with connect(srv.addr) as s:
+        s.sendall(b"x\n")
+        assert recv_exact(s, len(PREFIX) + 2) == PREFIX + b"x\n"
+        srv.signal(signal.SIGTERM)
+        data, _ = recv_until_close(s, timeout=10)
+        assert data == b""
+    assert srv.wait(timeout=10) == 0, srv.stderr_text()
+    c = final_counters(srv)
+    assert c["active"] == 0 and c["accepted"] == 1, c
