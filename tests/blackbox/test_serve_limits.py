@@ -61,11 +61,17 @@ def concurrent_once(addr, n, timeout=60.0):
 
 def test_500_concurrent_clients_all_served(serve):
     raise_nofile(4096)
-    srv = serve()
+    srv = serve(["--workers", "2"])
     msgs, replies = concurrent_once(srv.addr, 500)
     assert len(replies) == 500, f"only {len(replies)} of 500 served"
     bad = [i for i in msgs if replies[i] != PREFIX + msgs[i]]
     assert not bad, [(i, replies[i][:40]) for i in bad[:5]]
+    # both workers' counters, summed, account for every byte
+    assert wait_until(lambda: srv.counters()["active"] == 0, timeout=10)
+    c = srv.counters()
+    n_in = sum(len(m) for m in msgs.values())
+    assert c["accepted"] == 500 and c["closed_done"] == 500, c
+    assert c["bytes_in"] == n_in and c["bytes_out"] == n_in + 500 * len(PREFIX), c
 
 
 @pytest.mark.parametrize("mode", ["once", "line"])
