@@ -226,3 +226,21 @@ def test_echo_idle_timeout(serve):
         assert data == b""
     c = srv.wait_counter("closed_timeout", 1)
     assert c["closed_timeout"] == 1, c
+
+
+@pytest.mark.parametrize("mode", ["echo", "line"])
+@pytest.mark.parametrize("cap", ["1", "4k"])
+def test_tiny_max_pending_still_makes_progress(serve, mode, cap):
+    """A pending-output cap smaller than one read must slow a connection
+    down, never wedge it."""
+    srv = serve(["--mode", mode, "--max-pending", cap])
+    lines = [b"%06d %s\n" % (i, b"q" * 500) for i in range(1000)]  # ~0.5 MB
+    data = b"".join(lines)
+    with connect(srv.addr) as s:
+        t = send_all_then_shut(s, data)
+        reply = recv_to_eof(s, timeout=30)
+        t.join(10)
+        assert not t.err, t.err
+    want = data if mode == "echo" else b"".join(PREFIX + ln for ln in lines)
+    assert len(reply) == len(want)
+    assert reply == want
