@@ -268,3 +268,19 @@ def test_udp_echo_mode_banned_port_dropped(serve):
         assert no_reply(bad, 0.3)
     c = srv.wait_counter("dgrams_dropped_port", 1)
     assert c["dgrams_dropped_port"] == 1, c
+
+
+def test_udp_echo_empty_datagram(serve):
+    srv = serve(["--udp-only", "--mode", "echo"], udp=True, tcp=False)
+    with udp_client() as s:
+        assert ask(s, srv.udp_addr, b"") == b""
+        assert ask(s, srv.udp_addr, b"after") == b"after"
+
+
+def test_udp_line_mode_is_prefix_plus_datagram(serve):
+    """Only echo changes UDP replies: in line mode a datagram (newlines and
+    all) still gets prefix + data as one datagram."""
+    srv = serve(["--udp-only", "--mode", "line"], udp=True, tcp=False)
+    with udp_client() as s:
+        assert ask(s, srv.udp_addr, b"a\nb\n") == PREFIX + b"a\nb\n"
+        assert no_reply(s, 0.2)
