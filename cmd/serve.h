@@ -156,7 +156,8 @@ struct worker {
 	int done;	    /* set (atomic) when the worker's loop has ended */
 	int draining;
 	int accept_paused;
-	uint64_t others; /* the other workers' active count, as last read */
+	uint64_t others;    /* the other workers' active count, as last read */
+	uint64_t others_ms; /* ... at this loop time */
 	uint64_t defer_ms;
 
 	char *rbuf; /* prefix + read buffer: rbuf + prefix_len is where reads go */

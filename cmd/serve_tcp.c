@@ -812,7 +812,7 @@ static uint64_t others_active(const struct worker *w)
 }
 
 /* 1 if one more connection fits under --max-conns (global).  Far from the
- * limit the other workers' count read at the start of this wake is good
+ * limit the other workers' count read within the last millisecond is good
  * enough; within a margin of it, they are re-read for every connection.
  * No lock, no read-modify-write: two workers admitting at the same instant
  * at the very limit may overshoot it by one each. */
@@ -846,8 +846,13 @@ void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 	const struct serve_config *cfg = w->cfg;
 	int acl = cfg->nallow > 0 || cfg->ndeny > 0;
 	int need_peer = acl || w->sh->ips != NULL || w->log->level >= LOG_DEBUG;
-	if (w->sh->nworkers > 1)
+	/* Refresh the others' count at most once a millisecond: it is a
+	 * cache line they write all the time. */
+	uint64_t now = sockit_loop_now_ms(w->loop);
+	if (w->sh->nworkers > 1 && now != w->others_ms) {
 		w->others = others_active(w);
+		w->others_ms = now;
+	}
 	for (int i = 0; i < ACCEPT_BATCH && w->tcp_fd == lfd; i++) {
 		sockit_addr peer;
 		int fd = io_accept(lfd, need_peer ? &peer : NULL);
