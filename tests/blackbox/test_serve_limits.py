@@ -224,15 +224,17 @@ def test_idle_timeout_line_mode(serve):
     c = srv.wait_counter("closed_timeout", 1)
     assert c["closed_timeout"] >= 1, c
     # the timeout is for idleness, not a connection lifetime: a client that
-    # keeps talking for 5 timeouts' worth stays open
-    with connect(srv.addr) as s:
-        t_end = time.monotonic() + 1.5
+    # keeps talking for 2.5 timeouts' worth stays open (1 s timeout, a
+    # message every 50 ms: a loaded machine may stall us a bit)
+    busy = serve(["--mode", "line", "--idle-timeout", "1s"])
+    with connect(busy.addr) as s:
+        t_end = time.monotonic() + 2.5
         i = 0
         while time.monotonic() < t_end:
             msg = f"busy {i}\n".encode()
             s.sendall(msg)
             assert recv_exact(s, len(PREFIX) + len(msg)) == PREFIX + msg
-            time.sleep(0.1)
+            time.sleep(0.05)
             i += 1
 
 
