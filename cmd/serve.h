@@ -179,6 +179,8 @@ struct worker {
 	struct log_ratelimit rl_udp;	 /* UDP errors */
 	struct log_ratelimit rl_refused; /* refused clients */
 	int emfile_episode;
+	int accept_one, accept_busy; /* see accept_adapt() */
+	uint64_t accept_ms;
 
 	struct serve_counters ctr __attribute__((aligned(64)));
 } __attribute__((aligned(64)));

@@ -838,6 +838,30 @@ static void refuse(struct worker *w, int fd, const sockit_addr *peer, const char
 	}
 }
 
+/* Accepting until EAGAIN costs one failed accept4 per wake: a waste when
+ * each wake finds one client (light load, or the load spread over
+ * workers).  Then take one per wake: if more wait, the level-triggered
+ * listener is reported again at once (an epoll_wait that does not sleep,
+ * no dearer than the failed accept4).  Back to batches when wakes come
+ * back to back, where one failed accept4 per batch is cheaper. */
+static void accept_adapt(struct worker *w, int got, uint64_t now)
+{
+	if (!w->accept_one) {
+		if (got <= 1) {
+			w->accept_one = 1;
+			w->accept_busy = 0;
+		}
+		return;
+	}
+	if (got == 1 && now == w->accept_ms) {
+		if (++w->accept_busy >= 4)
+			w->accept_one = 0;
+	} else {
+		w->accept_busy = 0;
+	}
+	w->accept_ms = now;
+}
+
 void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 {
 	(void)loop;
@@ -853,12 +877,13 @@ void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 		w->others = others_active(w);
 		w->others_ms = now;
 	}
-	for (int i = 0; i < ACCEPT_BATCH && w->tcp_fd == lfd; i++) {
+	int limit = w->accept_one ? 1 : ACCEPT_BATCH, got = 0;
+	for (int i = 0; i < limit && w->tcp_fd == lfd; i++) {
 		sockit_addr peer;
 		int fd = io_accept(lfd, need_peer ? &peer : NULL);
 		if (fd < 0) {
 			if (fd == -EAGAIN || fd == -EWOULDBLOCK || fd == -ETIMEDOUT)
-				return;
+				break;
 			if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
 				accept_pause(w, fd);
 				return;
@@ -868,6 +893,7 @@ void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 					  LOG_WARN, "accept: %s", sockit_strerror(fd));
 			continue;
 		}
+		got++;
 		if (w->emfile_episode) {
 			w->emfile_episode = 0;
 			serve_log(w->log, LOG_INFO, "descriptors available again; accepting");
@@ -900,6 +926,7 @@ void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 		else
 			stream_start(w, fd, ip);
 	}
+	accept_adapt(w, got, now);
 }
 
 /* ---- Worker life --------------------------------------------------------- */
