@@ -449,7 +449,7 @@ def test_per_ip_slots_released_on_every_kind_of_close(serve):
     refusal all give their per-IP slot back: afterwards two connections
     are admitted again and the counters add up."""
     srv = serve(["--mode", "line", "--max-conns-per-ip", "2", "--max-line", "100",
-                 "--idle-timeout", "300ms"])
+                 "--idle-timeout", "1s"])
     for _ in range(3):
         assert exchange(srv.addr, b"eof\n", shut_wr=True) == PREFIX + b"eof\n"  # EOF
         reset_close(_line_client(srv.addr))  # reset
