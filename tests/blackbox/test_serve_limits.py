@@ -216,7 +216,7 @@ def test_client_that_never_reads_leaves_rss_bounded(serve, mode):
 def test_idle_timeout_line_mode(serve):
     """A connection that goes silent after a round trip is closed after
     --idle-timeout and counted as closed_timeout; an active one is not."""
-    srv = serve(["--mode", "line", "--idle-timeout", "300ms"])
+    srv = serve(["--mode", "line", "--idle-timeout", "700ms"])
     with connect(srv.addr) as s:
         s.sendall(b"hi\n")
         assert recv_exact(s, len(PREFIX) + 3) == PREFIX + b"hi\n"
