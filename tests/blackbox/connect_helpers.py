@@ -45,7 +45,7 @@ class TcpServer:
             t.start()
 
     def _serve(self, conn):
-        conn.settimeout(15)
+        conn.settimeout(8)
         try:
             self.handler(conn)
         except Exception as e:  # recorded for the test to inspect

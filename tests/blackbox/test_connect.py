@@ -32,6 +32,8 @@ def tcp_server():
     yield start
     for s in started:
         s.stop()
+    for s in started:
+        assert not s.errors, f"server handler failed: {s.errors!r}"
 
 
 def serve_available():
