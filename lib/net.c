@@ -108,7 +108,8 @@ static ssize_t io_once(int fd, struct io_op *op)
  * deadline is set, send/recv use MSG_DONTWAIT so a blocking fd cannot
  * block past it; accept4 has no such flag, so on a blocking fd it first
  * waits for readability (another thread may still take the connection
- * first: share blocking listeners with care). */
+ * first: share blocking listeners with care).  Cost: one fcntl per accept
+ * with a deadline, to learn whether the fd blocks. */
 static ssize_t io_retry(int fd, struct io_op *op, int64_t deadline)
 {
 	short events = (op->kind == OP_SEND || op->kind == OP_SENDTO) ? POLLOUT : POLLIN;
@@ -119,6 +120,13 @@ static ssize_t io_retry(int fd, struct io_op *op, int64_t deadline)
 			if (fl < 0)
 				return -errno;
 			wait_first = !(fl & O_NONBLOCK);
+			/* Waiting would hide "not a listening socket" until the deadline. */
+			int on = 0;
+			socklen_t sl = sizeof(on);
+			if (wait_first && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &sl) < 0)
+				return -errno;
+			if (wait_first && !on)
+				return -EINVAL;
 		} else {
 			op->flags |= MSG_DONTWAIT;
 		}
@@ -137,6 +145,8 @@ static ssize_t io_retry(int fd, struct io_op *op, int64_t deadline)
 			continue;
 		if (err != EAGAIN && err != EWOULDBLOCK)
 			return -err;
+		if (deadline >= 0 && remaining_ms(deadline) == 0)
+			return -ETIMEDOUT; /* timeout 0 tried once; no poll for nothing */
 		int rc = wait_fd(fd, events, deadline);
 		if (rc < 0)
 			return rc;
@@ -312,6 +322,31 @@ int sockit_create_connection_ex(const char *host, int port, int family, int type
 	if (nattempts != NULL)
 		*nattempts = failed;
 	return rc;
+}
+
+int sockit_udp_connect(const char *host, int port, int family)
+{
+	/* connect() on a datagram socket only sets the default peer: no wait. */
+	return sockit_create_connection_ex(host, port, family, SOCK_DGRAM, -1, NULL, 0, NULL, NULL);
+}
+
+ssize_t sockit_udp_sendto(int fd, const void *buf, size_t len, const char *host, int port,
+			  int timeout_ms)
+{
+	if (fd < 0 || (buf == NULL && len > 0))
+		return -EINVAL;
+	/* Resolve in the socket's own family. */
+	int family = 0;
+	socklen_t sl = sizeof(family);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &sl) < 0)
+		return -errno;
+	if (family != AF_INET && family != AF_INET6)
+		return -EAFNOSUPPORT;
+	sockit_addr to;
+	int n = sockit_resolve(host, port, family, SOCK_DGRAM, 0, &to, 1);
+	if (n < 0)
+		return n;
+	return sockit_sendto(fd, buf, len, &to, timeout_ms);
 }
 
 static int setopt_int(int fd, int level, int name, int v)

@@ -127,7 +127,9 @@ int sockit_bind(int fd, const sockit_addr *a);
 int sockit_listen(int fd, int backlog); /* backlog <= 0: SOMAXCONN */
 
 /* Connects within timeout_ms, also on a blocking fd (the fd is made
- * non-blocking for the attempt and restored).  Returns 0. */
+ * non-blocking for the attempt and restored).  Returns 0.  timeout_ms 0
+ * returns -EINPROGRESS when the connection does not complete at once: it
+ * goes on; wait for writability, then read SO_ERROR (for event loops). */
 int sockit_connect(int fd, const sockit_addr *a, int timeout_ms);
 
 /* Accepts one connection (accept4 with SOCK_CLOEXEC | flags, where flags
