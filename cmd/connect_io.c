@@ -378,8 +378,13 @@ static int next_dgram(struct dgram_relay *d)
 		if (d->next_arg >= cfg->ndata)
 			return 0;
 		size_t l = strlen(cfg->data[d->next_arg]);
-		if (l > MAX_DGRAM)
-			l = MAX_DGRAM + 1; /* let send report EMSGSIZE */
+		if (l + (cfg->newline ? 1 : 0) > MAX_DGRAM) {
+			connect_fail(d->sum, END_ERROR,
+				     "DATA argument %d is too long for a datagram (%zu bytes, at "
+				     "most %d)",
+				     d->next_arg + 1, l + (cfg->newline ? 1 : 0), MAX_DGRAM);
+			return 0;
+		}
 		memcpy(d->argbuf, cfg->data[d->next_arg], l);
 		if (cfg->newline)
 			d->argbuf[l++] = '\n';
@@ -506,6 +511,8 @@ static void dgram_loop(struct dgram_relay *d, char *rbuf, size_t rlen)
 			deadline = d->last_ms + cfg->idle_ms;
 		}
 		int have = next_dgram(d);
+		if (d->sum->end != END_NONE)
+			break;
 		int input_done = !have && (cfg->ndata > 0 || d->in_eof);
 		if (input_done && dgram_finished(d, now, &deadline))
 			break;

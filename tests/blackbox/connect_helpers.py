@@ -15,11 +15,11 @@ class TcpServer:
     """Accepts connections on loopback and runs handler(conn) in a thread
     per connection.  .port, .conns (accepted count), .stop()."""
 
-    def __init__(self, handler, family=socket.AF_INET, backlog=16):
+    def __init__(self, handler, family=socket.AF_INET, backlog=16, port=0):
         self.handler = handler
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
+        self.sock.bind(("127.0.0.1" if family == socket.AF_INET else "::1", port))
         self.sock.listen(backlog)
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]

@@ -422,3 +422,23 @@ def test_wait_for_gives_up():
     assert b"still closed after" in r.stderr
     assert b"127.0.0.1:%d: connection refused" % port in r.stderr
     assert 0.3 < took < 8
+
+
+def test_wait_for_then_one_shot(tcp_server):
+    port = closed_port()
+    holder = {}
+
+    def start_late():
+        time.sleep(0.5)
+        holder["s"] = TcpServer(lambda c: c.sendall(b"late " + read_to_eof(c)), port=port)
+
+    t = threading.Thread(target=start_late, daemon=True)
+    t.start()
+    try:
+        r, _ = connect(["--wait-for", "10s", "127.0.0.1", port, "hi"], timeout=20)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == b"late hi\n"
+    finally:
+        t.join(timeout=5)
+        if "s" in holder:
+            holder["s"].stop()

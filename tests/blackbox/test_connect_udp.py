@@ -125,3 +125,29 @@ def test_udp_against_serve(serve):
     r, _ = connect(["-u", "--reply-timeout", "500ms", "127.0.0.1", s.udp_port, "hello"])
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"Received: hello\n"
+
+
+def test_udp_quit_before_reply_timeout(udp_server):
+    s = udp_server(lambda d: None)
+    r, took = connect(["-u", "-v", "-q", "200ms", "--reply-timeout", "20s", "127.0.0.1", s.port,
+                       "x"], timeout=15)
+    assert r.returncode == 0, r.stderr
+    assert b"end=quit exit=0" in r.stderr
+    assert took < 10
+
+
+def test_udp_idle_timeout(udp_server):
+    s = udp_server(lambda d: None)
+    r, took = connect(["-u", "-i", "300ms", "--reply-timeout", "20s", "127.0.0.1", s.port, "x"],
+                      timeout=15)
+    assert r.returncode == 1
+    assert b"idle timeout" in r.stderr
+    assert took < 10
+
+
+def test_udp_data_too_long_for_a_datagram(udp_server):
+    s = udp_server(received)
+    r, _ = connect(["-u", "127.0.0.1", s.port, "ok", "y" * 65507])
+    assert r.returncode == 1
+    assert b"DATA argument 2 is too long for a datagram (65508 bytes, at most 65507)" in r.stderr
+    assert wait_until(lambda: s.received, timeout=5) == [b"ok\n"]
