@@ -334,6 +334,33 @@ def test_connect_timeout_black_hole(black_hole):
     assert 0.4 < took < 8
 
 
+def test_connect_timeout_zero_means_no_limit(black_hole):
+    p = subprocess.Popen([SOCKIT, "connect", "-w", "0", "127.0.0.1", str(black_hole)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.wait(timeout=1.5)  # still waiting for the handshake
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+        p.stdout.close()
+        p.stderr.close()
+
+
+def test_data_after_double_dash(tcp_server):
+    got = []
+
+    def handler(conn):
+        got.append(read_to_eof(conn))
+
+    s = tcp_server(handler)
+    r, _ = connect(["127.0.0.1", s.port, "-v", "--", "-x", "--json"])
+    assert r.returncode == 0, r.stderr
+    assert b"end=fin" in r.stderr  # -v before -- is an option
+    assert got == [b"-x --json\n"]
+
+
 def test_ipv6_only_and_ipv4_only():
     if not has_ipv6():
         pytest.skip("no IPv6 loopback")
