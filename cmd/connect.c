@@ -312,12 +312,13 @@ static int open_connection(const struct connect_config *cfg, struct connect_summ
 			 sum->rounds, (unsigned long long)(connect_now_ms() - sum->start_ms));
 	if (sum->nfailed == 0) {
 		/* Nothing was tried: the resolver (or the socket) failed. */
-		connect_fail(sum, SOCKIT_IS_EAI(fd) ? END_RESOLVE_FAILED : END_CONNECT_FAILED,
-			     "cannot resolve '%s' port %d: %s%s", cfg->host, cfg->port,
-			     sockit_strerror(fd), after);
+		int eai = SOCKIT_IS_EAI(fd);
+		connect_fail(sum, eai ? END_RESOLVE_FAILED : END_CONNECT_FAILED,
+			     "cannot %s '%s' port %d: %s%s", eai ? "resolve" : "connect to",
+			     cfg->host, cfg->port, sockit_strerror(fd), after);
 		return -1;
 	}
-	char why[400];
+	char why[900];
 	describe_failures(sum, why, sizeof(why));
 	connect_fail(sum, END_CONNECT_FAILED, "cannot connect to %s port %d%s: %s", cfg->host,
 		     cfg->port, after, why);

@@ -59,7 +59,7 @@ struct connect_summary {
 	uint64_t dgrams_sent, dgrams_received; /* UDP */
 	uint64_t start_ms;
 	enum connect_end end;
-	char error[512]; /* the runtime message, "" if none */
+	char error[1024]; /* the runtime message, "" if none */
 };
 
 /* Monotonic milliseconds. */

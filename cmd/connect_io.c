@@ -185,6 +185,7 @@ static void recv_down(struct relay *r, uint64_t now)
 		r->last_ms = now;
 	} else if (n == 0) {
 		r->sock_eof = 1;
+		r->last_ms = now;
 	} else if (!would_block(n)) {
 		socket_error(r, n, "cannot receive from");
 	}
@@ -227,13 +228,15 @@ static int relay_step(struct relay *r, uint64_t now, int *stopping)
 			*stopping = 1;
 		}
 	}
+	/* Stopping: only what was received is still written out. */
+	if (*stopping && (buf_pending(&r->down) == 0 || r->sum->end == END_STDOUT))
+		return 1;
 	if (cfg->idle_ms > 0 && now - r->last_ms >= cfg->idle_ms) {
 		connect_fail(r->sum, END_IDLE, "idle timeout: no data either way for %llums",
 			     (unsigned long long)cfg->idle_ms);
 		return 1;
 	}
-	/* Stopping: only what was received is still written out. */
-	return *stopping && (buf_pending(&r->down) == 0 || r->sum->end == END_STDOUT);
+	return 0;
 }
 
 static void relay_loop(struct relay *r)
