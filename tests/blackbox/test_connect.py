@@ -469,3 +469,40 @@ def test_wait_for_then_one_shot(tcp_server):
         t.join(timeout=5)
         if "s" in holder:
             holder["s"].stop()
+
+
+def test_slow_stdout_bounds_what_is_read(tcp_server):
+    """While nobody reads stdout, the client stops reading the socket (bounded
+    buffers): the server cannot push its 64 MiB; once stdout is read, every
+    byte arrives."""
+    total = 64 << 20
+    sent = [0]
+
+    def handler(conn):
+        chunk = b"z" * 65536
+        conn.settimeout(20)
+        while sent[0] < total:
+            conn.sendall(chunk)
+            sent[0] += len(chunk)
+
+    s = tcp_server(handler)
+    p = subprocess.Popen([SOCKIT, "connect", "127.0.0.1", str(s.port)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.0)
+        stalled_at = sent[0]
+        assert stalled_at < 24 << 20, f"client read {stalled_at} bytes nobody consumed"
+        got = 0
+        deadline = time.monotonic() + 30
+        while got < total and time.monotonic() < deadline:
+            b = p.stdout.read1(1 << 20)
+            if not b:
+                break
+            got += len(b)
+        assert got == total
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+        p.stdin.close()
+        p.stdout.close()
+        p.stderr.close()
