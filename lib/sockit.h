@@ -33,6 +33,7 @@ const char *sockit_version(void);
  *   deadline in milliseconds on CLOCK_MONOTONIC.  Expiry returns
  *   -ETIMEDOUT.  EINTR is retried inside, keeping the deadline.  Blocking
  *   and non-blocking descriptors both work: EAGAIN is waited for with poll.
+ *   So with timeout 0, "would block" is -ETIMEDOUT, never -EAGAIN.
  * - Every descriptor created is close-on-exec.  Every send uses
  *   MSG_NOSIGNAL: a closed peer gives -EPIPE, never SIGPIPE.
  * - The library never prints, exits, or changes signal dispositions.

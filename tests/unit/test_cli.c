@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -185,8 +186,24 @@ static void test_int_u64(void **state)
 static void test_usage(void **state)
 {
 	(void)state;
-	/* Prints to stderr; the contract checked here is the exit code. */
-	assert_int_equal(cli_usage("test", "bad --%s '%s'", "port", "x"), 2);
+	/* Capture stderr in a temporary file for the call. */
+	FILE *tmp = tmpfile();
+	assert_non_null(tmp);
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_true(dup2(fileno(tmp), STDERR_FILENO) >= 0);
+	int rc = cli_usage("test", "bad --%s '%s'", "port", "x");
+	fflush(stderr);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	assert_int_equal(rc, 2);
+	char out[256] = "";
+	rewind(tmp);
+	size_t n = fread(out, 1, sizeof(out) - 1, tmp);
+	out[n] = '\0';
+	fclose(tmp);
+	assert_string_equal(out, "sockit test: bad --port 'x'\nTry 'sockit test --help'.\n");
 }
 
 int main(void)

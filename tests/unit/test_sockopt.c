@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "sockit.h"
+#include "testutil.h"
 
 static int getopt_int(int fd, int level, int name)
 {
@@ -24,7 +25,7 @@ static void test_nonblocking(void **state)
 {
 	(void)state;
 	int fd = sockit_socket(AF_INET, SOCK_STREAM);
-	assert_true(fd >= 0);
+	assert_ok(fd);
 	assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
 	assert_int_equal(sockit_set_nonblocking(fd, 1), 0);
 	assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, O_NONBLOCK);
@@ -40,7 +41,7 @@ static void test_nodelay_keepalive(void **state)
 	int fd = sockit_socket(AF_INET6, SOCK_STREAM);
 	if (fd < 0)
 		fd = sockit_socket(AF_INET, SOCK_STREAM);
-	assert_true(fd >= 0);
+	assert_ok(fd);
 	assert_int_equal(sockit_set_nodelay(fd, 1), 0);
 	assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);
 	assert_int_equal(sockit_set_nodelay(fd, 0), 0);
@@ -65,7 +66,7 @@ static void test_buffers_reuseport(void **state)
 {
 	(void)state;
 	int fd = sockit_socket(AF_INET, SOCK_DGRAM);
-	assert_true(fd >= 0);
+	assert_ok(fd);
 	assert_int_equal(sockit_set_sndbuf(fd, 32768), 0);
 	assert_true(getopt_int(fd, SOL_SOCKET, SO_SNDBUF) >= 32768);
 	assert_int_equal(sockit_set_rcvbuf(fd, 4096), 0);
@@ -97,7 +98,7 @@ static void test_bad_fd(void **state)
 	close(p[1]);
 	/* nodelay on a datagram socket is not supported. */
 	int u = sockit_socket(AF_INET, SOCK_DGRAM);
-	assert_true(u >= 0);
+	assert_ok(u);
 	assert_true(sockit_set_nodelay(u, 1) < 0);
 	sockit_close(u);
 }
