@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,11 +64,14 @@ static const char help_text[] =
 	"  -i idle timeout                 message, exit 1\n"
 	"  -w connect timeout, refused     one message naming every address tried, exit 1\n"
 	"  stdout closed (EPIPE)           message, exit 1\n"
+	"  SIGINT, SIGTERM, SIGHUP         stop, summary (-v/--json), die of the signal\n"
 	"UDP: exit 0 when every datagram was sent and a reply came (or none was waited\n"
 	"for: no datagram, or --reply-timeout 0); exit 1 if none came or the port is\n"
 	"closed (ICMP port unreachable).\n"
 	"\n"
 	"Exit: 0 success, 1 runtime failure, 2 usage error.\n";
+
+volatile sig_atomic_t connect_signal;
 
 uint64_t connect_now_ms(void)
 {
@@ -356,12 +360,17 @@ static const char *end_name(enum connect_end e)
 		return "resolve-failed";
 	case END_CONNECT_FAILED:
 		return "connect-failed";
+	case END_SIGNAL:
+		return "signal";
 	}
 	return "none";
 }
 
+/* The exit code; after a signal, what the shell will report (128 + N). */
 static int end_exit(enum connect_end e)
 {
+	if (e == END_SIGNAL)
+		return 128 + connect_signal;
 	return e == END_FIN || e == END_QUIT || e == END_OPEN || e == END_DONE ? 0 : 1;
 }
 
@@ -466,20 +475,65 @@ static int finish(const struct connect_config *cfg, const struct connect_summary
 	return end_exit(sum->end);
 }
 
+static void on_stop_signal(int signo)
+{
+	connect_signal = signo;
+}
+
+/* Once connected, SIGINT, SIGTERM and SIGHUP end the relay with its summary
+ * (then the process dies of the signal, as the shell expects).  They stay
+ * blocked except inside the relay's ppoll(), whose mask *wait_mask gets.
+ * A signal the caller ignores (a background job's SIGINT) stays ignored. */
+static void catch_stop_signals(sigset_t *wait_mask)
+{
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+	sigset_t block;
+	sigemptyset(&block);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		struct sigaction old, sa = {.sa_handler = on_stop_signal};
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+			continue;
+		sigaddset(&block, sigs[i]);
+		sigaction(sigs[i], &sa, NULL);
+	}
+	sigprocmask(SIG_BLOCK, &block, wait_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigdelset(wait_mask, sigs[i]);
+}
+
+/* After the summary: die of the signal that stopped us. */
+static void reraise_stop_signal(void)
+{
+	int signo = connect_signal;
+	if (signo == 0)
+		return;
+	signal(signo, SIG_DFL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, signo);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	raise(signo);
+}
+
 static int run(const struct connect_config *cfg)
 {
 	struct connect_summary sum = {.start_ms = connect_now_ms()};
 	int fd = open_connection(cfg, &sum);
 	if (fd >= 0) {
+		sigset_t wait_mask;
+		catch_stop_signals(&wait_mask);
 		if (cfg->zero)
 			sum.end = END_OPEN;
 		else if (cfg->udp)
-			connect_relay_udp(cfg, fd, &sum);
+			connect_relay_udp(cfg, fd, &wait_mask, &sum);
 		else
-			connect_relay_tcp(cfg, fd, &sum);
+			connect_relay_tcp(cfg, fd, &wait_mask, &sum);
 		sockit_close(fd);
 	}
-	return finish(cfg, &sum);
+	int rc = finish(cfg, &sum);
+	reraise_stop_signal();
+	return rc;
 }
 
 int cmd_connect(int argc, char **argv)

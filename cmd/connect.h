@@ -2,6 +2,7 @@
 #ifndef SOCKIT_CONNECT_H
 #define SOCKIT_CONNECT_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,7 +45,11 @@ enum connect_end {
 	END_ERROR,	    /* any other I/O error: 1 */
 	END_RESOLVE_FAILED, /* the host did not resolve: 1 */
 	END_CONNECT_FAILED, /* no address accepted the connection: 1 */
+	END_SIGNAL,	    /* SIGINT/SIGTERM/SIGHUP: the process then dies of it */
 };
+
+/* The signal that asked a relay to stop, 0 if none (set by a handler). */
+extern volatile sig_atomic_t connect_signal;
 
 #define CONNECT_MAX_TRIED 16
 
@@ -70,8 +75,13 @@ void connect_fail(struct connect_summary *sum, enum connect_end end, const char 
 	__attribute__((format(printf, 3, 4)));
 
 /* The relays, on a connected socket they do not own.  They fill in the
- * summary's byte counts, end and message; the exit code follows the end. */
-void connect_relay_tcp(const struct connect_config *cfg, int fd, struct connect_summary *sum);
-void connect_relay_udp(const struct connect_config *cfg, int fd, struct connect_summary *sum);
+ * summary's byte counts, end and message; the exit code follows the end.
+ * They wait in ppoll() with wait_mask (the signal mask under which the
+ * stop signals are deliverable) and end with END_SIGNAL once
+ * connect_signal is set. */
+void connect_relay_tcp(const struct connect_config *cfg, int fd, const sigset_t *wait_mask,
+		       struct connect_summary *sum);
+void connect_relay_udp(const struct connect_config *cfg, int fd, const sigset_t *wait_mask,
+		       struct connect_summary *sum);
 
 #endif /* SOCKIT_CONNECT_H */

@@ -1,6 +1,6 @@
 /* connect_io.c -- `sockit connect`'s relays: TCP full duplex and UDP datagrams.
  *
- * Both run one poll() loop over stdin, the socket and stdout.  stdin and
+ * Both run one ppoll() loop over stdin, the socket and stdout.  stdin and
  * stdout are left blocking (they may be shared with a shell); they are only
  * read or written after poll says so, and writes to a pipe, socket or
  * terminal stay within PIPE_BUF so a ready descriptor cannot block.  Every
@@ -78,6 +78,15 @@ static uint64_t min_deadline(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
+/* poll() that lets the stop signals in only while it waits, so a signal is
+ * never lost between the check of connect_signal and the sleep. */
+static int wait_events(struct pollfd *pfd, nfds_t n, int timeout_ms, const sigset_t *wait_mask)
+{
+	struct timespec ts = {.tv_sec = timeout_ms / 1000,
+			      .tv_nsec = (timeout_ms % 1000) * 1000000L};
+	return ppoll(pfd, n, timeout_ms < 0 ? NULL : &ts, wait_mask);
+}
+
 /* Writes all of buf to stdout, waiting when it is non-blocking.  Returns 0
  * or a negative errno. */
 static int write_all_stdout(const char *p, size_t len)
@@ -126,6 +135,7 @@ static void describe_peer(const struct connect_summary *sum, char *buf, size_t l
 struct relay {
 	const struct connect_config *cfg;
 	struct connect_summary *sum;
+	const sigset_t *wait_mask;
 	int sock;
 	int in_fd;	 /* STDIN_FILENO, or -1 when the input is DATA */
 	struct buf up;	 /* input -> socket */
@@ -210,6 +220,10 @@ static void write_down(struct relay *r, uint64_t now)
 static int relay_step(struct relay *r, uint64_t now, int *stopping)
 {
 	const struct connect_config *cfg = r->cfg;
+	if (connect_signal != 0) {
+		r->sum->end = END_SIGNAL; /* stop now: nothing more is written */
+		return 1;
+	}
 	if (r->sum->end != END_NONE)
 		*stopping = 1; /* an error or a decision already made */
 	if (!*stopping) {
@@ -265,7 +279,7 @@ static void relay_loop(struct relay *r)
 			deadline = r->last_ms + cfg->idle_ms;
 		if (r->wr_shut && cfg->quit_ms != CONNECT_NEVER && !stopping)
 			deadline = min_deadline(deadline, r->shut_ms + cfg->quit_ms);
-		int n = poll(pfd, 3, until(deadline, now));
+		int n = wait_events(pfd, 3, until(deadline, now), r->wait_mask);
 		if (n < 0 && errno != EINTR) {
 			connect_fail(r->sum, END_ERROR, "poll: %s", sockit_strerror(-errno));
 			break;
@@ -311,11 +325,13 @@ static char *join_data(const struct connect_config *cfg, size_t *len)
 	return p;
 }
 
-void connect_relay_tcp(const struct connect_config *cfg, int fd, struct connect_summary *sum)
+void connect_relay_tcp(const struct connect_config *cfg, int fd, const sigset_t *wait_mask,
+		       struct connect_summary *sum)
 {
 	struct relay r = {
 		.cfg = cfg,
 		.sum = sum,
+		.wait_mask = wait_mask,
 		.sock = fd,
 		.in_fd = STDIN_FILENO,
 		.last_ms = connect_now_ms(),
@@ -356,6 +372,7 @@ void connect_relay_tcp(const struct connect_config *cfg, int fd, struct connect_
 struct dgram_relay {
 	const struct connect_config *cfg;
 	struct connect_summary *sum;
+	const sigset_t *wait_mask;
 	int sock;
 	struct buf in;	   /* stdin bytes not yet sent as datagrams */
 	int in_eof;	   /* stdin ended (or DATA is the input) */
@@ -501,6 +518,8 @@ static void dgram_loop(struct dgram_relay *d, char *rbuf, size_t rlen)
 	const struct connect_config *cfg = d->cfg;
 	for (;;) {
 		uint64_t now = connect_now_ms();
+		if (connect_signal != 0)
+			d->sum->end = END_SIGNAL;
 		if (d->sum->end != END_NONE)
 			break;
 		uint64_t deadline = CONNECT_NEVER;
@@ -524,7 +543,7 @@ static void dgram_loop(struct dgram_relay *d, char *rbuf, size_t rlen)
 			pfd[1].events |= POLLOUT;
 		else if (cfg->ndata == 0 && !d->in_eof)
 			pfd[0] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
-		int n = poll(pfd, 2, until(deadline, now));
+		int n = wait_events(pfd, 2, until(deadline, now), d->wait_mask);
 		if (n < 0 && errno != EINTR) {
 			connect_fail(d->sum, END_ERROR, "poll: %s", sockit_strerror(-errno));
 			break;
@@ -543,11 +562,13 @@ static void dgram_loop(struct dgram_relay *d, char *rbuf, size_t rlen)
 	}
 }
 
-void connect_relay_udp(const struct connect_config *cfg, int fd, struct connect_summary *sum)
+void connect_relay_udp(const struct connect_config *cfg, int fd, const sigset_t *wait_mask,
+		       struct connect_summary *sum)
 {
 	struct dgram_relay d = {
 		.cfg = cfg,
 		.sum = sum,
+		.wait_mask = wait_mask,
 		.sock = fd,
 		.in_eof = cfg->ndata > 0,
 		.last_ms = connect_now_ms(),

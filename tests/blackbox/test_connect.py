@@ -5,9 +5,11 @@ The peers are small Python servers (connect_helpers.py) so that closing,
 resetting and stalling are under the test's control; the one-shot tests
 also run against `sockit serve` in every mode.
 """
+import json
 import os
 import pty
 import select
+import signal
 import socket
 import subprocess
 import threading
@@ -433,7 +435,6 @@ def test_wait_for_server_that_starts_late():
         assert ready.is_set()
         assert r.returncode == 0, r.stderr
         assert took >= 0.4
-        import json
         j = json.loads(r.stderr)
         assert j["end"] == "open" and j["attempts"] >= 2, j
     finally:
@@ -506,3 +507,32 @@ def test_slow_stdout_bounds_what_is_read(tcp_server):
         p.stdin.close()
         p.stdout.close()
         p.stderr.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_prints_summary_then_dies_of_it(tcp_server, sig):
+    got = []
+
+    def handler(conn):
+        got.append(conn.recv(100))
+        s.release.wait(10)
+
+    s = tcp_server(handler)
+    p = subprocess.Popen([SOCKIT, "connect", "--json", "127.0.0.1", str(s.port)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        p.stdin.write(b"ping")
+        p.stdin.flush()
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert got == [b"ping"]  # the relay is running: the handler is in place
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+    assert p.returncode == -sig, err
+    j = json.loads(err)
+    assert (j["end"], j["exit"], j["bytes_sent"]) == ("signal", 128 + sig, 4), j

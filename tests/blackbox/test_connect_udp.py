@@ -1,5 +1,9 @@
 """test_connect_udp.py -- `sockit connect -u`: datagrams out, replies printed,
 --reply-timeout, and the exit code when nothing answers."""
+import json
+import os
+import select
+import signal
 import socket
 import subprocess
 
@@ -67,7 +71,6 @@ def test_udp_several_replies_printed_as_they_come(udp_server):
                    input=b"x\ny\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"X\nY\n"
-    import json
     j = json.loads(r.stderr)
     assert (j["datagrams_sent"], j["datagrams_received"]) == (2, 2), j
     assert (j["bytes_sent"], j["bytes_received"], j["proto"]) == (4, 4, "udp"), j
@@ -151,3 +154,26 @@ def test_udp_data_too_long_for_a_datagram(udp_server):
     assert r.returncode == 1
     assert b"DATA argument 2 is too long for a datagram (65508 bytes, at most 65507)" in r.stderr
     assert wait_until(lambda: s.received, timeout=5) == [b"ok\n"]
+
+
+def test_udp_signal_prints_summary_then_dies_of_it(udp_server):
+    s = udp_server(received)
+    p = subprocess.Popen([SOCKIT, "connect", "-u", "--json", "127.0.0.1", str(s.port)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        p.stdin.write(b"ping\n")
+        p.stdin.flush()
+        assert wait_until(lambda: s.received, timeout=10) == [b"ping\n"]
+        ready, _, _ = select.select([p.stdout], [], [], 10)
+        assert ready, "no reply printed"
+        first = os.read(p.stdout.fileno(), 4096)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+    assert p.returncode == -signal.SIGTERM, err
+    assert first + out == b"Received: ping\n"
+    j = json.loads(err)
+    assert (j["end"], j["datagrams_sent"], j["datagrams_received"]) == ("signal", 1, 1), j
