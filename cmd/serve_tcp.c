@@ -2,8 +2,8 @@
  *
  * Costs, per connection:
  * - once mode, request already there at accept (TCP_DEFER_ACCEPT makes that
- *   the rule): accept4, recv, send, close -- no epoll registration, no
- *   allocation.  The one read and the reply share the worker's buffer (the
+ *   the rule): accept4, recv, send, shutdown, close -- no epoll
+ *   registration, no allocation.  The one read and the reply share the worker's buffer (the
  *   prefix sits just before the read area, so the reply is one send).
  * - A connection that must wait (no request yet, a partial write, a
  *   lingering close, any line/echo client) gets a 64-byte struct conn from a
@@ -461,9 +461,15 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 	CTR_ADD(w, bytes_out, s);
 	if ((size_t)s == len) {
 		/* The read returned less than asked, so it emptied the receive
-		 * queue (or saw EOF): a plain close sends FIN, not RST. */
+		 * queue (or saw EOF): the request is all here.  Shut the write
+		 * side first so the FIN follows the reply at once: a client that
+		 * sends more as soon as the reply arrives then finds reply + FIN
+		 * queued before any RST its extra bytes provoke (in CLOSE_WAIT
+		 * an RST no longer hides the EOF).  After EOF a close is enough. */
 		if ((size_t)n < cfg->max_bytes) {
 			int reason = n == 0 ? R_EOF : R_DONE;
+			if (n > 0)
+				sockit_shutdown(fd, SHUT_WR);
 			if (c != NULL)
 				conn_close(w, c, reason);
 			else
@@ -740,17 +746,29 @@ static void accept_pause(struct worker *w, int err)
 	sockit_timer_start(w->loop, &w->accept_timer, ACCEPT_PAUSE_MS, 0);
 }
 
-/* 1 if one more connection fits under --max-conns.  Each worker admits up
- * to its quota on its own counter; beyond it, it sums every worker's (a few
- * relaxed loads, only near the limit). */
-static int room_for_one(struct worker *w)
+/* The other workers' active connections, read with relaxed loads. */
+static uint64_t others_active(const struct worker *w)
 {
-	if (w->ctr.active < w->quota)
-		return 1;
 	uint64_t total = 0;
 	for (int i = 0; i < w->sh->nworkers; i++)
-		total += __atomic_load_n(&w->sh->workers[i].ctr.active, __ATOMIC_RELAXED);
-	return total < w->cfg->max_conns;
+		if (i != w->id)
+			total += __atomic_load_n(&w->sh->workers[i].ctr.active, __ATOMIC_RELAXED);
+	return total;
+}
+
+/* 1 if one more connection fits under --max-conns (global).  Far from the
+ * limit the other workers' count read at the start of this wake is good
+ * enough; within a margin of it, they are re-read for every connection.
+ * No lock, no read-modify-write: two workers admitting at the same instant
+ * at the very limit may overshoot it by one each. */
+static int room_for_one(struct worker *w)
+{
+	uint64_t max = w->cfg->max_conns;
+	uint64_t margin = (uint64_t)ACCEPT_BATCH * (uint64_t)w->sh->nworkers;
+	if (w->ctr.active + w->others + margin < max)
+		return 1;
+	w->others = others_active(w);
+	return w->ctr.active + w->others < max;
 }
 
 static void refuse(struct worker *w, int fd, const sockit_addr *peer, const char *why)
@@ -773,6 +791,8 @@ void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 	const struct serve_config *cfg = w->cfg;
 	int acl = cfg->nallow > 0 || cfg->ndeny > 0;
 	int need_peer = acl || w->sh->ips != NULL || w->log->level >= LOG_DEBUG;
+	if (w->sh->nworkers > 1)
+		w->others = others_active(w);
 	for (int i = 0; i < ACCEPT_BATCH && w->tcp_fd == lfd; i++) {
 		sockit_addr peer;
 		int fd = io_accept(lfd, need_peer ? &peer : NULL);
