@@ -13,6 +13,7 @@ static const struct {
 } commands[] = {
 	/* one line per subcommand */
 	{"serve", cmd_serve, "the tutorial's acknowledgement server (once, line, echo; TCP, UDP)"},
+	{"connect", cmd_connect, "a netcat-style client (one-shot, relay, UDP, -z)"},
 	{NULL, NULL, NULL},
 };
 
