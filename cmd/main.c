@@ -12,6 +12,7 @@ static const struct {
 	const char *what;
 } commands[] = {
 	/* one line per subcommand */
+	{"bench", cmd_bench, "load a server and check every reply"},
 	{NULL, NULL, NULL},
 };
 
