@@ -583,6 +583,7 @@ static void on_tcp(sockit_loop *loop, int fd, unsigned events, void *arg)
 		pace(w, now_ns()); /* completions freed slots for due requests */
 	if (c->fd == fd && c->state != C_IDLE)
 		tcp_flush(c);
+	check_done(w);
 }
 
 /* ---- UDP ------------------------------------------------------------------- */
@@ -758,6 +759,7 @@ static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 		}
 	}
 	udp_watch(w);
+	check_done(w);
 }
 
 /* ---- timers ------------------------------------------------------------------ */
