@@ -2,7 +2,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "sockit.h"
 
@@ -17,7 +16,7 @@ int main(int argc, char **argv)
 	}
 	sockit_addr me;
 	sockit_getsockname(srv, &me);
-	printf("%d\n", sockit_addr_port(&me)); /* the bound port, for port 0 */
+	printf("port %d\n", sockit_addr_port(&me)); /* the bound port, for port 0 */
 	fflush(stdout);
 	for (;;) {
 		int c = sockit_accept(srv, NULL, 0, -1);

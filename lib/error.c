@@ -7,15 +7,16 @@
 
 #include "sockit.h"
 
-/* errno values are below 4096 on Linux; EAI_* codes are -1..-105 (glibc). */
-#define ERRNO_MAX 4096
+/* Linux errno values with a message are below 256 (EHWPOISON is 133);
+ * EAI_* codes are -1..-105 (glibc). */
+#define ERRNO_TABLE 256
 #define EAI_MAX 128
 #define MSG_MAX 64
 
 /* Built once (pthread_once), then read-only: the system's messages with a
  * lowercase first letter ("connection refused"), so callers can write
  * "cannot listen on X: %s".  NULL where the system knows no message. */
-static char errno_msg[ERRNO_MAX][MSG_MAX];
+static char errno_msg[ERRNO_TABLE][MSG_MAX];
 static char eai_msg[EAI_MAX][MSG_MAX];
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
@@ -29,7 +30,7 @@ static void copy_lowered(char *dst, const char *src)
 
 static void build_tables(void)
 {
-	for (int e = 1; e < ERRNO_MAX; e++) {
+	for (int e = 1; e < ERRNO_TABLE; e++) {
 		const char *s = strerrordesc_np(e);
 		if (s != NULL)
 			copy_lowered(errno_msg[e], s);
@@ -51,7 +52,7 @@ const char *sockit_strerror(int code)
 	pthread_once(&tables_once, build_tables);
 	if (code == 0)
 		return "success";
-	if (code < 0 && code > -ERRNO_MAX && errno_msg[-code][0] != '\0')
+	if (code < 0 && code > -ERRNO_TABLE && errno_msg[-code][0] != '\0')
 		return errno_msg[-code];
 	if (SOCKIT_IS_EAI(code)) {
 		int eai = SOCKIT_EAI_BASE - code; /* 1.. */

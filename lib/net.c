@@ -108,7 +108,8 @@ static ssize_t io_once(int fd, struct io_op *op)
  * deadline is set, send/recv use MSG_DONTWAIT so a blocking fd cannot
  * block past it; accept4 has no such flag, so on a blocking fd it first
  * waits for readability (another thread may still take the connection
- * first: share blocking listeners with care). */
+ * first: share blocking listeners with care).  Cost: one fcntl per accept
+ * with a deadline, to learn whether the fd blocks. */
 static ssize_t io_retry(int fd, struct io_op *op, int64_t deadline)
 {
 	short events = (op->kind == OP_SEND || op->kind == OP_SENDTO) ? POLLOUT : POLLIN;
@@ -144,6 +145,8 @@ static ssize_t io_retry(int fd, struct io_op *op, int64_t deadline)
 			continue;
 		if (err != EAGAIN && err != EWOULDBLOCK)
 			return -err;
+		if (deadline >= 0 && remaining_ms(deadline) == 0)
+			return -ETIMEDOUT; /* timeout 0 tried once; no poll for nothing */
 		int rc = wait_fd(fd, events, deadline);
 		if (rc < 0)
 			return rc;

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "sockit.h"
+#include "testutil.h"
 
 /* Parses s and formats it back: the result must be expect. */
 static void round_trip(const char *s, const char *expect)
@@ -237,7 +238,7 @@ static void test_sockname_peername(void **state)
 {
 	(void)state;
 	int srv = sockit_create_server("127.0.0.1", 0, SOCK_STREAM, 1, 0);
-	assert_true(srv >= 0);
+	assert_ok(srv);
 	sockit_addr me;
 	assert_int_equal(sockit_getsockname(srv, &me), 0);
 	int port = sockit_addr_port(&me);
@@ -247,7 +248,7 @@ static void test_sockname_peername(void **state)
 	assert_int_equal(sockit_sockname_str(srv, buf, sizeof(buf)), (int)strlen(want));
 	assert_string_equal(buf, want);
 	int c = sockit_create_connection("127.0.0.1", port, 2000);
-	assert_true(c >= 0);
+	assert_ok(c);
 	assert_int_equal(sockit_peername_str(c, buf, sizeof(buf)), (int)strlen(want));
 	assert_string_equal(buf, want);
 	/* A listener has no peer. */

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "sockit.h"
+#include "testutil.h"
 
 /* ---- Fault injection: -Wl,--wrap=send,recv,getaddrinfo ------------------ */
 
@@ -130,11 +131,11 @@ static int bound_port(int fd)
 static void tcp_pair(int *c, int *s)
 {
 	int srv = sockit_create_server("127.0.0.1", 0, SOCK_STREAM, 4, 0);
-	assert_true(srv >= 0);
+	assert_ok(srv);
 	*c = sockit_create_connection("127.0.0.1", bound_port(srv), 5000);
-	assert_true(*c >= 0);
+	assert_ok(*c);
 	*s = sockit_accept(srv, NULL, 0, 5000);
-	assert_true(*s >= 0);
+	assert_ok(*s);
 	sockit_close(srv);
 }
 
@@ -211,14 +212,14 @@ static void test_sendall_timeout(void **state)
 	(void)state;
 	/* Small buffers and a peer that never reads: the send side fills up. */
 	int srv = sockit_create_server("127.0.0.1", 0, SOCK_STREAM, 4, 0);
-	assert_true(srv >= 0);
+	assert_ok(srv);
 	assert_int_equal(sockit_set_rcvbuf(srv, 4096), 0);
 	int c = sockit_create_connection("127.0.0.1", bound_port(srv), 5000);
-	assert_true(c >= 0);
+	assert_ok(c);
 	assert_int_equal(sockit_set_sndbuf(c, 4096), 0);
 	int s = sockit_accept(srv, NULL, 0, 5000);
-	assert_true(s >= 0);
-	size_t len = 64u << 20;
+	assert_ok(s);
+	size_t len = 8u << 20;
 	char *big = calloc(1, len);
 	assert_non_null(big);
 	size_t sent = 0;
@@ -259,22 +260,22 @@ static void test_accept_timeout(void **state)
 {
 	(void)state;
 	int srv = sockit_create_server("127.0.0.1", 0, SOCK_STREAM, 4, 0);
-	assert_true(srv >= 0);
+	assert_ok(srv);
 	int64_t t0 = mono_ms();
 	assert_int_equal(sockit_accept(srv, NULL, 0, 100), -ETIMEDOUT);
 	assert_in_range(mono_ms() - t0, 90, 5000);
 	/* Non-blocking listener, same contract. */
 	int nb = sockit_create_server("127.0.0.1", 0, SOCK_STREAM, 4, SOCKIT_NONBLOCK);
-	assert_true(nb >= 0);
+	assert_ok(nb);
 	t0 = mono_ms();
 	assert_int_equal(sockit_accept(nb, NULL, 0, 100), -ETIMEDOUT);
 	assert_in_range(mono_ms() - t0, 90, 5000);
 	/* And a real client is accepted, with its address and flags. */
 	int c = sockit_create_connection("127.0.0.1", bound_port(nb), 5000);
-	assert_true(c >= 0);
+	assert_ok(c);
 	sockit_addr peer;
 	int s = sockit_accept(nb, &peer, SOCK_NONBLOCK, 5000);
-	assert_true(s >= 0);
+	assert_ok(s);
 	assert_true(fcntl(s, F_GETFL) & O_NONBLOCK);
 	assert_true(fcntl(s, F_GETFD) & FD_CLOEXEC);
 	sockit_addr local;
@@ -283,6 +284,43 @@ static void test_accept_timeout(void **state)
 	sockit_close(s);
 	sockit_close(c);
 	sockit_close(nb);
+	sockit_close(srv);
+}
+
+static void test_connect_timeout(void **state)
+{
+	(void)state;
+	/* A listener with backlog 1 that never accepts: once its queue is
+	 * full the kernel drops further SYNs, and connects hang. */
+	int srv = sockit_socket(AF_INET, SOCK_STREAM);
+	sockit_addr a;
+	assert_int_equal(sockit_addr_from_ip("127.0.0.1", 0, &a), 0);
+	assert_int_equal(sockit_bind(srv, &a), 0);
+	assert_int_equal(sockit_listen(srv, 1), 0);
+	assert_int_equal(sockit_getsockname(srv, &a), 0);
+	int fds[16], nfds = 0, rc = 0;
+	int64_t elapsed = 0;
+	while (nfds < 16 && rc == 0) {
+		int fd = fds[nfds++] = sockit_socket(AF_INET, SOCK_STREAM);
+		assert_ok(fd);
+		int64_t t0 = mono_ms();
+		rc = sockit_connect(fd, &a, 100);
+		elapsed = mono_ms() - t0;
+		/* Blocking again, whatever happened. */
+		assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+	}
+	assert_int_equal(rc, -ETIMEDOUT);
+	assert_in_range(elapsed, 90, 5000);
+	/* create_connection reports the timed-out attempt. */
+	sockit_attempt att[2];
+	size_t natt = 0;
+	rc = sockit_create_connection_ex("127.0.0.1", sockit_addr_port(&a), AF_INET, SOCK_STREAM,
+					 100, att, 2, &natt, NULL);
+	assert_int_equal(rc, -ETIMEDOUT);
+	assert_int_equal(natt, 1);
+	assert_int_equal(att[0].error, -ETIMEDOUT);
+	for (int i = 0; i < nfds; i++)
+		sockit_close(fds[i]);
 	sockit_close(srv);
 }
 
@@ -411,7 +449,7 @@ static void test_create_connection_dead_then_live(void **state)
 {
 	(void)state;
 	int srv = sockit_create_server("127.0.0.1", 0, SOCK_STREAM, 4, 0);
-	assert_true(srv >= 0);
+	assert_ok(srv);
 	int port = bound_port(srv);
 	sockit_attempt att[4];
 	size_t natt = 99;
@@ -436,7 +474,7 @@ static void test_create_connection_dead_then_live(void **state)
 	sockit_close(fd);
 	/* The plain variant also gets through. */
 	fd = sockit_create_connection("dual.test", port, 2000);
-	assert_true(fd >= 0);
+	assert_ok(fd);
 	sockit_close(fd);
 	sockit_close(srv);
 }
@@ -476,11 +514,11 @@ static void test_connect_restores_blocking(void **state)
 {
 	(void)state;
 	int srv = sockit_create_server("127.0.0.1", 0, SOCK_STREAM, 4, 0);
-	assert_true(srv >= 0);
+	assert_ok(srv);
 	sockit_addr a;
 	assert_int_equal(sockit_addr_from_ip("127.0.0.1", bound_port(srv), &a), 0);
 	int fd = sockit_socket(AF_INET, SOCK_STREAM);
-	assert_true(fd >= 0);
+	assert_ok(fd);
 	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
 	assert_int_equal(sockit_connect(fd, &a, 2000), 0);
 	assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
@@ -501,10 +539,10 @@ static void test_create_server_udp(void **state)
 {
 	(void)state;
 	int srv = sockit_create_server("127.0.0.1", 0, SOCK_DGRAM, 0, 0);
-	assert_true(srv >= 0);
+	assert_ok(srv);
 	int port = bound_port(srv);
 	int c = sockit_udp_connect("127.0.0.1", port, AF_UNSPEC);
-	assert_true(c >= 0);
+	assert_ok(c);
 	assert_int_equal(sockit_send(c, "dgram", 5, 1000), 5);
 	char buf[16];
 	sockit_addr from;
@@ -515,7 +553,7 @@ static void test_create_server_udp(void **state)
 	assert_memory_equal(buf, "back", 4);
 	/* One-shot send to a named host. */
 	int u = sockit_socket(AF_INET, SOCK_DGRAM);
-	assert_true(u >= 0);
+	assert_ok(u);
 	assert_int_equal(sockit_udp_sendto(u, "named", 5, "127.0.0.1", port, 1000), 5);
 	assert_int_equal(sockit_recvfrom(srv, buf, sizeof(buf), NULL, 2000), 5);
 	assert_memory_equal(buf, "named", 5);
@@ -532,17 +570,17 @@ static void test_create_server_flags(void **state)
 {
 	(void)state;
 	int a = sockit_create_server("127.0.0.1", 0, SOCK_STREAM, 0, SOCKIT_REUSEPORT);
-	assert_true(a >= 0);
+	assert_ok(a);
 	int port = bound_port(a);
 	/* REUSEPORT: a second listener on the same port. */
 	int b = sockit_create_server("127.0.0.1", port, SOCK_STREAM, 0, SOCKIT_REUSEPORT);
-	assert_true(b >= 0);
+	assert_ok(b);
 	/* Without it: address in use. */
 	assert_int_equal(sockit_create_server("127.0.0.1", port, SOCK_STREAM, 0, 0), -EADDRINUSE);
 	sockit_close(b);
 	sockit_close(a);
 	int nb = sockit_create_server("127.0.0.1", 0, SOCK_STREAM, 0, SOCKIT_NONBLOCK);
-	assert_true(nb >= 0);
+	assert_ok(nb);
 	assert_true(fcntl(nb, F_GETFL) & O_NONBLOCK);
 	assert_true(fcntl(nb, F_GETFD) & FD_CLOEXEC);
 	sockit_close(nb);
@@ -554,7 +592,7 @@ static void test_create_server_flags(void **state)
 		assert_int_equal(getsockopt(v6, IPPROTO_IPV6, IPV6_V6ONLY, &on, &sl), 0);
 		assert_int_equal(on, 1);
 		int c = sockit_create_connection("::1", bound_port(v6), 2000);
-		assert_true(c >= 0);
+		assert_ok(c);
 		sockit_close(c);
 		sockit_close(v6);
 	}
@@ -615,7 +653,7 @@ static void test_bad_arguments(void **state)
 	assert_int_equal(sockit_udp_sendto(0, NULL, 1, "127.0.0.1", 1, 100), -EINVAL);
 	/* A closed descriptor number: the kernel's answer, passed through. */
 	int fd = sockit_socket(AF_INET, SOCK_STREAM);
-	assert_true(fd >= 0);
+	assert_ok(fd);
 	sockit_close(fd);
 	assert_int_equal(sockit_send(fd, "x", 1, 100), -EBADF);
 	assert_int_equal(sockit_recv(fd, buf, 1, 0), -EBADF);
@@ -638,6 +676,7 @@ int main(void)
 		cmocka_unit_test_setup(test_sendall_timeout, reset_injection),
 		cmocka_unit_test_setup(test_recv_timeout, reset_injection),
 		cmocka_unit_test_setup(test_accept_timeout, reset_injection),
+		cmocka_unit_test_setup(test_connect_timeout, reset_injection),
 		cmocka_unit_test_setup(test_epipe_no_signal, reset_injection),
 		cmocka_unit_test_setup(test_recvline_byte_exact, reset_injection),
 		cmocka_unit_test_setup(test_recvline_limits, reset_injection),
