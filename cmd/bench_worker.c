@@ -20,9 +20,10 @@
 #include <time.h>
 
 #include "bench.h"
+#include "dgram.h"
 #include "sockit_loop.h"
 
-#define RBUF_SIZE (64 * 1024 + 1) /* > any UDP reply we accept, to see oversize ones */
+#define RBUF_SIZE (64 * 1024) /* TCP reads */
 #define MS 1000000ull
 
 enum cstate { C_IDLE, C_CONNECTING, C_OPEN };
@@ -51,6 +52,19 @@ struct conn {
 	unsigned udp_unsent : 1; /* udp: request waits for the socket to take it */
 };
 
+#define UDP_BATCH 64
+
+/* UDP mode: the batches for recvmmsg/sendmmsg. */
+struct udp_io {
+	struct mmsghdr in[UDP_BATCH];
+	struct iovec in_iov[UDP_BATCH];
+	struct mmsghdr out[UDP_BATCH];
+	struct iovec out_iov[UDP_BATCH];
+	unsigned batch; /* datagrams per receive: UDP_BATCH, fewer for big ones */
+	int flushing;
+	char *bufs; /* batch buffers of reply_len + 1 bytes (to see oversize replies) */
+};
+
 struct bench_worker {
 	const struct bench_config *cfg;
 	const struct bench_tmpl *tm;
@@ -68,7 +82,8 @@ struct bench_worker {
 	char *outs;
 	size_t out_cap; /* per connection */
 	char *rbuf;
-	int ufd; /* udp socket */
+	int ufd;	    /* udp socket */
+	struct udp_io *udp; /* udp mode only */
 
 	unsigned slot_bits, thread_bits;
 	uint64_t quota;	   /* measured requests left to start (-n) */
@@ -433,8 +448,14 @@ static void line_push(struct bench_worker *w, struct conn *c, uint64_t t0, uint6
 	c->out_len += w->tm->size;
 }
 
+static void udp_flush(struct bench_worker *w);
+
 static void flush_dirty(struct bench_worker *w)
 {
+	if (w->udp != NULL) {
+		udp_flush(w);
+		return;
+	}
 	for (unsigned i = 0; i < w->ndirty; i++) {
 		struct conn *c = &w->conns[w->dirty[i]];
 		c->dirty = 0;
@@ -609,25 +630,54 @@ static void udp_fail(struct bench_worker *w, struct conn *c, enum bench_err kind
 	check_done(w);
 }
 
-/* Hands c's datagram to the kernel, or queues it until the socket is writable. */
-static void udp_send(struct bench_worker *w, struct conn *c, uint64_t now)
+/* Sends the queued datagrams, UDP_BATCH per system call; what the socket
+ * does not take waits for writability.  Not re-entered: datagrams queued by
+ * a failure's restart go out in the same pass. */
+static void udp_flush(struct bench_worker *w)
 {
-	ssize_t n = sockit_send(w->ufd, c->out, w->tm->size, 0);
-	if (n >= 0) {
-		c->ring[0].sent = now;
-		if (now >= w->clk->measure)
-			w->res.bytes_out += (uint64_t)n;
+	struct udp_io *io = w->udp;
+	if (io->flushing)
 		return;
-	}
-	if (would_block(n) || n == -ENOBUFS) {
-		if (!c->udp_unsent) {
-			c->udp_unsent = 1;
-			push_list(w->udp_q, &w->nudp_q, c->slot);
-			udp_watch(w);
+	io->flushing = 1;
+	while (w->nudp_q > 0 && !w->stopping) {
+		/* drop datagrams whose request failed (timed out) before leaving */
+		unsigned j = 0;
+		for (unsigned i = 0; i < w->nudp_q; i++) {
+			struct conn *c = &w->conns[w->udp_q[i]];
+			if (c->count)
+				w->udp_q[j++] = w->udp_q[i];
+			else
+				c->udp_unsent = 0;
 		}
-		return;
+		w->nudp_q = j;
+		if (j == 0)
+			break;
+		unsigned n = w->nudp_q < UDP_BATCH ? w->nudp_q : UDP_BATCH;
+		for (unsigned i = 0; i < n; i++) {
+			io->out_iov[i].iov_base = w->conns[w->udp_q[i]].out;
+			io->out_iov[i].iov_len = w->tm->size;
+			io->out[i].msg_hdr =
+				(struct msghdr){.msg_iov = &io->out_iov[i], .msg_iovlen = 1};
+		}
+		int r = sockit_send_batch(w->ufd, io->out, n);
+		uint64_t now = now_ns();
+		if (r == -EAGAIN || r == -ENOBUFS)
+			break; /* the rest when writable */
+		unsigned done = r > 0 ? (unsigned)r : 1;
+		for (unsigned i = 0; i < done; i++) {
+			struct conn *c = &w->conns[w->udp_q[i]];
+			c->udp_unsent = 0;
+			if (r > 0 && now >= w->clk->measure)
+				w->res.bytes_out += w->tm->size;
+		}
+		struct conn *failed = r < 0 ? &w->conns[w->udp_q[0]] : NULL;
+		w->nudp_q -= done;
+		memmove(w->udp_q, w->udp_q + done, w->nudp_q * sizeof(*w->udp_q));
+		if (failed != NULL)
+			udp_fail(w, failed, classify(r, 0), now);
 	}
-	udp_fail(w, c, classify(n, 0), now);
+	io->flushing = 0;
+	udp_watch(w);
 }
 
 static void udp_start(struct bench_worker *w, struct conn *c, uint64_t t0, uint64_t now)
@@ -639,7 +689,10 @@ static void udp_start(struct bench_worker *w, struct conn *c, uint64_t t0, uint6
 	c->count = 1;
 	w->inflight++;
 	render(w->tm, c->out, r->id);
-	udp_send(w, c, now);
+	if (!c->udp_unsent) {
+		c->udp_unsent = 1;
+		push_list(w->udp_q, &w->nudp_q, c->slot);
+	}
 }
 
 /* Parses the id_len hex digits at p; returns 0 or -1. */
@@ -727,38 +780,32 @@ static void udp_async_error(struct bench_worker *w, ssize_t rc, uint64_t now)
 static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 {
 	struct bench_worker *w = arg;
+	struct udp_io *io = w->udp;
 	(void)loop;
-	if (events & SOCKIT_WRITABLE) {
-		unsigned n = w->nudp_q;
-		w->nudp_q = 0;
-		uint64_t now = now_ns();
-		for (unsigned i = 0; i < n; i++) {
-			struct conn *c = &w->conns[w->udp_q[i]];
-			c->udp_unsent = 0;
-			if (c->count)
-				udp_send(w, c, now);
-		}
-	}
 	if (events & SOCKIT_READABLE) {
-		/* At most one pass over the outstanding window, so a flood of
-		 * replies cannot starve the timers. */
-		for (unsigned budget = w->nconns + 16; budget > 0 && !w->stopping; budget--) {
-			ssize_t n = sockit_recv(fd, w->rbuf, RBUF_SIZE, 0);
+		/* At most about one window of replies per wake-up, so a flood
+		 * cannot starve the timers. */
+		for (unsigned got = 0; got < w->nconns + UDP_BATCH && !w->stopping;) {
+			int r = sockit_recv_batch(fd, io->in, io->batch);
 			uint64_t now = now_ns();
-			if (n >= 0) {
-				if (now >= w->clk->measure)
-					w->res.bytes_in += (uint64_t)n;
-				udp_reply(w, w->rbuf, (size_t)n, now);
-				if (w->inflight == 0)
-					break; /* nothing more to expect */
+			if (r == -EAGAIN)
+				break;
+			if (r < 0) {
+				udp_async_error(w, r, now);
 				continue;
 			}
-			if (would_block(n))
-				break;
-			udp_async_error(w, n, now);
+			for (int i = 0; i < r; i++) {
+				size_t n = io->in[i].msg_len;
+				if (now >= w->clk->measure)
+					w->res.bytes_in += n;
+				udp_reply(w, io->in_iov[i].iov_base, n, now);
+			}
+			got += (unsigned)r;
+			if ((unsigned)r < io->batch || w->inflight == 0)
+				break; /* drained, or nothing more to expect */
 		}
 	}
-	udp_watch(w);
+	udp_flush(w);
 	check_done(w);
 }
 
@@ -988,6 +1035,25 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+static int udp_io_new(struct bench_worker *w)
+{
+	size_t len = w->tm->reply_len + 1;
+	struct udp_io *io = calloc(1, sizeof(*io));
+	if (io == NULL)
+		return -ENOMEM;
+	w->udp = io;
+	io->batch = (unsigned)((256u << 10) / len);
+	io->batch = io->batch < 1 ? 1 : io->batch > UDP_BATCH ? UDP_BATCH : io->batch;
+	io->bufs = malloc(io->batch * len);
+	if (io->bufs == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < io->batch; i++) {
+		io->in_iov[i] = (struct iovec){.iov_base = io->bufs + i * len, .iov_len = len};
+		io->in[i].msg_hdr = (struct msghdr){.msg_iov = &io->in_iov[i], .msg_iovlen = 1};
+	}
+	return 0;
+}
+
 struct bench_worker *bench_worker_new(const struct bench_config *cfg, const struct bench_tmpl *tm,
 				      const struct bench_clock *clk, unsigned index, unsigned conns,
 				      uint64_t quota, double rate)
@@ -1018,6 +1084,10 @@ struct bench_worker *bench_worker_new(const struct bench_config *cfg, const stru
 	w->loop = sockit_loop_new();
 	if (!w->conns || !w->reqs || !w->outs || !w->rbuf || !w->kick || !w->kick_run ||
 	    !w->dirty || !w->udp_q || !w->tokens || !w->loop) {
+		bench_worker_free(w);
+		return NULL;
+	}
+	if (cfg->mode == BENCH_UDP && udp_io_new(w) < 0) {
 		bench_worker_free(w);
 		return NULL;
 	}
@@ -1099,5 +1169,8 @@ void bench_worker_free(struct bench_worker *w)
 	free(w->dirty);
 	free(w->udp_q);
 	free(w->tokens);
+	if (w->udp != NULL)
+		free(w->udp->bufs);
+	free(w->udp);
 	free(w);
 }
