@@ -431,6 +431,8 @@ static void report_text(const struct bench_config *cfg, const struct outcome *o)
 		       rate_achieved(o),
 		       rate_sustained(cfg, o) ? "sustained"
 					      : "NOT sustained (server or tool too slow)");
+	if (cfg->rate > 0 && r->send_lag.count > 0)
+		text_hist_row("send lag", &r->send_lag);
 	if (cfg->mode == BENCH_UDP)
 		printf("  late       %llu replies after their timeout\n",
 		       (unsigned long long)r->late);
@@ -515,6 +517,8 @@ static void report_json(const struct bench_config *cfg, const struct outcome *o)
 		       rate_sustained(cfg, o) ? "true" : "false");
 	else
 		printf("\"rate_achieved\":null,\"rate_sustained\":null,");
+	json_hist("send_lag_us", cfg->rate > 0 ? &r->send_lag : NULL);
+	putchar(',');
 	printf("\"interrupted\":%s}\n", o->interrupted ? "true" : "false");
 }
 
@@ -599,6 +603,7 @@ static int run(struct bench_config *cfg)
 	memset(&o, 0, sizeof(o));
 	hist_init(&o.r.latency);
 	hist_init(&o.r.connect);
+	hist_init(&o.r.send_lag);
 
 	/* Signals go to sigtimedwait in this thread only; workers inherit the mask. */
 	sigset_t sigs, old;
@@ -655,6 +660,7 @@ static int run(struct bench_config *cfg)
 			stop = r->stop_ns;
 		hist_merge(&o.r.latency, &r->latency);
 		hist_merge(&o.r.connect, &r->connect);
+		hist_merge(&o.r.send_lag, &r->send_lag);
 	}
 	if (ws != NULL && started == cfg->threads) {
 		o.elapsed_s = (double)(stop - clk.measure) / 1e9;

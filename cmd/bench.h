@@ -75,6 +75,7 @@ struct bench_result {
 	uint64_t rate_behind;	      /* -R: requests still unsent when due at the end */
 	struct hist latency;	      /* ns, from send (or scheduled) time to verified reply */
 	struct hist connect;	      /* ns, once mode: connect() to connected */
+	struct hist send_lag;	      /* ns, -R: how late requests started versus schedule */
 };
 
 /* ---- The engine (bench_worker.c) ---------------------------------------- */

@@ -859,6 +859,8 @@ static void pace(struct bench_worker *w, uint64_t now)
 			break;
 		}
 		w->k_issued++;
+		if (due >= w->clk->measure)
+			hist_record(&w->res.send_lag, now - due);
 		start_on(w, &w->conns[token_get(w)], due, now);
 		if (w->stopping)
 			break;
@@ -1112,6 +1114,7 @@ struct bench_worker *bench_worker_new(const struct bench_config *cfg, const stru
 	w->res.stop_ns = clk->start;
 	hist_init(&w->res.latency);
 	hist_init(&w->res.connect);
+	hist_init(&w->res.send_lag);
 	uint64_t sweep = cfg->timeout_ms * MS / 8;
 	w->sweep_ns = sweep < MS ? MS : sweep > 100 * MS ? 100 * MS : sweep;
 	return w;

@@ -108,7 +108,7 @@ def test_json_has_documented_keys(run_sockit, bench_server):
     assert all(isinstance(v, float) for v in d["latency_us"].values())
     assert d["requests_target"] == 50 and d["duration_s"] is None
     assert d["rate_target"] is None and d["rate_achieved"] is None
-    assert d["rate_sustained"] is None
+    assert d["rate_sustained"] is None and d["send_lag_us"] is None
     assert d["host"] == "127.0.0.1" and d["port"] == srv.port
 
 
@@ -150,6 +150,8 @@ def test_rate_is_held(run_sockit, bench_server, mode):
     assert d["rate_achieved"] == pytest.approx(200, rel=0.10)
     assert d["rate_sustained"] is True
     assert srv.requests == pytest.approx(400, rel=0.10)
+    lag = d["send_lag_us"]  # how late requests left: the tool's own slack, shown
+    assert set(lag) == LATENCY_KEYS and 0 <= lag["min"] <= lag["p50"] <= lag["max"]
 
 
 def test_rate_not_sustained_is_reported(run_sockit, bench_server):
