@@ -30,8 +30,9 @@ enum cstate { C_IDLE, C_CONNECTING, C_OPEN };
 
 struct req {
 	uint64_t id;
-	uint64_t t0;   /* latency starts here: send time, or scheduled time with -R */
-	uint64_t sent; /* handed to the connection: the timeout starts here */
+	uint64_t t0;	/* latency starts here: send time, or scheduled time with -R */
+	uint64_t sent;	/* handed to the connection: the timeout starts here */
+	char idtxt[16]; /* the id as sent (id_len hex digits) */
 };
 
 struct conn {
@@ -157,19 +158,36 @@ const char *bench_err_name(enum bench_err e)
 	return (unsigned)e < ERR_KINDS ? names[e] : "other";
 }
 
-void bench_id_format(char *dst, size_t id_len, uint64_t id)
+/* 8 nibbles (the low 32 bits of v) as 8 hex digits, most significant first,
+ * without a loop: spread a nibble per byte, add '0' or 'a' - 10. */
+static uint64_t hex8(uint64_t v)
 {
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = id_len; i > 0; i--) {
-		dst[i - 1] = hex[id & 0xf];
-		id >>= 4;
-	}
+	uint64_t x = v & 0xffffffffu;
+	x = ((x & 0xffff0000u) << 16) | (x & 0xffffu);
+	x = ((x & 0x0000ff000000ff00ull) << 8) | (x & 0x000000ff000000ffull);
+	x = ((x & 0x00f000f000f000f0ull) << 4) | (x & 0x000f000f000f000full);
+	uint64_t letters = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+	x += 0x3030303030303030ull + 0x27 * letters;
+	return __builtin_bswap64(x); /* byte 0 = the most significant digit */
 }
 
-int bench_reply_match(const struct bench_tmpl *tm, uint64_t id, size_t off, const char *data,
+void bench_id_format(char *dst, size_t id_len, uint64_t id)
+{
+	char buf[16];
+	uint64_t hi = hex8(id >> 32), lo = hex8(id);
+	memcpy(buf, &hi, 8);
+	memcpy(buf + 8, &lo, 8);
+	memcpy(dst, buf + 16 - id_len, id_len);
+}
+
+int bench_reply_match(const struct bench_tmpl *tm, const char *idtxt, size_t off, const char *data,
 		      size_t n)
 {
 	const size_t a = tm->id_off, b = tm->id_off + tm->id_len;
+	if (off == 0 && n == tm->reply_len) /* the usual case: the whole reply at once */
+		return memcmp(data, tm->expect, a) == 0 &&
+		       memcmp(data + a, idtxt, tm->id_len) == 0 &&
+		       memcmp(data + b, tm->expect + b, n - b) == 0;
 	if (off < a) {
 		size_t k = n < a - off ? n : a - off;
 		if (memcmp(data, tm->expect + off, k) != 0)
@@ -177,8 +195,6 @@ int bench_reply_match(const struct bench_tmpl *tm, uint64_t id, size_t off, cons
 		off += k, data += k, n -= k;
 	}
 	if (n > 0 && off < b) {
-		char idtxt[16];
-		bench_id_format(idtxt, tm->id_len, id);
 		size_t k = n < b - off ? n : b - off;
 		if (memcmp(data, idtxt + (off - a), k) != 0)
 			return 0;
@@ -234,10 +250,11 @@ static uint64_t next_id(struct bench_worker *w, struct conn *c)
 }
 
 /* Renders the request with this id into dst. */
-static void render(const struct bench_tmpl *tm, char *dst, uint64_t id)
+static void render(const struct bench_tmpl *tm, char *dst, struct req *r)
 {
+	bench_id_format(r->idtxt, tm->id_len, r->id);
 	memcpy(dst, tm->msg, tm->size);
-	bench_id_format(dst, tm->id_len, id);
+	memcpy(dst, r->idtxt, tm->id_len);
 }
 
 /* May a request start at t0?  Warm-up requests always may; measured ones
@@ -444,7 +461,7 @@ static void line_push(struct bench_worker *w, struct conn *c, uint64_t t0, uint6
 		c->out_len -= c->out_off;
 		c->out_off = 0;
 	}
-	render(w->tm, c->out + c->out_len, r->id);
+	render(w->tm, c->out + c->out_len, r);
 	c->out_len += w->tm->size;
 }
 
@@ -493,7 +510,7 @@ static void once_start(struct conn *c, uint64_t t0, uint64_t now)
 	c->count = 1;
 	c->rx_off = 0;
 	w->inflight++;
-	render(w->tm, c->out, r->id);
+	render(w->tm, c->out, r);
 	c->out_off = 0;
 	c->out_len = w->tm->size;
 	int rc = tcp_open(c);
@@ -516,7 +533,7 @@ static int tcp_consume(struct bench_worker *w, struct conn *c, const char *p, si
 			return -1; /* bytes nobody asked for */
 		struct req *r = &c->ring[c->head];
 		size_t k = n < rlen - c->rx_off ? n : rlen - c->rx_off;
-		if (!bench_reply_match(w->tm, r->id, c->rx_off, p, k))
+		if (!bench_reply_match(w->tm, r->idtxt, c->rx_off, p, k))
 			return -1;
 		c->rx_off += k;
 		p += k;
@@ -688,7 +705,7 @@ static void udp_start(struct bench_worker *w, struct conn *c, uint64_t t0, uint6
 	r->sent = now;
 	c->count = 1;
 	w->inflight++;
-	render(w->tm, c->out, r->id);
+	render(w->tm, c->out, r);
 	if (!c->udp_unsent) {
 		c->udp_unsent = 1;
 		push_list(w->udp_q, &w->nudp_q, c->slot);
@@ -720,20 +737,21 @@ static void udp_reply(struct bench_worker *w, const char *p, size_t n, uint64_t 
 	struct conn *c = NULL;
 	int ours = 0; /* the id names one of our slots */
 	uint64_t id = 0;
+	const char *idtxt = "????????????????"; /* no id: matches no reply */
 	if (n >= tm->id_off + tm->id_len && parse_id(p + tm->id_off, tm->id_len, &id) == 0) {
+		idtxt = p + tm->id_off; /* the reply must be the one to its own id */
 		uint64_t mask = tm->id_len >= 16 ? UINT64_MAX : (1ull << (4 * tm->id_len)) - 1;
 		unsigned slot = (unsigned)(id & ((1ull << w->slot_bits) - 1));
 		unsigned thread = (unsigned)((id >> w->slot_bits) & ((1ull << w->thread_bits) - 1));
 		ours = slot < w->nconns && thread == w->index;
 		if (ours && w->conns[slot].count && (w->conns[slot].ring[0].id & mask) == id) {
 			c = &w->conns[slot];
-			id = c->ring[0].id;
 		}
 	}
 	/* The bytes must be the expected reply to the id they carry. */
 	size_t k = n < tm->reply_len ? n : tm->reply_len;
 	enum bench_err kind = ERR_KINDS;
-	if (!bench_reply_match(tm, id, 0, p, k) || n > tm->reply_len)
+	if (!bench_reply_match(tm, idtxt, 0, p, k) || n > tm->reply_len)
 		kind = ERR_MISMATCH;
 	else if (n < tm->reply_len)
 		kind = ERR_TRUNCATED;
