@@ -42,6 +42,7 @@ struct conn {
 	enum cstate state;
 	unsigned interest;
 	uint64_t seq;
+	char nexttxt[16]; /* the next id in hex */
 	uint64_t conn_t0; /* connect() called */
 	struct req *ring; /* depth entries */
 	unsigned head, count;
@@ -87,8 +88,9 @@ struct bench_worker {
 	struct udp_io *udp; /* udp mode only */
 
 	unsigned slot_bits, thread_bits;
-	uint64_t quota;	   /* measured requests left to start (-n) */
-	uint64_t inflight; /* requests started and not finished */
+	unsigned low_digits; /* hex digits that hold slot and thread */
+	uint64_t quota;	     /* measured requests left to start (-n) */
+	uint64_t inflight;   /* requests started and not finished */
 	int stopping;
 
 	/* -R: request k is due at sched_base + k * interval_ns */
@@ -243,16 +245,37 @@ static unsigned bits_for(unsigned n)
 	return b;
 }
 
-static uint64_t next_id(struct bench_worker *w, struct conn *c)
+void bench_id_next(char *txt, size_t id_len, unsigned shift)
 {
-	uint64_t id = c->seq++ << (w->slot_bits + w->thread_bits);
-	return id | (uint64_t)w->index << w->slot_bits | c->slot;
+	static const char hex[] = "0123456789abcdef";
+	unsigned add = 1u << (shift % 4);
+	for (size_t d = shift / 4; d < id_len; d++) {
+		char *ch = &txt[id_len - 1 - d];
+		unsigned v =
+			(*ch <= '9' ? (unsigned)(*ch - '0') : (unsigned)(*ch - 'a') + 10) + add;
+		*ch = hex[v & 15];
+		if (v < 16)
+			return;
+		add = 1; /* carry */
+	}
+}
+
+/* Gives r the next id of c, in number and text (the text is kept up to
+ * date by a carry-add: no formatting per request). */
+static void next_id(struct bench_worker *w, struct conn *c, struct req *r)
+{
+	unsigned shift = w->slot_bits + w->thread_bits;
+	uint64_t low = (uint64_t)w->index << w->slot_bits | c->slot;
+	if (c->seq == 0)
+		bench_id_format(c->nexttxt, w->tm->id_len, low);
+	r->id = c->seq++ << shift | low;
+	memcpy(r->idtxt, c->nexttxt, sizeof(r->idtxt));
+	bench_id_next(c->nexttxt, w->tm->id_len, shift);
 }
 
 /* Renders the request with this id into dst. */
-static void render(const struct bench_tmpl *tm, char *dst, struct req *r)
+static void render(const struct bench_tmpl *tm, char *dst, const struct req *r)
 {
-	bench_id_format(r->idtxt, tm->id_len, r->id);
 	memcpy(dst, tm->msg, tm->size);
 	memcpy(dst, r->idtxt, tm->id_len);
 }
@@ -451,8 +474,9 @@ static int tcp_flush(struct conn *c)
 /* Queues a new request on c (line/echo), started at t0. */
 static void line_push(struct bench_worker *w, struct conn *c, uint64_t t0, uint64_t now)
 {
-	struct req *r = &c->ring[(c->head + c->count++) % w->cfg->depth];
-	r->id = next_id(w, c);
+	unsigned i = c->head + c->count++;
+	struct req *r = &c->ring[i < w->cfg->depth ? i : i - w->cfg->depth];
+	next_id(w, c, r);
 	r->t0 = t0;
 	r->sent = now;
 	w->inflight++;
@@ -503,7 +527,7 @@ static void once_start(struct conn *c, uint64_t t0, uint64_t now)
 {
 	struct bench_worker *w = c->w;
 	struct req *r = &c->ring[0];
-	r->id = next_id(w, c);
+	next_id(w, c, r);
 	r->t0 = t0;
 	r->sent = now;
 	c->head = 0;
@@ -541,7 +565,7 @@ static int tcp_consume(struct bench_worker *w, struct conn *c, const char *p, si
 		if (c->rx_off < rlen || once)
 			continue; /* once: complete at EOF */
 		record_ok(w, r, now);
-		c->head = (c->head + 1) % w->cfg->depth;
+		c->head = c->head + 1 < w->cfg->depth ? c->head + 1 : 0;
 		c->count--;
 		c->rx_off = 0;
 		request_over(w, c, now);
@@ -673,8 +697,6 @@ static void udp_flush(struct bench_worker *w)
 		for (unsigned i = 0; i < n; i++) {
 			io->out_iov[i].iov_base = w->conns[w->udp_q[i]].out;
 			io->out_iov[i].iov_len = w->tm->size;
-			io->out[i].msg_hdr =
-				(struct msghdr){.msg_iov = &io->out_iov[i], .msg_iovlen = 1};
 		}
 		int r = sockit_send_batch(w->ufd, io->out, n);
 		uint64_t now = now_ns();
@@ -700,7 +722,7 @@ static void udp_flush(struct bench_worker *w)
 static void udp_start(struct bench_worker *w, struct conn *c, uint64_t t0, uint64_t now)
 {
 	struct req *r = &c->ring[0];
-	r->id = next_id(w, c);
+	next_id(w, c, r);
 	r->t0 = t0;
 	r->sent = now;
 	c->count = 1;
@@ -731,6 +753,23 @@ static int parse_id(const char *p, size_t len, uint64_t *id)
 	return 0;
 }
 
+/* c's request got its verified reply. */
+static void udp_complete(struct bench_worker *w, struct conn *c, uint64_t now)
+{
+	record_ok(w, &c->ring[0], now);
+	c->count = 0;
+	request_over(w, c, now);
+	if (w->cfg->rate == 0) {
+		if (may_start(w, now))
+			udp_start(w, c, now, now);
+	} else {
+		pace(w, now);
+	}
+}
+
+/* Checks one reply datagram: the fast path finds its slot from the id's
+ * last digits; anything else is sorted out slowly (late, truncated,
+ * mismatch). */
 static void udp_reply(struct bench_worker *w, const char *p, size_t n, uint64_t now)
 {
 	const struct bench_tmpl *tm = w->tm;
@@ -738,7 +777,25 @@ static void udp_reply(struct bench_worker *w, const char *p, size_t n, uint64_t 
 	int ours = 0; /* the id names one of our slots */
 	uint64_t id = 0;
 	const char *idtxt = "????????????????"; /* no id: matches no reply */
-	if (n >= tm->id_off + tm->id_len && parse_id(p + tm->id_off, tm->id_len, &id) == 0) {
+	const size_t id_end = tm->id_off + tm->id_len;
+	if (n == tm->reply_len && parse_id(p + id_end - w->low_digits, w->low_digits, &id) == 0) {
+		/* Fast path: the last few digits name the slot; the whole id
+		 * must then be the one outstanding there. */
+		unsigned slot = (unsigned)(id & ((1ull << w->slot_bits) - 1));
+		unsigned thread = (unsigned)((id >> w->slot_bits) & ((1ull << w->thread_bits) - 1));
+		if (slot < w->nconns && thread == w->index && w->conns[slot].count &&
+		    memcmp(p + tm->id_off, w->conns[slot].ring[0].idtxt, tm->id_len) == 0) {
+			c = &w->conns[slot];
+			if (memcmp(p, tm->expect, tm->id_off) != 0 ||
+			    memcmp(p + id_end, tm->expect + id_end, n - id_end) != 0) {
+				udp_fail(w, c, ERR_MISMATCH, now);
+				return;
+			}
+			udp_complete(w, c, now);
+			return;
+		}
+	}
+	if (c == NULL && n >= id_end && parse_id(p + tm->id_off, tm->id_len, &id) == 0) {
 		idtxt = p + tm->id_off; /* the reply must be the one to its own id */
 		uint64_t mask = tm->id_len >= 16 ? UINT64_MAX : (1ull << (4 * tm->id_len)) - 1;
 		unsigned slot = (unsigned)(id & ((1ull << w->slot_bits) - 1));
@@ -768,15 +825,7 @@ static void udp_reply(struct bench_worker *w, const char *p, size_t n, uint64_t 
 		w->res.late++; /* its request timed out (or it came twice) */
 		return;
 	}
-	record_ok(w, &c->ring[0], now);
-	c->count = 0;
-	request_over(w, c, now);
-	if (w->cfg->rate == 0) {
-		if (may_start(w, now))
-			udp_start(w, c, now, now);
-	} else {
-		pace(w, now);
-	}
+	udp_complete(w, c, now);
 }
 
 /* An ICMP error (e.g. port unreachable) fails the oldest outstanding datagram. */
@@ -1071,6 +1120,9 @@ static int udp_io_new(struct bench_worker *w)
 		io->in_iov[i] = (struct iovec){.iov_base = io->bufs + i * len, .iov_len = len};
 		io->in[i].msg_hdr = (struct msghdr){.msg_iov = &io->in_iov[i], .msg_iovlen = 1};
 	}
+	for (unsigned i = 0; i < UDP_BATCH; i++) {
+		io->out[i].msg_hdr = (struct msghdr){.msg_iov = &io->out_iov[i], .msg_iovlen = 1};
+	}
 	return 0;
 }
 
@@ -1113,6 +1165,11 @@ struct bench_worker *bench_worker_new(const struct bench_config *cfg, const stru
 	}
 	w->slot_bits = bits_for(conns);
 	w->thread_bits = bits_for(cfg->threads);
+	w->low_digits = (w->slot_bits + w->thread_bits + 3) / 4;
+	if (w->low_digits < 1)
+		w->low_digits = 1;
+	if (w->low_digits > tm->id_len)
+		w->low_digits = (unsigned)tm->id_len;
 	for (unsigned i = 0; i < conns; i++) {
 		struct conn *c = &w->conns[i];
 		c->w = w;
