@@ -94,6 +94,10 @@ void serve_log(const struct serve_log *lg, enum log_level level, const char *fmt
 void serve_log_limited(const struct serve_log *lg, struct log_ratelimit *rl, uint64_t now_ms,
 		       enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/* A runtime failure, printed at every level: text "sockit serve: MSG" (as
+ * the other subcommands' errors), JSON an object at level "error". */
+void serve_log_fail(const struct serve_log *lg, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* The listening line, printed at every level. */
 void serve_log_listening(const struct serve_log *lg, const char *proto, const char *addr,
 			 const char *mode);

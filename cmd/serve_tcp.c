@@ -2,8 +2,8 @@
  *
  * Costs, per connection:
  * - once mode, request already there at accept (TCP_DEFER_ACCEPT makes that
- *   the rule): accept4, recv, send, close -- no epoll registration, no
- *   allocation.  The one read and the reply share the worker's buffer (the
+ *   the rule): accept4, recv, send, shutdown, close -- no epoll
+ *   registration, no allocation.  The one read and the reply share the worker's buffer (the
  *   prefix sits just before the read area, so the reply is one send).
  * - A connection that must wait (no request yet, a partial write, a
  *   lingering close, any line/echo client) gets a 64-byte struct conn from a
@@ -14,10 +14,12 @@
  *   fires at the head's deadline.  No per-connection timer.
  */
 #include <errno.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "serve.h"
@@ -30,6 +32,7 @@
 #define LINGER_BYTES (1u << 20) /* ... and this much at most */
 #define CONN_CHUNK 256		/* struct conns allocated together */
 #define ACCEPT_PAUSE_MS 100	/* out of descriptors: retry accepting this often */
+#define SAFE_REPLY 1152		/* Linux's smallest initial receive window (rcvbuf 2304) */
 
 static const char line_too_long_msg[] = "error: line too long\n";
 
@@ -47,9 +50,10 @@ enum conn_state {
 };
 
 enum {
-	F_EOF = 0x1,   /* the client's EOF was read */
-	F_EMPTY = 0x2, /* once: the client sent nothing before EOF */
-	F_LIMIT = 0x4, /* line too long: finish with closed_limit */
+	F_EOF = 0x1,	 /* the client's EOF was read */
+	F_EMPTY = 0x2,	 /* once: the client sent nothing before EOF */
+	F_LIMIT = 0x4,	 /* line too long: finish with closed_limit */
+	F_COUNTED = 0x8, /* lingering: already counted as closed, slots released */
 };
 
 enum { L_NONE, L_IDLE, L_LINGER };
@@ -84,6 +88,21 @@ static ssize_t io_send(int fd, const void *buf, size_t len)
 {
 	ssize_t n = sockit_send(fd, buf, len, 0);
 	return n == -ETIMEDOUT || n == -EWOULDBLOCK ? -EAGAIN : n;
+}
+
+/* send(MSG_MORE): the data waits in the socket for the FIN that follows
+ * at once (shutdown or close), so reply and FIN leave in one segment --
+ * one packet less to send, receive and acknowledge.  Not in sockit.h
+ * (no flags there). */
+static ssize_t io_send_more(int fd, const void *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR)
+			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
 }
 
 /* accept4 itself: sockit_accept() also asks fcntl(F_GETFL) each call to
@@ -268,29 +287,42 @@ static void count_close(struct worker *w, int fd, int reason)
 	}
 	if (w->log->level >= LOG_DEBUG)
 		serve_log(w->log, LOG_DEBUG, "closed fd %d (%s)", fd, reason_name(reason));
-	if (w->draining)
-		worker_maybe_finish(w);
 }
 
-/* Closes a descriptor that never had a struct conn (never watched). */
-static void close_bare(struct worker *w, int fd, struct ip_entry *ip, int reason)
+/* Ends a connection's accounting (its slots free, its reason counted)
+ * before the client can see the end: a client that reconnects as soon as
+ * it reads EOF always finds its slot free, on any worker. */
+static void conn_done(struct worker *w, int fd, struct ip_entry *ip, int reason)
 {
-	sockit_close(fd);
 	release_slot(w, ip);
 	count_close(w, fd, reason);
+}
+
+/* Closes a descriptor that never had a struct conn (never watched); shut
+ * != 0 sends the FIN first (see once_reply). */
+static void close_bare(struct worker *w, int fd, struct ip_entry *ip, int reason, int shut)
+{
+	conn_done(w, fd, ip, reason);
+	if (shut)
+		sockit_shutdown(fd, SHUT_WR);
+	sockit_close(fd);
+	if (w->draining)
+		worker_maybe_finish(w);
 }
 
 static void conn_close(struct worker *w, struct conn *c, int reason)
 {
 	int fd = c->fd;
+	if (!(c->flags & F_COUNTED))
+		conn_done(w, fd, c->ip, reason);
 	list_remove(w, c);
 	sockit_loop_close(w->loop, fd);
 	free(c->in);
 	free(c->out);
-	release_slot(w, c->ip);
 	c->next = w->free_conns;
 	w->free_conns = c;
-	count_close(w, fd, reason);
+	if (w->draining)
+		worker_maybe_finish(w);
 }
 
 static int finish_reason(const struct conn *c)
@@ -325,15 +357,21 @@ static int conn_watch(struct worker *w, struct conn *c, unsigned events)
 
 /* Shuts the write side and discards input until EOF, LINGER_MS or
  * LINGER_BYTES, so unread input never turns our close into an RST that
- * would overtake the reply.  c may be NULL (a fast-path connection). */
-static void start_linger(struct worker *w, struct conn *c, int fd, struct ip_entry *ip)
+ * would overtake the reply.  c may be NULL (a fast-path connection).  The
+ * exchange is over for the client: the connection is counted as closed
+ * (reason) and leaves the limits now; the lingering descriptor stays on
+ * the worker's linger list. */
+static void start_linger(struct worker *w, struct conn *c, int fd, struct ip_entry *ip, int reason)
 {
 	int fresh = c == NULL;
+	conn_done(w, fd, ip, reason);
 	sockit_shutdown(fd, SHUT_WR);
-	if (fresh && (c = conn_new(w, fd, ip)) == NULL) {
-		close_bare(w, fd, ip, R_DONE);
+	if (fresh && (c = conn_new(w, fd, NULL)) == NULL) {
+		sockit_close(fd);
 		return;
 	}
+	c->flags |= F_COUNTED;
+	c->ip = NULL;
 	c->state = ST_LINGER;
 	c->discarded = 0;
 	c->last_ms = sockit_loop_now_ms(w->loop);
@@ -432,6 +470,13 @@ static int flush_out(struct worker *w, struct conn *c)
 	return 0;
 }
 
+/* Bytes sent but not yet acknowledged by the peer, or -1. */
+static int unacked(int fd)
+{
+	int v;
+	return ioctl(fd, SIOCOUTQ, &v) == 0 ? v : -1;
+}
+
 /* ---- once mode --------------------------------------------------------- */
 
 /* Answers the one read (n bytes at rbuf + prefix_len, or n < 0 an error). */
@@ -442,12 +487,17 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 		if (c != NULL)
 			conn_close(w, c, R_RESET);
 		else
-			close_bare(w, fd, ip, R_RESET);
+			close_bare(w, fd, ip, R_RESET, 0);
 		return;
 	}
 	CTR_ADD(w, bytes_in, n);
 	size_t len = cfg->prefix_len + (size_t)n;
-	ssize_t s = io_send(fd, w->rbuf, len);
+	/* The request is all here (the read returned less than asked, so it
+	 * emptied the receive queue, or saw EOF) and the reply fits Linux's
+	 * smallest receive window (so send() hands it all to the client at
+	 * once): we close right after it, and its FIN rides with it. */
+	int quick = (size_t)n < cfg->max_bytes && len <= SAFE_REPLY;
+	ssize_t s = quick ? io_send_more(fd, w->rbuf, len) : io_send(fd, w->rbuf, len);
 	if (s == -EAGAIN)
 		s = 0;
 	if (s < 0) {
@@ -455,28 +505,39 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 		if (c != NULL)
 			conn_close(w, c, reason);
 		else
-			close_bare(w, fd, ip, reason);
+			close_bare(w, fd, ip, reason, 0);
 		return;
 	}
 	CTR_ADD(w, bytes_out, s);
 	if ((size_t)s == len) {
-		/* The read returned less than asked, so it emptied the receive
-		 * queue (or saw EOF): a plain close sends FIN, not RST. */
-		if ((size_t)n < cfg->max_bytes) {
+		/* Close at once if the request is all here and the reply is out
+		 * of our hands: quick (above), or a larger reply that SIOCOUTQ
+		 * says is acknowledged (a slow reader's window may hold it back,
+		 * and an RST would destroy the rest).  The write side is shut
+		 * first so the FIN goes with the reply: a client that sends more
+		 * as soon as the reply arrives then finds reply + FIN queued
+		 * before any RST its extra bytes provoke (in CLOSE_WAIT an RST
+		 * no longer hides the EOF).  After EOF a close is enough. */
+		if (quick || ((size_t)n < cfg->max_bytes && unacked(fd) == 0)) {
 			int reason = n == 0 ? R_EOF : R_DONE;
-			if (c != NULL)
-				conn_close(w, c, reason);
-			else
-				close_bare(w, fd, ip, reason);
+			if (c == NULL) {
+				close_bare(w, fd, ip, reason, n > 0);
+				return;
+			}
+			conn_done(w, fd, c->ip, reason);
+			c->flags |= F_COUNTED;
+			if (n > 0)
+				sockit_shutdown(fd, SHUT_WR);
+			conn_close(w, c, reason);
 		} else {
-			start_linger(w, c, fd, ip);
+			start_linger(w, c, fd, ip, R_DONE);
 		}
 		return;
 	}
 	/* Partial write: keep the rest, finish when it drains. */
 	int fresh = c == NULL;
 	if (fresh && (c = conn_new(w, fd, ip)) == NULL) {
-		close_bare(w, fd, ip, R_LIMIT);
+		close_bare(w, fd, ip, R_LIMIT, 0);
 		return;
 	}
 	if (n == 0)
@@ -503,7 +564,7 @@ static void once_start(struct worker *w, int fd, struct ip_entry *ip)
 	}
 	struct conn *c = conn_new(w, fd, ip);
 	if (c == NULL) {
-		close_bare(w, fd, ip, R_LIMIT);
+		close_bare(w, fd, ip, R_LIMIT, 0);
 		return;
 	}
 	c->state = ST_WAIT;
@@ -621,7 +682,7 @@ static void stream_settle(struct worker *w, struct conn *c)
 {
 	if (c->out == NULL) {
 		if (c->flags & F_LIMIT) {
-			start_linger(w, c, c->fd, c->ip);
+			start_linger(w, c, c->fd, c->ip, R_LIMIT);
 			return;
 		}
 		if (c->state == ST_FLUSH) {
@@ -629,7 +690,7 @@ static void stream_settle(struct worker *w, struct conn *c)
 			if (c->flags & F_EOF)
 				conn_close(w, c, finish_reason(c));
 			else
-				start_linger(w, c, c->fd, c->ip);
+				start_linger(w, c, c->fd, c->ip, finish_reason(c));
 			return;
 		}
 		if (c->flags & F_EOF) {
@@ -685,7 +746,7 @@ static void stream_start(struct worker *w, int fd, struct ip_entry *ip)
 {
 	struct conn *c = conn_new(w, fd, ip);
 	if (c == NULL) {
-		close_bare(w, fd, ip, R_LIMIT);
+		close_bare(w, fd, ip, R_LIMIT, 0);
 		return;
 	}
 	sockit_set_nodelay(fd, 1); /* replies are batched already; don't let Nagle wait */

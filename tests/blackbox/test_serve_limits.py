@@ -12,7 +12,8 @@ import time
 import pytest
 
 from conftest import (closed_without_reply, connect, exchange, proc_cpu_seconds,
-                      proc_status, raise_nofile, recv_exact, reset_close, wait_until)
+                      proc_status, raise_nofile, recv_exact, recv_to_eof, reset_close,
+                      wait_until)
 
 PREFIX = b"Received: "
 
@@ -60,11 +61,17 @@ def concurrent_once(addr, n, timeout=60.0):
 
 def test_500_concurrent_clients_all_served(serve):
     raise_nofile(4096)
-    srv = serve()
+    srv = serve(["--workers", "2"])
     msgs, replies = concurrent_once(srv.addr, 500)
     assert len(replies) == 500, f"only {len(replies)} of 500 served"
     bad = [i for i in msgs if replies[i] != PREFIX + msgs[i]]
     assert not bad, [(i, replies[i][:40]) for i in bad[:5]]
+    # both workers' counters, summed, account for every byte
+    assert wait_until(lambda: srv.counters()["active"] == 0, timeout=10)
+    c = srv.counters()
+    n_in = sum(len(m) for m in msgs.values())
+    assert c["accepted"] == 500 and c["closed_done"] == 500, c
+    assert c["bytes_in"] == n_in and c["bytes_out"] == n_in + 500 * len(PREFIX), c
 
 
 @pytest.mark.parametrize("mode", ["once", "line"])
@@ -142,11 +149,18 @@ def test_descriptor_exhaustion_no_spin_and_recovery(serve):
         assert wait_until(lambda: len(os.listdir(f"/proc/{srv.pid}/fd")) >= 56, timeout=10), \
             len(os.listdir(f"/proc/{srv.pid}/fd"))
         time.sleep(0.2)
+        lines0 = len(srv.stderr_text().splitlines())
         cpu0, t0 = proc_cpu_seconds(srv.pid), time.monotonic()
         time.sleep(1.0)
         cpu1, t1 = proc_cpu_seconds(srv.pid), time.monotonic()
+        # logged once per episode, not once per retry
+        new_lines = srv.stderr_text().splitlines()[lines0:]
+        assert len(new_lines) <= 1, new_lines
         used = cpu1 - cpu0
-        assert used < 0.5 * (t1 - t0), f"server used {used:.2f}s CPU in {t1 - t0:.2f}s: spinning"
+        # A server that pauses accepting uses ~0 s here; one that spins on a
+        # readable listener uses a whole core when it can get it, and still
+        # ~0.3 core on a 2-core machine loaded 3-4x over.
+        assert used < 0.15 * (t1 - t0), f"server used {used:.2f}s CPU in {t1 - t0:.2f}s: spinning"
         assert srv.p.poll() is None, srv.stderr_text()
     finally:
         for s in held:
@@ -337,3 +351,164 @@ def test_deny_applies_to_v4_mapped_clients_on_dualstack(serve):
         s.sendall(b"mapped")
         assert closed_without_reply(s, timeout=10)
     assert exchange(("::1", srv.port), b"v6", family=socket.AF_INET6) == PREFIX + b"v6"
+
+
+def _soft_nofile_64():
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+
+
+def test_raises_soft_fd_limit_to_hard(serve):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard <= 64:
+        pytest.skip(f"hard RLIMIT_NOFILE is {hard}")
+    srv = serve(preexec_fn=_soft_nofile_64)
+    with open(f"/proc/{srv.pid}/limits") as f:
+        line = next(ln for ln in f if ln.startswith("Max open files"))
+    soft = int(line.split()[3])
+    assert soft == hard, line
+    assert exchange(srv.addr, b"fd") == PREFIX + b"fd"
+
+
+def test_default_max_conns_fits_a_small_fd_limit(serve):
+    """Under `ulimit -n 64` and no --max-conns, extra clients are refused
+    (counted) rather than left to EMFILE; served again after they leave."""
+    raise_nofile(4096)
+    srv = serve(["--mode", "line", "--workers", "1"], preexec_fn=_limit_nofile_64)
+    held = []
+    try:
+        for _ in range(80):
+            held.append(connect(srv.addr, timeout=5))
+        c = srv.wait_counter("refused_maxconns", 1)
+        assert c["refused_maxconns"] >= 1, c
+        assert 1 <= c["active"] < 64, c
+    finally:
+        for s in held:
+            s.close()
+
+    def served():
+        try:
+            return exchange(srv.addr, b"again\n", shut_wr=True, timeout=5) == PREFIX + b"again\n"
+        except OSError:
+            return False
+    assert wait_until(served, timeout=20, interval=0.2), srv.stderr_text()
+
+
+def test_per_ip_limit_counts_each_address(serve):
+    """--max-conns-per-ip 1 on a dual-stack listener: 127.0.0.1 and ::1 are
+    different clients, each admitted once."""
+    srv = serve(["-H", "::", "--dualstack", "--mode", "line", "--max-conns-per-ip", "1"])
+    v4 = _line_client(("127.0.0.1", srv.port))
+    v6 = _line_client(("::1", srv.port))
+    try:
+        assert _refused(("127.0.0.1", srv.port))
+        assert _refused(("::1", srv.port))
+        c = srv.wait_counter("refused_perip", 2)
+        assert c["refused_perip"] == 2 and c["active"] == 2, c
+    finally:
+        v4.close()
+        v6.close()
+
+
+@pytest.mark.parametrize("host,rule,family_addr", [
+    ("127.0.0.1", "0.0.0.0/0", "127.0.0.1"),
+    ("::1", "::/0", "::1"),
+    ("127.0.0.1", "127.0.0.1/32", "127.0.0.1"),
+    ("::1", "::1/128", "::1"),
+    ("127.0.0.1", "127.0.0.0/31", "127.0.0.1"),
+    ("::1", "::/127", "::1"),
+])
+def test_deny_prefix_length_edges(serve, host, rule, family_addr):
+    """/0 matches everything of its family (a classic shift-by-32 bug),
+    full-length and odd lengths match exactly."""
+    srv = serve(["-H", host, "--deny", rule])
+    with connect((family_addr, srv.port)) as s:
+        s.sendall(b"hello")
+        assert closed_without_reply(s, timeout=10), rule
+
+
+@pytest.mark.parametrize("host,rule", [
+    ("127.0.0.1", "127.0.0.2/32"),
+    ("127.0.0.1", "128.0.0.0/1"),
+    ("127.0.0.1", "126.0.0.0/8"),
+    ("::1", "::2/128"),
+    ("::1", "::/128"),
+    ("::1", "8000::/1"),
+    ("127.0.0.1", "::1/128"),  # ::1 is not 127.0.0.1
+])
+def test_deny_non_matching_rules_admit(serve, host, rule):
+    srv = serve(["-H", host, "--deny", rule])
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    assert exchange((host, srv.port), b"in", family=fam) == PREFIX + b"in"
+
+
+def test_per_ip_slots_released_on_every_kind_of_close(serve):
+    """Connections that end by EOF, reset, too-long line, idle timeout or a
+    refusal all give their per-IP slot back: afterwards two connections
+    are admitted again and the counters add up."""
+    srv = serve(["--mode", "line", "--max-conns-per-ip", "2", "--max-line", "100",
+                 "--idle-timeout", "300ms"])
+    for _ in range(3):
+        assert exchange(srv.addr, b"eof\n", shut_wr=True) == PREFIX + b"eof\n"  # EOF
+        reset_close(_line_client(srv.addr))  # reset
+        with connect(srv.addr) as s:  # too long
+            s.sendall(b"L" * 200 + b"\n")
+            assert recv_to_eof(s) == b"error: line too long\n"
+    idle = [_line_client(srv.addr), _line_client(srv.addr)]
+    assert _refused(srv.addr)  # a refusal while full
+    for s in idle:  # timeouts
+        assert closed_without_reply(s, timeout=15)
+        s.close()
+
+    def two_admitted():
+        try:
+            a = _line_client(srv.addr)
+        except (AssertionError, OSError):
+            return False
+        try:
+            b = _line_client(srv.addr)
+            b.close()
+            return True
+        except (AssertionError, OSError):
+            return False
+        finally:
+            a.close()
+    assert wait_until(two_admitted, timeout=10, interval=0.1), srv.stderr_text()
+    c = srv.counters()
+    assert c["refused_perip"] >= 1, c
+    assert c["closed_eof"] >= 3 and c["closed_reset"] >= 3, c
+    assert c["closed_limit"] >= 3 and c["closed_timeout"] >= 2, c
+
+
+def test_once_mode_slots_released(serve):
+    """Short requests: the reply is delivered and the connection closed at
+    once, so one client after another always finds the one slot free."""
+    srv = serve(["--max-conns-per-ip", "1", "--max-conns", "1"])
+    for i in range(30):
+        msg = b"one at a time %d" % i
+        assert exchange(srv.addr, msg) == PREFIX + msg
+    c = srv.counters()
+    assert c["refused_perip"] == 0 and c["refused_maxconns"] == 0, c
+    assert wait_until(lambda: srv.counters()["active"] == 0, timeout=10)
+    c = srv.counters()
+    assert c["closed_done"] == 30 and c["accepted"] == 30, c
+
+
+def test_idle_timeout_frees_a_client_that_never_reads(serve):
+    """A client blocked by backpressure (it never reads, so the server
+    stops reading it) is silent: --idle-timeout closes it."""
+    srv = serve(["--mode", "line", "--idle-timeout", "500ms", "--workers", "1"])
+    hog = connect(srv.addr)
+    try:
+        hog.settimeout(1.0)
+        chunk = (b"h" * 1023 + b"\n") * 64
+        deadline = time.monotonic() + 20
+        try:
+            while time.monotonic() < deadline:
+                hog.send(chunk)
+        except (socket.timeout, ConnectionResetError, BrokenPipeError):
+            pass
+        c = srv.wait_counter("closed_timeout", 1, timeout=15)
+        assert c["closed_timeout"] == 1 and c["active"] == 0, c
+    finally:
+        hog.close()
