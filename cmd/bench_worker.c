@@ -1086,6 +1086,8 @@ static void *worker_main(void *arg)
 		uint64_t due =
 			(uint64_t)((double)(w->res.stop_ns - w->sched_base) / w->interval_ns);
 		w->res.rate_behind = due > w->k_issued ? due - w->k_issued : 0;
+		if (w->clk->end == UINT64_MAX && w->quota == 0)
+			w->res.rate_behind = 0; /* -n: every request was sent */
 	}
 	for (unsigned i = 0; i < w->nconns; i++)
 		if (w->cfg->mode != BENCH_UDP && w->conns[i].fd >= 0)
