@@ -116,7 +116,7 @@ static const char *opt_name(int c, char *buf, size_t len)
 /* Returns 0 to run, 2 after a usage error, -1 after --help/--version. */
 static int parse_args(int argc, char **argv, struct bench_config *cfg)
 {
-	int have_d = 0, have_n = 0, have_p = 0, have_prefix = 0, have_size = 0;
+	int have_d = 0, have_n = 0, have_p = 0, have_prefix = 0;
 	uint64_t v;
 	char name[32];
 	memset(cfg, 0, sizeof(*cfg));
@@ -179,7 +179,6 @@ static int parse_args(int argc, char **argv, struct bench_config *cfg)
 					CMD, "bad %s '%s': expected a size like 16, 1k or 64KiB", o,
 					optarg);
 			cfg->size = (size_t)v;
-			have_size = 1;
 			break;
 		case 'P':
 			if (cli_parse_u64(optarg, 1, MAX_DEPTH, &v) < 0)
@@ -258,7 +257,6 @@ static int parse_args(int argc, char **argv, struct bench_config *cfg)
 	if (cfg->mode == BENCH_UDP && cfg->size + cfg->prefix_len > MAX_UDP_SIZE)
 		return cli_usage(CMD, "bad -s %zu: the reply (prefix + request) exceeds a datagram",
 				 cfg->size);
-	(void)have_size;
 	return 0;
 }
 
