@@ -22,9 +22,12 @@
 #include "bench.h"
 #include "dgram.h"
 #include "sockit_loop.h"
+#include "ticker.h"
 
 #define RBUF_SIZE (64 * 1024) /* TCP reads */
 #define MS 1000000ull
+/* -R: the pacer wakes at most this often (it sends all that is due). */
+#define PACE_MIN_NS 100000ull
 
 enum cstate { C_IDLE, C_CONNECTING, C_OPEN };
 
@@ -97,6 +100,9 @@ struct bench_worker {
 	double interval_ns;
 	uint64_t sched_base;
 	uint64_t k_issued;
+	int tick_fd;	     /* the pacer's ticker (ns resolution), or -1: loop timer */
+	uint64_t tick_armed; /* when the ticker will fire; 0 = disarmed */
+	uint64_t last_tick;
 	unsigned *tokens; /* free capacity: a FIFO of connection indexes */
 	unsigned tok_head, tok_count, tok_cap;
 
@@ -907,6 +913,34 @@ static void start_on(struct bench_worker *w, struct conn *c, uint64_t t0, uint64
 	}
 }
 
+/* Wakes pace() when the next request is due: by the ticker, to the
+ * microsecond but at most every PACE_MIN_NS, else by the loop's
+ * millisecond timer (up to 1 ms late: the send lag shows it). */
+static void arm_pacer(struct bench_worker *w, uint64_t due, uint64_t now)
+{
+	if (w->tick_fd < 0) {
+		sockit_timer_start(w->loop, &w->t_pace, (due - now + MS - 1) / MS, 0);
+		return;
+	}
+	uint64_t at = due > w->last_tick + PACE_MIN_NS ? due : w->last_tick + PACE_MIN_NS;
+	if (w->tick_armed != 0 && w->tick_armed <= at)
+		return; /* already set to wake in time */
+	if (sockit_ticker_arm(w->tick_fd, at) == 0)
+		w->tick_armed = at;
+}
+
+static void on_tick(sockit_loop *loop, int fd, unsigned events, void *arg)
+{
+	struct bench_worker *w = arg;
+	(void)loop;
+	(void)events;
+	if (sockit_ticker_ack(fd) <= 0)
+		return;
+	w->tick_armed = 0;
+	w->last_tick = now_ns();
+	pace(w, w->last_tick);
+}
+
 /* -R: starts every request that is due and has a free slot; arms the pacer
  * for the next one. */
 static void pace(struct bench_worker *w, uint64_t now)
@@ -916,7 +950,7 @@ static void pace(struct bench_worker *w, uint64_t now)
 	for (;;) {
 		uint64_t due = w->sched_base + (uint64_t)((double)w->k_issued * w->interval_ns);
 		if (due > now) {
-			sockit_timer_start(w->loop, &w->t_pace, (due - now + MS - 1) / MS, 0);
+			arm_pacer(w, due, now);
 			break;
 		}
 		if (w->tok_count == 0)
@@ -1068,6 +1102,14 @@ static void *worker_main(void *arg)
 	sockit_timer_start(w->loop, &w->t_sweep, w->sweep_ns / MS, w->sweep_ns / MS);
 	if (w->cfg->mode == BENCH_UDP)
 		udp_open(w);
+	if (w->cfg->rate > 0) {
+		int fd = sockit_ticker_new();
+		if (fd >= 0 && sockit_loop_watch(w->loop, fd, SOCKIT_READABLE, on_tick, w) < 0) {
+			sockit_close(fd);
+			fd = -1;
+		}
+		w->tick_fd = fd; /* without it, the loop's timer paces */
+	}
 	if (!w->stopping) {
 		if (w->cfg->rate > 0) {
 			pace(w, now);
@@ -1095,6 +1137,9 @@ static void *worker_main(void *arg)
 	if (w->ufd >= 0)
 		sockit_loop_close(w->loop, w->ufd);
 	w->ufd = -1;
+	if (w->tick_fd >= 0)
+		sockit_loop_close(w->loop, w->tick_fd);
+	w->tick_fd = -1;
 	sockit_timer_stop(w->loop, &w->t_end);
 	sockit_timer_stop(w->loop, &w->t_sweep);
 	sockit_timer_stop(w->loop, &w->t_pace);
@@ -1142,6 +1187,7 @@ struct bench_worker *bench_worker_new(const struct bench_config *cfg, const stru
 	w->nconns = conns;
 	w->quota = quota;
 	w->ufd = -1;
+	w->tick_fd = -1;
 	unsigned depth = cfg->depth;
 	w->out_cap =
 		cfg->mode == BENCH_LINE || cfg->mode == BENCH_ECHO ? depth * tm->size : tm->size;
