@@ -590,6 +590,12 @@ static int wait_workers(struct bench_worker **ws, unsigned n, const struct bench
 	return interrupted;
 }
 
+/* floor(n * part / whole) without overflow (n < 2^50, whole < 2^20). */
+static uint64_t share(uint64_t n, unsigned part, unsigned whole)
+{
+	return (uint64_t)((unsigned __int128)n * part / whole);
+}
+
 static int run(struct bench_config *cfg)
 {
 	struct bench_tmpl tm;
@@ -621,11 +627,16 @@ static int run(struct bench_config *cfg)
 	clk.measure = clk.start + cfg->warmup_ms * 1000000ull;
 	clk.end = cfg->requests ? UINT64_MAX : clk.measure + cfg->duration_ms * 1000000ull;
 	unsigned started = 0;
+	/* Each thread gets its share of the connections, and the same share of
+	 * the rate and of -n (so that all finish together). */
+	unsigned conns_before = 0;
 	for (unsigned i = 0; ws != NULL && i < cfg->threads; i++) {
 		unsigned conns = cfg->conns / cfg->threads + (i < cfg->conns % cfg->threads);
 		uint64_t quota = UINT64_MAX;
 		if (cfg->requests)
-			quota = cfg->requests / cfg->threads + (i < cfg->requests % cfg->threads);
+			quota = share(cfg->requests, conns_before + conns, cfg->conns) -
+				share(cfg->requests, conns_before, cfg->conns);
+		conns_before += conns;
 		double rate = cfg->rate * conns / cfg->conns;
 		ws[i] = bench_worker_new(cfg, &tm, &clk, i, conns, quota, rate);
 		if (ws[i] == NULL) {

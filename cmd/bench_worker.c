@@ -96,13 +96,12 @@ struct bench_worker {
 	uint64_t inflight;   /* requests started and not finished */
 	int stopping;
 
-	/* -R: request k is due at sched_base + k * interval_ns */
-	double interval_ns;
+	/* -R: request k is due at sched_base + k * interval_ns (integers: the
+	 * ticker's period is exactly a multiple, so it never drifts early) */
+	uint64_t interval_ns;
 	uint64_t sched_base;
 	uint64_t k_issued;
-	int tick_fd;	     /* the pacer's ticker (ns resolution), or -1: loop timer */
-	uint64_t tick_armed; /* when the ticker will fire; 0 = disarmed */
-	uint64_t last_tick;
+	int tick_fd;	  /* the pacer's ticker (ns resolution), or -1: loop timer */
 	unsigned *tokens; /* free capacity: a FIFO of connection indexes */
 	unsigned tok_head, tok_count, tok_cap;
 
@@ -913,20 +912,35 @@ static void start_on(struct bench_worker *w, struct conn *c, uint64_t t0, uint64
 	}
 }
 
-/* Wakes pace() when the next request is due: by the ticker, to the
- * microsecond but at most every PACE_MIN_NS, else by the loop's
- * millisecond timer (up to 1 ms late: the send lag shows it). */
+/* Without a ticker, the loop's millisecond timer wakes pace() when the next
+ * request is due (up to 1 ms late: the send lag shows it). */
 static void arm_pacer(struct bench_worker *w, uint64_t due, uint64_t now)
 {
-	if (w->tick_fd < 0) {
+	if (w->tick_fd < 0)
 		sockit_timer_start(w->loop, &w->t_pace, (due - now + MS - 1) / MS, 0);
-		return;
+}
+
+static void on_tick(sockit_loop *loop, int fd, unsigned events, void *arg);
+
+/* The ticker fires at every due time, or every PACE_MIN_NS when requests
+ * are due more often (pace sends all that is due). */
+static int start_ticker(struct bench_worker *w)
+{
+	int fd = sockit_ticker_new();
+	if (fd < 0)
+		return fd;
+	uint64_t period = w->interval_ns;
+	if (period < PACE_MIN_NS)
+		period = (PACE_MIN_NS + w->interval_ns - 1) / w->interval_ns * w->interval_ns;
+	int rc = sockit_ticker_arm(fd, w->sched_base, period);
+	if (rc == 0)
+		rc = sockit_loop_watch(w->loop, fd, SOCKIT_READABLE, on_tick, w);
+	if (rc < 0) {
+		sockit_close(fd);
+		return rc;
 	}
-	uint64_t at = due > w->last_tick + PACE_MIN_NS ? due : w->last_tick + PACE_MIN_NS;
-	if (w->tick_armed != 0 && w->tick_armed <= at)
-		return; /* already set to wake in time */
-	if (sockit_ticker_arm(w->tick_fd, at) == 0)
-		w->tick_armed = at;
+	w->tick_fd = fd;
+	return 0;
 }
 
 static void on_tick(sockit_loop *loop, int fd, unsigned events, void *arg)
@@ -934,11 +948,8 @@ static void on_tick(sockit_loop *loop, int fd, unsigned events, void *arg)
 	struct bench_worker *w = arg;
 	(void)loop;
 	(void)events;
-	if (sockit_ticker_ack(fd) <= 0)
-		return;
-	w->tick_armed = 0;
-	w->last_tick = now_ns();
-	pace(w, w->last_tick);
+	if (sockit_ticker_ack(fd) > 0)
+		pace(w, now_ns());
 }
 
 /* -R: starts every request that is due and has a free slot; arms the pacer
@@ -948,7 +959,7 @@ static void pace(struct bench_worker *w, uint64_t now)
 	if (w->stopping)
 		return;
 	for (;;) {
-		uint64_t due = w->sched_base + (uint64_t)((double)w->k_issued * w->interval_ns);
+		uint64_t due = w->sched_base + w->k_issued * w->interval_ns;
 		if (due > now) {
 			arm_pacer(w, due, now);
 			break;
@@ -1102,14 +1113,8 @@ static void *worker_main(void *arg)
 	sockit_timer_start(w->loop, &w->t_sweep, w->sweep_ns / MS, w->sweep_ns / MS);
 	if (w->cfg->mode == BENCH_UDP)
 		udp_open(w);
-	if (w->cfg->rate > 0) {
-		int fd = sockit_ticker_new();
-		if (fd >= 0 && sockit_loop_watch(w->loop, fd, SOCKIT_READABLE, on_tick, w) < 0) {
-			sockit_close(fd);
-			fd = -1;
-		}
-		w->tick_fd = fd; /* without it, the loop's timer paces */
-	}
+	if (w->cfg->rate > 0)
+		start_ticker(w); /* without it, the loop's timer paces */
 	if (!w->stopping) {
 		if (w->cfg->rate > 0) {
 			pace(w, now);
@@ -1126,7 +1131,7 @@ static void *worker_main(void *arg)
 	/* -R: how far behind schedule the tool (or the server) was */
 	if (w->cfg->rate > 0 && w->res.stop_ns > w->sched_base) {
 		uint64_t due =
-			(uint64_t)((double)(w->res.stop_ns - w->sched_base) / w->interval_ns);
+			(w->res.stop_ns - w->sched_base + w->interval_ns - 1) / w->interval_ns;
 		w->res.rate_behind = due > w->k_issued ? due - w->k_issued : 0;
 		if (w->clk->end == UINT64_MAX && w->quota == 0)
 			w->res.rate_behind = 0; /* -n: every request was sent */
@@ -1227,9 +1232,10 @@ struct bench_worker *bench_worker_new(const struct bench_config *cfg, const stru
 		c->out = &w->outs[(size_t)i * w->out_cap];
 	}
 	if (rate > 0) {
-		w->interval_ns = 1e9 / rate;
+		double ns = 1e9 / rate;
+		w->interval_ns = ns < 1 ? 1 : (uint64_t)(ns + 0.5);
 		/* threads start their schedules staggered across one interval */
-		w->sched_base = clk->start + (uint64_t)(w->interval_ns * index / cfg->threads);
+		w->sched_base = clk->start + w->interval_ns * index / cfg->threads;
 		for (unsigned d = 0; d < depth; d++)
 			for (unsigned i = 0; i < conns; i++)
 				token_put(w, i);

@@ -1,5 +1,6 @@
 /* ticker.c -- a one-shot nanosecond timer as a descriptor (timerfd). */
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -12,7 +13,7 @@ int sockit_ticker_new(void)
 	return fd < 0 ? -errno : fd;
 }
 
-int sockit_ticker_arm(int fd, uint64_t when_ns)
+int sockit_ticker_arm(int fd, uint64_t when_ns, uint64_t period_ns)
 {
 	if (fd < 0)
 		return -EINVAL;
@@ -22,6 +23,8 @@ int sockit_ticker_arm(int fd, uint64_t when_ns)
 		its.it_value.tv_nsec = (long)(when_ns % 1000000000u);
 		if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
 			its.it_value.tv_nsec = 1; /* all zero would disarm */
+		its.it_interval.tv_sec = (time_t)(period_ns / 1000000000u);
+		its.it_interval.tv_nsec = (long)(period_ns % 1000000000u);
 	}
 	return timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, NULL) < 0 ? -errno : 0;
 }
@@ -34,7 +37,7 @@ int sockit_ticker_ack(int fd)
 	for (;;) {
 		ssize_t r = read(fd, &n, sizeof(n));
 		if (r == (ssize_t)sizeof(n))
-			return 1;
+			return n > INT_MAX ? INT_MAX : (int)n;
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0 && errno == EAGAIN)

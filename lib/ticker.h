@@ -15,12 +15,13 @@
 int sockit_ticker_new(void);
 
 /* Arms fd to become readable at when_ns (absolute CLOCK_MONOTONIC
- * nanoseconds; a time already past fires at once), replacing any earlier
- * deadline; when_ns 0 disarms.  Returns 0. */
-int sockit_ticker_arm(int fd, uint64_t when_ns);
+ * nanoseconds; a time already past fires at once) and then every period_ns
+ * after it (0: once), replacing any earlier setting; when_ns 0 disarms.
+ * It never fires early.  Returns 0. */
+int sockit_ticker_arm(int fd, uint64_t when_ns, uint64_t period_ns);
 
-/* Consumes the expiry: 1 if the ticker fired since the last call, 0 if
- * not (yet). */
+/* Consumes the expiries: how many deadlines passed since the last call
+ * (capped at INT_MAX), 0 if none yet. */
 int sockit_ticker_ack(int fd);
 
 #endif /* SOCKIT_TICKER_H */
