@@ -156,7 +156,8 @@ struct worker {
 	int done;	    /* set (atomic) when the worker's loop has ended */
 	int draining;
 	int accept_paused;
-	uint64_t others; /* the other workers' active count, as last read */
+	uint64_t others;    /* the other workers' active count, as last read */
+	uint64_t others_ms; /* ... at this loop time */
 	uint64_t defer_ms;
 
 	char *rbuf; /* prefix + read buffer: rbuf + prefix_len is where reads go */
@@ -178,6 +179,8 @@ struct worker {
 	struct log_ratelimit rl_udp;	 /* UDP errors */
 	struct log_ratelimit rl_refused; /* refused clients */
 	int emfile_episode;
+	int accept_one, accept_busy; /* see accept_adapt() */
+	uint64_t accept_ms;
 
 	struct serve_counters ctr __attribute__((aligned(64)));
 } __attribute__((aligned(64)));

@@ -216,7 +216,7 @@ def test_client_that_never_reads_leaves_rss_bounded(serve, mode):
 def test_idle_timeout_line_mode(serve):
     """A connection that goes silent after a round trip is closed after
     --idle-timeout and counted as closed_timeout; an active one is not."""
-    srv = serve(["--mode", "line", "--idle-timeout", "300ms"])
+    srv = serve(["--mode", "line", "--idle-timeout", "700ms"])
     with connect(srv.addr) as s:
         s.sendall(b"hi\n")
         assert recv_exact(s, len(PREFIX) + 3) == PREFIX + b"hi\n"
@@ -224,15 +224,17 @@ def test_idle_timeout_line_mode(serve):
     c = srv.wait_counter("closed_timeout", 1)
     assert c["closed_timeout"] >= 1, c
     # the timeout is for idleness, not a connection lifetime: a client that
-    # keeps talking for 5 timeouts' worth stays open
-    with connect(srv.addr) as s:
-        t_end = time.monotonic() + 1.5
+    # keeps talking for 2.5 timeouts' worth stays open (1 s timeout, a
+    # message every 50 ms: a loaded machine may stall us a bit)
+    busy = serve(["--mode", "line", "--idle-timeout", "1s"])
+    with connect(busy.addr) as s:
+        t_end = time.monotonic() + 2.5
         i = 0
         while time.monotonic() < t_end:
             msg = f"busy {i}\n".encode()
             s.sendall(msg)
             assert recv_exact(s, len(PREFIX) + len(msg)) == PREFIX + msg
-            time.sleep(0.1)
+            time.sleep(0.05)
             i += 1
 
 
@@ -447,7 +449,7 @@ def test_per_ip_slots_released_on_every_kind_of_close(serve):
     refusal all give their per-IP slot back: afterwards two connections
     are admitted again and the counters add up."""
     srv = serve(["--mode", "line", "--max-conns-per-ip", "2", "--max-line", "100",
-                 "--idle-timeout", "300ms"])
+                 "--idle-timeout", "1s"])
     for _ in range(3):
         assert exchange(srv.addr, b"eof\n", shut_wr=True) == PREFIX + b"eof\n"  # EOF
         reset_close(_line_client(srv.addr))  # reset

@@ -218,7 +218,7 @@ def test_line_too_long_after_pipelined_lines_slow_reader(serve):
 
 
 def test_echo_idle_timeout(serve):
-    srv = serve(["--mode", "echo", "--idle-timeout", "300ms"])
+    srv = serve(["--mode", "echo", "--idle-timeout", "700ms"])
     with connect(srv.addr) as s:
         s.sendall(b"once")
         assert recv_exact(s, 4) == b"once"

@@ -255,7 +255,7 @@ def test_counters_exact_after_mixed_traffic(serve):
     """Two workers, a known mix of endings: the exit counters say exactly
     what happened and add up."""
     srv = serve(["--mode", "line", "--workers", "2", "--max-line", "100",
-                 "--idle-timeout", "400ms", "--max-conns-per-ip", "3"])
+                 "--idle-timeout", "1s", "--max-conns-per-ip", "3"])
     for i in range(10):  # 10 x EOF, 10 bytes in, 20 out each
         assert exchange(srv.addr, b"%09d\n" % i, shut_wr=True) == PREFIX + b"%09d\n" % i
     for _ in range(4):  # 4 x reset after one round trip (2 bytes in, 12 out)
