@@ -1,13 +1,15 @@
 /* bench_worker.c -- one load-generating thread: its loop, connections, clocks and histograms.
  *
- * Costs, per request, on the hot path: no allocation; a request is the
- * template copied with its id patched in; replies are compared in place
- * against the template (no expected-reply buffer per request).  TCP reads
- * go into one scratch buffer per thread; a read shorter than the buffer
- * ends the batch (level-triggered epoll reports the rest), so a would-block
- * read is rare.  Pipelined requests of a connection leave in one send per
- * wake-up.  Timeouts are checked by one sweep timer per thread, not one
- * timer per request.
+ * Costs, per request, on the hot path: exactly the system calls needed
+ * (lib/nbio: one attempt each, without the clock read and poll of
+ * sockit_send/recv with timeout 0; lib/dgram: up to 64 datagrams a call);
+ * no allocation; a request is the template copied with its id patched in;
+ * replies are compared in place against the template.  TCP reads go into
+ * one scratch buffer per thread; a read shorter than the buffer ends the
+ * batch (level-triggered epoll reports the rest), so a would-block read is
+ * rare.  Pipelined requests of a connection leave in one send per wake-up.
+ * Timeouts are checked by one sweep timer per thread, not one timer per
+ * request.
  *
  * Request ids: id = seq << (slot_bits + thread_bits) | thread << slot_bits
  * | slot, so ids are unique in the run and a UDP reply names its slot.
@@ -21,6 +23,7 @@
 
 #include "bench.h"
 #include "dgram.h"
+#include "nbio.h"
 #include "sockit_loop.h"
 #include "ticker.h"
 
@@ -133,8 +136,7 @@ static uint64_t now_ns(void)
 
 static int would_block(ssize_t rc)
 {
-	/* The library's timeout-0 calls report a would-block as -ETIMEDOUT. */
-	return rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -ETIMEDOUT;
+	return rc == -EAGAIN; /* nbio and dgram say "not now" so, and only so */
 }
 
 static enum bench_err classify(ssize_t rc, int connecting)
@@ -419,7 +421,7 @@ static int tcp_open(struct conn *c)
 	if (fd < 0)
 		return fd;
 	c->conn_t0 = now_ns();
-	int rc = sockit_connect(fd, &w->cfg->addr, 0);
+	int rc = sockit_try_connect(fd, &w->cfg->addr);
 	if (rc < 0 && rc != -EINPROGRESS) {
 		sockit_close(fd);
 		return rc;
@@ -441,7 +443,7 @@ static int tcp_flush(struct conn *c)
 	struct bench_worker *w = c->w;
 	unsigned want = SOCKIT_READABLE;
 	if (c->out_off < c->out_len) {
-		ssize_t n = sockit_send(c->fd, c->out + c->out_off, c->out_len - c->out_off, 0);
+		ssize_t n = sockit_try_send(c->fd, c->out + c->out_off, c->out_len - c->out_off);
 		if (n > 0) {
 			uint64_t now = now_ns();
 			if (c->state == C_CONNECTING) {
@@ -605,7 +607,7 @@ static void on_tcp(sockit_loop *loop, int fd, unsigned events, void *arg)
 	if (c->state == C_CONNECTING && c->out_off == c->out_len) {
 		/* connected with nothing to send (yet): see how it went */
 		if (events & SOCKIT_HANGUP) {
-			ssize_t n = sockit_recv(fd, w->rbuf, 1, 0);
+			ssize_t n = sockit_try_recv(fd, w->rbuf, 1);
 			tcp_fail(c, n < 0 ? classify(n, 1) : ERR_TRUNCATED);
 			return;
 		}
@@ -614,7 +616,7 @@ static void on_tcp(sockit_loop *loop, int fd, unsigned events, void *arg)
 	if (events & SOCKIT_READABLE) {
 		const int once = w->cfg->mode == BENCH_ONCE;
 		for (;;) {
-			ssize_t n = sockit_recv(fd, w->rbuf, RBUF_SIZE, 0);
+			ssize_t n = sockit_try_recv(fd, w->rbuf, RBUF_SIZE);
 			uint64_t now = now_ns();
 			if (n > 0) {
 				if (now >= w->clk->measure)
