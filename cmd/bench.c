@@ -215,14 +215,10 @@ static int parse_args(int argc, char **argv, struct bench_config *cfg)
 			fputs(usage_text, stdout);
 			return -1;
 		case 'V':
-			printf("sockit %s\n", sockit_version());
+			cli_print_version();
 			return -1;
-		case ':':
-			return cli_usage(CMD, "option '%s' needs a value", argv[optind - 1]);
 		default:
-			if (optopt != 0)
-				return cli_usage(CMD, "unknown option '-%c'", optopt);
-			return cli_usage(CMD, "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option(CMD, c, argv[optind - 1]);
 		}
 	}
 	if (argc - optind != 2)

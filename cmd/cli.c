@@ -1,12 +1,14 @@
 /* cli.c -- bounded parsing and messages shared by the subcommands. */
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "sockit.h"
 
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
@@ -133,4 +135,20 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nTry 'sockit %s --help'.\n", cmd);
 	return 2;
+}
+
+int cli_bad_option(const char *cmd, int c, const char *word)
+{
+	if (word == NULL)
+		word = "?";
+	if (c == ':')
+		return cli_usage(cmd, "option '%s' needs a value", word);
+	if (optopt != 0)
+		return cli_usage(cmd, "unknown option '-%c'", optopt);
+	return cli_usage(cmd, "unknown option '%s'", word);
+}
+
+void cli_print_version(void)
+{
+	printf("sockit %s\n", sockit_version());
 }

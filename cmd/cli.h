@@ -26,6 +26,13 @@ int cli_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* A port number 0..65535 (allow_zero) or 1..65535. */
 int cli_parse_port(const char *s, int allow_zero, int *out);
 
+/* The usage error for getopt_long's answer c (':' a missing value, '?' an
+ * unknown option) at argv word `word`; returns 2. */
+int cli_bad_option(const char *cmd, int c, const char *word);
+
+/* Prints "sockit VERSION" on stdout (--version of every subcommand). */
+void cli_print_version(void);
+
 /* Prints "sockit CMD: MESSAGE\nTry 'sockit CMD --help'.\n" to stderr and
  * returns 2, for `return cli_usage(...)`. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

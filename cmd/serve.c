@@ -273,12 +273,10 @@ static int parse_args(int argc, char **argv, struct serve_config *cfg)
 			fputs(usage_text, stdout);
 			return 0;
 		case OPT_VERSION:
-			printf("sockit %s\n", sockit_version());
+			cli_print_version();
 			return 0;
-		case ':':
-			return cli_usage("serve", "option '%s' needs a value", opt);
 		default:
-			return cli_usage("serve", "unknown option '%s'", opt);
+			return cli_bad_option("serve", c, opt);
 		}
 	}
 	if (optind < argc)
