@@ -112,7 +112,10 @@ install: all
 	install -m 755 $(BUILD)/libsockit.so $(DESTDIR)$(PREFIX)/lib/libsockit.so.$(VERSION)
 	ln -sf libsockit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsockit.so.$(SOVERSION)
 	ln -sf libsockit.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libsockit.so
-	install -m 644 $(BUILD)/sockit.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
+	@# written here, not copied from $(BUILD): that one may hold an older PREFIX
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sockit.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
 	@for m in $(wildcard man/*.1); do install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man1/; done
 
 uninstall:

@@ -51,9 +51,10 @@ static int parse_scaled(const char *s, const struct unit *units, uint64_t max, u
 	uint64_t whole = 0, frac = 0, frac_div = 1;
 	const char *p = s;
 	for (; isdigit((unsigned char)*p); p++) {
-		if (whole > (UINT64_MAX - 9) / 10)
+		uint64_t d = (uint64_t)(*p - '0');
+		if (whole > (UINT64_MAX - d) / 10)
 			return -1;
-		whole = whole * 10 + (uint64_t)(*p - '0');
+		whole = whole * 10 + d;
 	}
 	if (*p == '.') {
 		p++;

@@ -33,6 +33,7 @@ const char *sockit_version(void);
  *   deadline in milliseconds on CLOCK_MONOTONIC.  Expiry returns
  *   -ETIMEDOUT.  EINTR is retried inside, keeping the deadline.  Blocking
  *   and non-blocking descriptors both work: EAGAIN is waited for with poll.
+ *   So with timeout 0, "would block" is -ETIMEDOUT, never -EAGAIN.
  * - Every descriptor created is close-on-exec.  Every send uses
  *   MSG_NOSIGNAL: a closed peer gives -EPIPE, never SIGPIPE.
  * - The library never prints, exits, or changes signal dispositions.
@@ -127,7 +128,9 @@ int sockit_bind(int fd, const sockit_addr *a);
 int sockit_listen(int fd, int backlog); /* backlog <= 0: SOMAXCONN */
 
 /* Connects within timeout_ms, also on a blocking fd (the fd is made
- * non-blocking for the attempt and restored).  Returns 0. */
+ * non-blocking for the attempt and restored).  Returns 0.  timeout_ms 0
+ * returns -EINPROGRESS when the connection does not complete at once: it
+ * goes on; wait for writability, then read SO_ERROR (for event loops). */
 int sockit_connect(int fd, const sockit_addr *a, int timeout_ms);
 
 /* Accepts one connection (accept4 with SOCK_CLOEXEC | flags, where flags

@@ -66,6 +66,7 @@ typedef void (*sockit_timer_cb)(sockit_loop *loop, sockit_timer *t);
 struct sockit_timer {
 	uint64_t when_ns;   /* private: deadline on CLOCK_MONOTONIC */
 	uint64_t repeat_ns; /* private */
+	uint64_t seq;	    /* private: start order, breaks ties between equal deadlines */
 	size_t index;	    /* private: heap slot, SIZE_MAX when idle */
 	sockit_timer_cb cb;
 	void *data; /* the caller's */

@@ -1,0 +1,90 @@
+/* loop_epoll.c -- the epoll backend of the loop; #included by loop.c, never compiled alone. */
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+static const char backend_name[] = "epoll";
+
+struct backend {
+	int epfd;
+	struct epoll_event events[LOOP_BATCH];
+};
+
+static int backend_init(struct backend *b)
+{
+	b->epfd = epoll_create1(EPOLL_CLOEXEC);
+	return b->epfd < 0 ? -errno : 0;
+}
+
+static void backend_free(struct backend *b)
+{
+	if (b->epfd >= 0)
+		close(b->epfd);
+	b->epfd = -1;
+}
+
+static uint32_t backend_events(unsigned mask)
+{
+	return (mask & SOCKIT_READABLE ? EPOLLIN : 0) | (mask & SOCKIT_WRITABLE ? EPOLLOUT : 0);
+}
+
+/* Interest 0 means "not in the epoll set": an fd with an empty mask would
+ * still report EPOLLERR/EPOLLHUP, level-triggered, forever. */
+static int backend_set(struct backend *b, int fd, uint32_t gen, unsigned old_mask,
+		       unsigned new_mask)
+{
+	struct epoll_event ev = {.events = backend_events(new_mask),
+				 .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd};
+	int op;
+
+	if (new_mask == 0)
+		op = EPOLL_CTL_DEL;
+	else
+		op = old_mask == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+	if (epoll_ctl(b->epfd, op, fd, &ev) == 0)
+		return 0;
+	/* The caller closed and reused the number behind our back, or closed
+	 * an fd it then unwatches: resynchronise rather than fail. */
+	if (op == EPOLL_CTL_ADD && errno == EEXIST)
+		op = EPOLL_CTL_MOD;
+	else if (op == EPOLL_CTL_MOD && errno == ENOENT)
+		op = EPOLL_CTL_ADD;
+	else if (op == EPOLL_CTL_DEL && (errno == ENOENT || errno == EBADF))
+		return 0;
+	else
+		return -errno;
+	return epoll_ctl(b->epfd, op, fd, &ev) == 0 ? 0 : -errno;
+}
+
+/* The fd is about to be closed: the kernel drops it from the set itself. */
+static void backend_forget(struct backend *b, int fd, unsigned old_mask)
+{
+	(void)b;
+	(void)fd;
+	(void)old_mask;
+}
+
+static int backend_poll(struct backend *b, int timeout_ms, struct loop_fired *fired)
+{
+	int n = epoll_wait(b->epfd, b->events, LOOP_BATCH, timeout_ms);
+
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n; i++) {
+		uint32_t e = b->events[i].events;
+		uint64_t data = b->events[i].data.u64;
+		unsigned mask = 0;
+
+		if (e & EPOLLIN)
+			mask |= SOCKIT_READABLE;
+		if (e & EPOLLOUT)
+			mask |= SOCKIT_WRITABLE;
+		if (e & (EPOLLERR | EPOLLHUP))
+			mask |= SOCKIT_HANGUP;
+		fired[i].fd = (int)(uint32_t)data;
+		fired[i].gen = (uint32_t)(data >> 32);
+		fired[i].events = mask;
+	}
+	return n;
+}

@@ -1,0 +1,939 @@
+/* test_loop.c -- the event loop: timer order, fd dispatch, re-entrancy, signals, wake-ups. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sockit_loop.h"
+
+/* Every wait in these tests ends by this deadline. */
+#define DEADLINE_MS 10000
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Runs the loop until *done is set, failing the test at the deadline. */
+static void run_until(sockit_loop *loop, const int *done)
+{
+	uint64_t end = mono_ms() + DEADLINE_MS;
+
+	while (!*done) {
+		assert_true(sockit_loop_run_once(loop, 50) >= 0);
+		assert_true(mono_ms() < end);
+	}
+}
+
+static void make_pair(int sv[2])
+{
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+static void put_byte(int fd)
+{
+	assert_int_equal(write(fd, "x", 1), 1);
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+struct log {
+	int ids[512];
+	int n;
+};
+
+struct tcase {
+	sockit_timer t;
+	int id;
+	struct log *log;
+	int fired;
+	int stop_after;	      /* stop itself after this many firings (repeat) */
+	sockit_timer *victim; /* stopped by this timer's callback */
+};
+
+static void log_cb(sockit_loop *loop, sockit_timer *t)
+{
+	struct tcase *c = t->data;
+
+	c->fired++;
+	if (c->log)
+		c->log->ids[c->log->n++] = c->id;
+	if (c->victim)
+		sockit_timer_stop(loop, c->victim);
+	if (c->stop_after && c->fired >= c->stop_after)
+		sockit_timer_stop(loop, t);
+}
+
+static void tcase_init(struct tcase *c, int id, struct log *log)
+{
+	memset(c, 0, sizeof(*c));
+	c->id = id;
+	c->log = log;
+	sockit_timer_init(&c->t, log_cb, c);
+}
+
+static void test_timer_order(void **state)
+{
+	/* Deadlines with repeats; equal deadlines fire in start order. */
+	static const uint64_t ms[] = {30, 10, 20, 10, 0, 10, 20, 0};
+	static const int want[] = {4, 7, 1, 3, 5, 2, 6, 0};
+	enum { N = sizeof(ms) / sizeof(ms[0]) };
+	sockit_loop *loop = sockit_loop_new();
+	struct tcase c[N];
+	struct log log = {.n = 0};
+
+	(void)state;
+	assert_non_null(loop);
+	for (int i = 0; i < N; i++) {
+		tcase_init(&c[i], i, &log);
+		assert_int_equal(sockit_timer_start(loop, &c[i].t, ms[i], 0), 0);
+		assert_true(sockit_timer_active(&c[i].t));
+	}
+	while (log.n < N) {
+		int before = log.n;
+
+		assert_true(sockit_loop_run_once(loop, DEADLINE_MS) > 0);
+		assert_true(log.n > before);
+	}
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(log.ids[i], want[i]);
+		assert_false(sockit_timer_active(&c[i].t));
+	}
+	assert_int_equal(sockit_loop_run_once(loop, 0), 0);
+	sockit_loop_free(loop);
+}
+
+/* Many timers through the heap: the firing order is the stable sort of the
+ * timeouts by start order, whatever order they were started in. */
+static void test_timer_heap_stable(void **state)
+{
+	enum { N = 300 };
+	sockit_loop *loop = sockit_loop_new();
+	struct tcase *c = calloc(N, sizeof(*c));
+	struct log log = {.n = 0};
+	uint64_t ms[N];
+	unsigned seed = 12345;
+
+	(void)state;
+	assert_non_null(loop);
+	assert_non_null(c);
+	for (int i = 0; i < N; i++) {
+		seed = seed * 1103515245u + 12345u;
+		ms[i] = (seed >> 16) % 8; /* many ties */
+		tcase_init(&c[i], i, &log);
+		assert_int_equal(sockit_timer_start(loop, &c[i].t, ms[i], 0), 0);
+	}
+	/* Stop every seventh, restart every fifth (moves it to the back of its tie). */
+	for (int i = 0; i < N; i += 7)
+		sockit_timer_stop(loop, &c[i].t);
+	for (int i = 0; i < N; i += 5)
+		if (i % 7 != 0)
+			assert_int_equal(sockit_timer_start(loop, &c[i].t, ms[i], 0), 0);
+	int want[N], nwant = 0;
+	for (uint64_t d = 0; d < 8; d++) {
+		for (int pass = 0; pass < 2; pass++)
+			for (int i = 0; i < N; i++)
+				if (ms[i] == d && i % 7 != 0 && (i % 5 == 0) == (pass == 1))
+					want[nwant++] = i;
+	}
+	uint64_t end = mono_ms() + DEADLINE_MS;
+	while (log.n < nwant && mono_ms() < end)
+		assert_true(sockit_loop_run_once(loop, 100) >= 0);
+	assert_int_equal(log.n, nwant);
+	for (int i = 0; i < nwant; i++)
+		assert_int_equal(log.ids[i], want[i]);
+	sockit_loop_free(loop);
+	free(c);
+}
+
+static void test_timer_cancel(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct tcase a, b;
+	struct log log = {.n = 0};
+
+	(void)state;
+	tcase_init(&a, 1, &log);
+	tcase_init(&b, 2, &log);
+	sockit_timer_stop(loop, &a.t); /* idle: harmless */
+	assert_false(sockit_timer_active(&a.t));
+	assert_int_equal(sockit_timer_start(loop, &a.t, 5, 0), 0);
+	assert_int_equal(sockit_timer_start(loop, &b.t, 20, 0), 0);
+	sockit_timer_stop(loop, &a.t);
+	sockit_timer_stop(loop, &a.t);
+	assert_false(sockit_timer_active(&a.t));
+	run_until(loop, &b.fired);
+	assert_int_equal(log.n, 1);
+	assert_int_equal(log.ids[0], 2);
+	assert_int_equal(a.fired, 0);
+	sockit_loop_free(loop);
+}
+
+static void test_timer_restart_moves(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct tcase a, b, c;
+	struct log log = {.n = 0};
+
+	(void)state;
+	tcase_init(&a, 1, &log);
+	tcase_init(&b, 2, &log);
+	tcase_init(&c, 3, &log);
+	assert_int_equal(sockit_timer_start(loop, &a.t, 5, 0), 0);
+	assert_int_equal(sockit_timer_start(loop, &b.t, 20, 0), 0);
+	assert_int_equal(sockit_timer_start(loop, &c.t, 200, 0), 0);
+	assert_int_equal(sockit_timer_start(loop, &a.t, 60, 0), 0); /* later */
+	assert_int_equal(sockit_timer_start(loop, &c.t, 1, 0), 0);  /* earlier */
+	run_until(loop, &a.fired);
+	assert_int_equal(log.n, 3);
+	assert_int_equal(log.ids[0], 3);
+	assert_int_equal(log.ids[1], 2);
+	assert_int_equal(log.ids[2], 1);
+	assert_int_equal(a.fired + b.fired + c.fired, 3);
+	sockit_loop_free(loop);
+}
+
+/* A timer never fires before its deadline, and the loop's clock moves. */
+static void test_timer_not_early_and_now(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct tcase a;
+	uint64_t t0_ms, t0_ns;
+
+	(void)state;
+	tcase_init(&a, 1, NULL);
+	assert_int_equal(sockit_loop_run_once(loop, 0), 0); /* refresh the cached time */
+	t0_ms = sockit_loop_now_ms(loop);
+	t0_ns = sockit_loop_now_ns(loop);
+	assert_true(t0_ms > 0);
+	assert_int_equal(t0_ms, t0_ns / 1000000);
+	assert_int_equal(sockit_timer_start(loop, &a.t, 30, 0), 0);
+	run_until(loop, &a.fired);
+	assert_true(sockit_loop_now_ns(loop) >= t0_ns + 30 * 1000000u);
+	assert_true(sockit_loop_now_ms(loop) >= t0_ms + 30);
+	sockit_loop_free(loop);
+}
+
+static void count_sleep(sockit_loop *loop, void *arg)
+{
+	(void)loop;
+	(*(int *)arg)++;
+}
+
+/* Waiting for a timer sleeps, rounding the wait up: no spinning with a 0
+ * timeout through the last fraction of a millisecond. */
+static void test_timer_no_spin(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct tcase a;
+	int sleeps = 0;
+
+	(void)state;
+	tcase_init(&a, 1, NULL);
+	sockit_loop_before_sleep(loop, count_sleep, &sleeps);
+	for (int round = 0; round < 3; round++) {
+		a.fired = 0;
+		sleeps = 0;
+		assert_int_equal(sockit_timer_start(loop, &a.t, 7, 0), 0);
+		while (!a.fired)
+			assert_true(sockit_loop_run_once(loop, -1) >= 0);
+		assert_true(sleeps <= 2);
+	}
+	sockit_loop_free(loop);
+}
+
+static void test_timer_repeat_and_self_stop(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct tcase r, guard;
+
+	(void)state;
+	tcase_init(&r, 1, NULL);
+	tcase_init(&guard, 2, NULL);
+	r.stop_after = 5;
+	assert_int_equal(sockit_timer_start(loop, &r.t, 1, 2), 0);
+	uint64_t end = mono_ms() + DEADLINE_MS;
+	while (r.fired < 5 && mono_ms() < end)
+		assert_true(sockit_loop_run_once(loop, 50) >= 0);
+	assert_int_equal(r.fired, 5);
+	assert_false(sockit_timer_active(&r.t));
+	/* Stopped inside its own callback: it must not fire again. */
+	assert_int_equal(sockit_timer_start(loop, &guard.t, 30, 0), 0);
+	run_until(loop, &guard.fired);
+	assert_int_equal(r.fired, 5);
+	sockit_loop_free(loop);
+}
+
+/* One timer's callback stops another that is due in the same pass. */
+static void test_timer_stops_other_due(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct tcase a, b;
+	struct log log = {.n = 0};
+
+	(void)state;
+	tcase_init(&a, 1, &log);
+	tcase_init(&b, 2, &log);
+	a.victim = &b.t;
+	assert_int_equal(sockit_timer_start(loop, &a.t, 2, 0), 0);
+	assert_int_equal(sockit_timer_start(loop, &b.t, 2, 0), 0);
+	usleep(5000);
+	run_until(loop, &a.fired);
+	assert_int_equal(sockit_loop_run_once(loop, 20), 0);
+	assert_int_equal(log.n, 1);
+	assert_int_equal(b.fired, 0);
+	sockit_loop_free(loop);
+}
+
+struct chain {
+	sockit_timer t, next;
+	int first, second, self;
+};
+
+static void chain_second(sockit_loop *loop, sockit_timer *t)
+{
+	struct chain *c = t->data;
+
+	(void)loop;
+	c->second++;
+}
+
+static void chain_first(sockit_loop *loop, sockit_timer *t)
+{
+	struct chain *c = t->data;
+
+	c->first++;
+	assert_int_equal(sockit_timer_start(loop, &c->next, 0, 0), 0);
+}
+
+static void chain_self(sockit_loop *loop, sockit_timer *t)
+{
+	struct chain *c = t->data;
+
+	/* Restart with 0; the bound turns a loop that never ends into a failure. */
+	if (++c->self < 100)
+		assert_int_equal(sockit_timer_start(loop, t, 0, 0), 0);
+}
+
+static void test_timer_started_in_callback(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct chain c = {.first = 0};
+
+	(void)state;
+	sockit_timer_init(&c.t, chain_first, &c);
+	sockit_timer_init(&c.next, chain_second, &c);
+	assert_int_equal(sockit_timer_start(loop, &c.t, 1, 0), 0);
+	run_until(loop, &c.second);
+	assert_int_equal(c.first, 1);
+	assert_int_equal(c.second, 1);
+
+	/* A timer restarting itself with 0 runs once per iteration, no more. */
+	sockit_timer_init(&c.t, chain_self, &c);
+	assert_int_equal(sockit_timer_start(loop, &c.t, 0, 0), 0);
+	assert_int_equal(sockit_loop_run_once(loop, 0), 1);
+	assert_int_equal(c.self, 1);
+	assert_int_equal(sockit_loop_run_once(loop, 0), 1);
+	assert_int_equal(c.self, 2);
+	assert_true(sockit_timer_active(&c.t));
+	sockit_loop_free(loop);
+	assert_false(sockit_timer_active(&c.t)); /* freeing the loop idles its timers */
+}
+
+/* ---- fds ----------------------------------------------------------------- */
+
+struct io {
+	int calls;
+	unsigned last;
+	int fd;
+	int drain;	/* read what is there */
+	int unwatch;	/* unwatch itself on the first call */
+	int close_self; /* sockit_loop_close itself, then put a new watcher on the number */
+	int other_fd;	/* sockit_loop_close this fd and re-watch its number */
+	int silence_fd; /* sockit_loop_modify this fd to 0 */
+	struct io *fresh;
+	int fresh_fd; /* fd whose number the new watcher got */
+};
+
+static void io_cb(sockit_loop *loop, int fd, unsigned events, void *arg)
+{
+	struct io *io = arg;
+	char buf[64];
+
+	io->calls++;
+	io->last = events;
+	assert_int_equal(fd, io->fd);
+	if (io->drain)
+		while (read(fd, buf, sizeof(buf)) > 0)
+			;
+	if (io->unwatch)
+		assert_int_equal(sockit_loop_unwatch(loop, fd), 0);
+	if (io->silence_fd >= 0)
+		assert_int_equal(sockit_loop_modify(loop, io->silence_fd, 0), 0);
+	if (io->close_self || io->other_fd >= 0) {
+		int victim = io->close_self ? fd : io->other_fd;
+		int sv[2];
+
+		assert_int_equal(sockit_loop_close(loop, victim), 0);
+		make_pair(sv);
+		/* A new socket takes the closed number, silent (nothing to read). */
+		if (sv[1] == victim) {
+			sv[1] = sv[0];
+			sv[0] = victim;
+		} else if (sv[0] != victim) {
+			assert_int_equal(dup3(sv[0], victim, O_CLOEXEC), victim);
+			close(sv[0]);
+		}
+		io->fresh->fd = victim;
+		io->fresh_fd = sv[1];
+		assert_int_equal(sockit_loop_watch(loop, victim, SOCKIT_READABLE, io_cb, io->fresh),
+				 0);
+		io->close_self = 0;
+		io->other_fd = -1;
+	}
+}
+
+static void io_init(struct io *io, int fd)
+{
+	memset(io, 0, sizeof(*io));
+	io->fd = fd;
+	io->other_fd = -1;
+	io->silence_fd = -1;
+	io->fresh_fd = -1;
+}
+
+static void test_fd_readable_writable_modify_unwatch(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct io io;
+	int sv[2];
+
+	(void)state;
+	make_pair(sv);
+	io_init(&io, sv[0]);
+	io.drain = 1;
+	assert_int_equal(sockit_loop_watch(loop, sv[0], SOCKIT_READABLE, io_cb, &io), 0);
+	assert_int_equal(sockit_loop_run_once(loop, 0), 0);
+	assert_int_equal(io.calls, 0);
+
+	put_byte(sv[1]);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(io.calls, 1);
+	assert_int_equal(io.last, SOCKIT_READABLE);
+	assert_int_equal(sockit_loop_run_once(loop, 0), 0); /* drained */
+
+	assert_int_equal(sockit_loop_modify(loop, sv[0], SOCKIT_READABLE | SOCKIT_WRITABLE), 0);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(io.last, SOCKIT_WRITABLE);
+	put_byte(sv[1]);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(io.last, SOCKIT_READABLE | SOCKIT_WRITABLE);
+
+	/* watch again replaces the mask; 0 keeps the fd known but silent. */
+	assert_int_equal(sockit_loop_watch(loop, sv[0], SOCKIT_WRITABLE, io_cb, &io), 0);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(io.last, SOCKIT_WRITABLE);
+	assert_int_equal(sockit_loop_modify(loop, sv[0], 0), 0);
+	put_byte(sv[1]);
+	assert_int_equal(sockit_loop_run_once(loop, 20), 0);
+	assert_int_equal(sockit_loop_modify(loop, sv[0], SOCKIT_READABLE), 0);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(io.last, SOCKIT_READABLE);
+
+	int calls = io.calls;
+	assert_int_equal(sockit_loop_unwatch(loop, sv[0]), 0);
+	assert_int_equal(sockit_loop_unwatch(loop, sv[0]), -ENOENT);
+	assert_int_equal(sockit_loop_modify(loop, sv[0], SOCKIT_READABLE), -ENOENT);
+	put_byte(sv[1]);
+	assert_int_equal(sockit_loop_run_once(loop, 20), 0);
+	assert_int_equal(io.calls, calls);
+
+	/* Watched with 0 from the start, then armed. */
+	struct io io2;
+	io_init(&io2, sv[0]);
+	io2.drain = 1;
+	assert_int_equal(sockit_loop_watch(loop, sv[0], 0, io_cb, &io2), 0);
+	assert_int_equal(sockit_loop_run_once(loop, 20), 0);
+	assert_int_equal(sockit_loop_modify(loop, sv[0], SOCKIT_READABLE), 0);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(io2.calls, 1);
+
+	assert_int_equal(sockit_loop_close(loop, sv[0]), 0);
+	assert_int_equal(sockit_loop_unwatch(loop, sv[0]), -ENOENT);
+	close(sv[1]);
+	sockit_loop_free(loop);
+}
+
+static void test_fd_hangup(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct io io;
+	int sv[2];
+
+	(void)state;
+	make_pair(sv);
+	io_init(&io, sv[0]);
+	io.unwatch = 1;
+	assert_int_equal(sockit_loop_watch(loop, sv[0], SOCKIT_READABLE, io_cb, &io), 0);
+	close(sv[1]);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(io.last, SOCKIT_READABLE | SOCKIT_HANGUP);
+	assert_int_equal(sockit_loop_run_once(loop, 20), 0);
+	close(sv[0]);
+	sockit_loop_free(loop);
+}
+
+/* Closing first, then unwatching, is allowed. */
+static void test_fd_close_then_unwatch(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct io io;
+	int sv[2];
+
+	(void)state;
+	make_pair(sv);
+	io_init(&io, sv[0]);
+	assert_int_equal(sockit_loop_watch(loop, sv[0], SOCKIT_READABLE, io_cb, &io), 0);
+	put_byte(sv[1]);
+	close(sv[0]);
+	assert_int_equal(sockit_loop_unwatch(loop, sv[0]), 0);
+	assert_int_equal(sockit_loop_run_once(loop, 20), 0);
+	assert_int_equal(io.calls, 0);
+	close(sv[1]);
+	sockit_loop_free(loop);
+}
+
+/* A and B both readable in one batch; whichever runs first closes the
+ * other and puts a new watcher on its number: the stale event collected for
+ * the old fd must reach nobody. */
+static void test_fd_close_other_in_batch(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct io a, b, fresh;
+	int sa[2], sb[2];
+
+	(void)state;
+	make_pair(sa);
+	make_pair(sb);
+	io_init(&a, sa[0]);
+	io_init(&b, sb[0]);
+	io_init(&fresh, -1);
+	a.other_fd = sb[0];
+	a.drain = 1;
+	a.fresh = &fresh;
+	b.other_fd = sa[0];
+	b.drain = 1;
+	b.fresh = &fresh;
+	assert_int_equal(sockit_loop_watch(loop, sa[0], SOCKIT_READABLE, io_cb, &a), 0);
+	assert_int_equal(sockit_loop_watch(loop, sb[0], SOCKIT_READABLE, io_cb, &b), 0);
+	put_byte(sa[1]);
+	put_byte(sb[1]);
+	usleep(1000);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(a.calls + b.calls, 1);
+	assert_int_equal(fresh.calls, 0);
+
+	/* The new watcher works: make it readable. */
+	put_byte(a.calls ? a.fresh_fd : b.fresh_fd);
+	fresh.drain = 1;
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(fresh.calls, 1);
+	assert_int_equal(fresh.last, SOCKIT_READABLE);
+
+	int survivor = a.calls ? sa[0] : sb[0];
+	assert_int_equal(sockit_loop_close(loop, survivor), 0);
+	assert_int_equal(sockit_loop_close(loop, fresh.fd), 0);
+	close(a.fresh_fd >= 0 ? a.fresh_fd : b.fresh_fd);
+	close(sa[1]);
+	close(sb[1]);
+	sockit_loop_free(loop);
+}
+
+/* Whichever of A and B runs first drops the other's interest: the event
+ * already collected for the other is not delivered. */
+static void test_fd_modify_other_in_batch(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct io a, b;
+	int sa[2], sb[2];
+
+	(void)state;
+	make_pair(sa);
+	make_pair(sb);
+	io_init(&a, sa[0]);
+	io_init(&b, sb[0]);
+	a.silence_fd = sb[0];
+	b.silence_fd = sa[0];
+	assert_int_equal(sockit_loop_watch(loop, sa[0], SOCKIT_READABLE, io_cb, &a), 0);
+	assert_int_equal(sockit_loop_watch(loop, sb[0], SOCKIT_READABLE, io_cb, &b), 0);
+	put_byte(sa[1]);
+	put_byte(sb[1]);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(a.calls + b.calls, 1);
+	for (int i = 0; i < 2; i++) {
+		close(sa[i]);
+		close(sb[i]);
+	}
+	sockit_loop_free(loop);
+}
+
+/* An error alone (a full pipe whose reader is gone reports only EPOLLERR)
+ * still reaches a WRITABLE watcher, as WRITABLE|HANGUP. */
+static void test_fd_error_only(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct io io;
+	char buf[4096] = {0};
+	int p[2];
+
+	(void)state;
+	assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	while (write(p[1], buf, sizeof(buf)) > 0)
+		;
+	assert_int_equal(errno, EAGAIN);
+	io_init(&io, p[1]);
+	io.unwatch = 1;
+	assert_int_equal(sockit_loop_watch(loop, p[1], SOCKIT_WRITABLE, io_cb, &io), 0);
+	assert_int_equal(sockit_loop_run_once(loop, 20), 0);
+	close(p[0]);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(io.last, SOCKIT_WRITABLE | SOCKIT_HANGUP);
+	close(p[1]);
+	sockit_loop_free(loop);
+}
+
+/* A callback closes its own fd and a new watcher takes the number. */
+static void test_fd_close_self_reuse(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct io a, fresh;
+	int sa[2];
+
+	(void)state;
+	make_pair(sa);
+	io_init(&a, sa[0]);
+	io_init(&fresh, -1);
+	a.close_self = 1;
+	a.fresh = &fresh;
+	assert_int_equal(sockit_loop_watch(loop, sa[0], SOCKIT_READABLE, io_cb, &a), 0);
+	put_byte(sa[1]);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(fresh.fd, sa[0]);
+	assert_int_equal(sockit_loop_run_once(loop, 20), 0);
+	assert_int_equal(fresh.calls, 0);
+	put_byte(a.fresh_fd);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(fresh.calls, 1);
+	assert_int_equal(sockit_loop_close(loop, fresh.fd), 0);
+	close(a.fresh_fd);
+	close(sa[1]);
+	sockit_loop_free(loop);
+}
+
+static void test_fd_many(void **state)
+{
+	struct rlimit rl;
+	sockit_loop *loop = sockit_loop_new();
+	int n = 500;
+
+	(void)state;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)(2 * n + 64))
+		n = (int)(rl.rlim_cur - 64) / 2;
+	assert_true(n >= 400); /* ready fds: more than one batch of events */
+
+	struct io *io = calloc((size_t)n, sizeof(*io));
+	int(*sv)[2] = calloc((size_t)n, sizeof(*sv));
+	assert_non_null(io);
+	assert_non_null(sv);
+	for (int i = 0; i < n; i++) {
+		make_pair(sv[i]);
+		io_init(&io[i], sv[i][0]);
+		io[i].drain = 1;
+		io[i].unwatch = 1;
+		assert_int_equal(sockit_loop_watch(loop, sv[i][0], SOCKIT_READABLE, io_cb, &io[i]),
+				 0);
+	}
+	/* Two fds in three become readable; each is called once, then unwatches. */
+	int ready = 0;
+	for (int i = 0; i < n; i++)
+		if (i % 3 != 0) {
+			put_byte(sv[i][1]);
+			ready++;
+		}
+	int total = 0;
+	uint64_t end = mono_ms() + DEADLINE_MS;
+	while (total < ready && mono_ms() < end) {
+		int r = sockit_loop_run_once(loop, 100);
+		assert_true(r >= 0);
+		total += r;
+	}
+	assert_int_equal(total, ready);
+	assert_int_equal(sockit_loop_run_once(loop, 20), 0);
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(io[i].calls, i % 3 != 0);
+		if (i % 3 != 0) {
+			assert_int_equal(io[i].last, SOCKIT_READABLE);
+			close(sv[i][0]);
+		} else {
+			assert_int_equal(sockit_loop_close(loop, sv[i][0]), 0);
+		}
+		close(sv[i][1]);
+	}
+	free(io);
+	free(sv);
+	sockit_loop_free(loop);
+}
+
+static void test_fd_invalid(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct io io;
+	int sv[2], closed;
+
+	(void)state;
+	io_init(&io, -1);
+	make_pair(sv);
+	closed = sv[1];
+	close(closed);
+	assert_int_equal(sockit_loop_watch(loop, -1, SOCKIT_READABLE, io_cb, &io), -EINVAL);
+	assert_int_equal(sockit_loop_watch(loop, sv[0], SOCKIT_READABLE, NULL, &io), -EINVAL);
+	assert_int_equal(sockit_loop_watch(loop, sv[0], 0x100, io_cb, &io), -EINVAL);
+	assert_int_equal(sockit_loop_watch(loop, closed, SOCKIT_READABLE, io_cb, &io), -EBADF);
+	assert_int_equal(sockit_loop_watch(loop, INT_MAX, SOCKIT_READABLE, io_cb, &io), -EBADF);
+	assert_int_equal(sockit_loop_watch(loop, INT_MAX, 0, io_cb, &io), -EBADF);
+	assert_int_equal(sockit_loop_modify(loop, closed, SOCKIT_READABLE), -ENOENT);
+	assert_int_equal(sockit_loop_modify(loop, -5, SOCKIT_READABLE), -ENOENT);
+	assert_int_equal(sockit_loop_unwatch(loop, INT_MAX), -ENOENT);
+	assert_int_equal(sockit_loop_unwatch(loop, -1), -ENOENT);
+	/* /dev/null cannot be polled: epoll_ctl's error comes back. */
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(sockit_loop_watch(loop, fd, SOCKIT_READABLE, io_cb, &io), -EPERM);
+	assert_int_equal(sockit_loop_unwatch(loop, fd), -ENOENT);
+	close(fd);
+	assert_int_equal(sockit_loop_run_once(loop, 0), 0);
+	assert_int_equal(io.calls, 0);
+	close(sv[0]);
+	sockit_loop_free(loop);
+}
+
+/* ---- signals, wake-ups, control ------------------------------------------ */
+
+struct sigs {
+	int got[16];
+	int n;
+};
+
+static void sig_cb(sockit_loop *loop, int signo, void *arg)
+{
+	struct sigs *s = arg;
+
+	(void)loop;
+	if (s->n < 16)
+		s->got[s->n++] = signo;
+}
+
+static void test_signals(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct sigs s = {.n = 0};
+
+	(void)state;
+	assert_int_equal(sockit_loop_signal(loop, 0, sig_cb, &s), -EINVAL);
+	assert_int_equal(sockit_loop_signal(loop, SIGKILL, sig_cb, &s), -EINVAL);
+	assert_int_equal(sockit_loop_signal(loop, SIGUSR1, NULL, &s), -EINVAL);
+	assert_int_equal(sockit_loop_signal(loop, SIGUSR1, sig_cb, &s), 0);
+	assert_int_equal(raise(SIGUSR1), 0); /* blocked: queued for the loop */
+	uint64_t end = mono_ms() + DEADLINE_MS;
+	while (s.n < 1 && mono_ms() < end)
+		assert_true(sockit_loop_run_once(loop, 50) >= 0);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.got[0], SIGUSR1);
+
+	/* A second signal on the same loop; both pending, read in one go. */
+	assert_int_equal(sockit_loop_signal(loop, SIGUSR2, sig_cb, &s), 0);
+	assert_int_equal(raise(SIGUSR2), 0);
+	assert_int_equal(raise(SIGUSR1), 0);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 2);
+	assert_int_equal(s.n, 3);
+	assert_int_equal(s.got[1], SIGUSR1); /* the kernel hands out the lowest first */
+	assert_int_equal(s.got[2], SIGUSR2);
+	assert_int_equal(sockit_loop_run_once(loop, 0), 0);
+
+	/* Real-time signals queue: more than one read's worth, all delivered in
+	 * the same iteration, in order. */
+	struct sigs rt = {.n = 0};
+	union sigval v = {.sival_int = 0};
+	int rt1 = SIGRTMIN + 1, rt2 = SIGRTMIN + 2;
+	assert_int_equal(sockit_loop_signal(loop, rt1, sig_cb, &rt), 0);
+	assert_int_equal(sockit_loop_signal(loop, rt2, sig_cb, &rt), 0);
+	assert_int_equal(sigqueue(getpid(), rt2, v), 0);
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(sigqueue(getpid(), rt1, v), 0);
+	assert_int_equal(sigqueue(getpid(), rt2, v), 0);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 9);
+	assert_int_equal(rt.n, 9);
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(rt.got[i], rt1);
+	assert_int_equal(rt.got[7], rt2);
+	assert_int_equal(rt.got[8], rt2);
+	sockit_loop_free(loop);
+}
+
+struct waker {
+	sockit_loop *loop;
+	int wakes;
+};
+
+static void *waker_main(void *arg)
+{
+	struct waker *w = arg;
+
+	usleep(20000);
+	for (int i = 0; i < 3; i++)
+		if (sockit_loop_wake(w->loop) != 0)
+			return NULL;
+	return w;
+}
+
+static void on_wake_stop(sockit_loop *loop, void *arg)
+{
+	struct waker *w = arg;
+
+	w->wakes++;
+	sockit_loop_stop(loop);
+}
+
+static void fail_cb(sockit_loop *loop, sockit_timer *t)
+{
+	(void)loop;
+	(void)t;
+	fail_msg("the loop was not woken before the deadline");
+}
+
+static void test_wake_from_thread(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct waker w = {.loop = loop, .wakes = 0};
+	sockit_timer guard;
+	pthread_t th;
+	void *ret;
+
+	(void)state;
+	sockit_timer_init(&guard, fail_cb, NULL);
+	assert_int_equal(sockit_timer_start(loop, &guard, DEADLINE_MS, 0), 0);
+	sockit_loop_on_wake(loop, on_wake_stop, &w);
+	assert_int_equal(pthread_create(&th, NULL, waker_main, &w), 0);
+	assert_int_equal(sockit_loop_run(loop), 0);
+	assert_int_equal(pthread_join(th, &ret), 0);
+	assert_ptr_equal(ret, &w);
+	assert_true(w.wakes >= 1);
+	/* Coalesced or not, every pending wake-up is consumed. */
+	while (sockit_loop_run_once(loop, 20) > 0)
+		;
+	int wakes = w.wakes;
+	assert_int_equal(sockit_loop_run_once(loop, 20), 0);
+	assert_int_equal(w.wakes, wakes);
+	/* A wake-up from the loop's own thread works too. */
+	assert_int_equal(sockit_loop_wake(loop), 0);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(w.wakes, wakes + 1);
+	sockit_loop_free(loop);
+}
+
+struct hooks {
+	int sleeps;
+	int ticks;
+	int stop_at;
+};
+
+static void before_sleep_cb(sockit_loop *loop, void *arg)
+{
+	struct hooks *h = arg;
+
+	(void)loop;
+	h->sleeps++;
+}
+
+static void tick_stop(sockit_loop *loop, sockit_timer *t)
+{
+	struct hooks *h = t->data;
+
+	if (++h->ticks == h->stop_at)
+		sockit_loop_stop(loop);
+}
+
+static void test_stop_and_before_sleep(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct hooks h = {.stop_at = 3};
+	sockit_timer t;
+
+	(void)state;
+	sockit_loop_before_sleep(loop, before_sleep_cb, &h);
+	assert_int_equal(sockit_loop_run_once(loop, 0), 0);
+	assert_int_equal(h.sleeps, 1);
+
+	sockit_timer_init(&t, tick_stop, &h);
+	assert_int_equal(sockit_timer_start(loop, &t, 1, 1), 0);
+	assert_int_equal(sockit_loop_run(loop), 0);
+	assert_int_equal(h.ticks, 3);
+	assert_true(h.sleeps >= 1 + 3);
+	assert_true(sockit_timer_active(&t));
+
+	/* run again: the stop was consumed, it runs until the next stop. */
+	h.stop_at = 5;
+	assert_int_equal(sockit_loop_run(loop), 0);
+	assert_int_equal(h.ticks, 5);
+	sockit_timer_stop(loop, &t);
+	assert_string_equal(sockit_loop_backend(), "epoll");
+	sockit_loop_free(loop);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_timer_order),
+		cmocka_unit_test(test_timer_heap_stable),
+		cmocka_unit_test(test_timer_cancel),
+		cmocka_unit_test(test_timer_restart_moves),
+		cmocka_unit_test(test_timer_not_early_and_now),
+		cmocka_unit_test(test_timer_no_spin),
+		cmocka_unit_test(test_timer_repeat_and_self_stop),
+		cmocka_unit_test(test_timer_stops_other_due),
+		cmocka_unit_test(test_timer_started_in_callback),
+		cmocka_unit_test(test_fd_readable_writable_modify_unwatch),
+		cmocka_unit_test(test_fd_hangup),
+		cmocka_unit_test(test_fd_close_then_unwatch),
+		cmocka_unit_test(test_fd_close_other_in_batch),
+		cmocka_unit_test(test_fd_modify_other_in_batch),
+		cmocka_unit_test(test_fd_error_only),
+		cmocka_unit_test(test_fd_close_self_reuse),
+		cmocka_unit_test(test_fd_many),
+		cmocka_unit_test(test_fd_invalid),
+		cmocka_unit_test(test_signals),
+		cmocka_unit_test(test_wake_from_thread),
+		cmocka_unit_test(test_stop_and_before_sleep),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
