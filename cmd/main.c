@@ -12,6 +12,8 @@ static const struct {
 	const char *what;
 } commands[] = {
 	/* one line per subcommand */
+	{"serve", cmd_serve, "the tutorial's acknowledgement server (once, line, echo; TCP, UDP)"},
+	{"bench", cmd_bench, "load a server and check every reply"},
 	{NULL, NULL, NULL},
 };
 

@@ -20,6 +20,24 @@ TUTORIAL_SERVER = os.path.join(ROOT, "bench", "peers", "tutorial_server.py")
 
 LISTEN_RE = re.compile(r"listening on (tcp|udp) (\S+):(\d+) \((\w+)\)")
 
+# The counters line of `sockit serve` (text log format), and its keys.
+COUNTERS_RE = re.compile(r"sockit: counters ([^\n]*)")
+COUNTER_KEYS = ("accepted", "active", "refused_maxconns", "refused_perip",
+                "refused_denied", "closed_done", "closed_eof", "closed_reset",
+                "closed_timeout", "closed_limit", "bytes_in", "bytes_out",
+                "dgrams_in", "dgrams_out", "dgrams_dropped_port",
+                "dgrams_dropped_rate")
+
+
+def parse_counters(rest):
+    """'accepted=1 active=0 ...' -> {'accepted': 1, 'active': 0, ...}."""
+    out = {}
+    for tok in rest.split():
+        k, sep, v = tok.partition("=")
+        assert sep and v.isdigit(), f"bad counters token {tok!r} in {rest!r}"
+        out[k] = int(v)
+    return out
+
 
 class Proc:
     """A started process whose stderr is collected by a reader thread."""
@@ -103,6 +121,34 @@ class Server(Proc):
         host = self.host.strip("[]")
         return (host, self.port)
 
+    @property
+    def udp_addr(self):
+        return (self.udp_host.strip("[]"), self.udp_port)
+
+    def counters(self, timeout=10.0):
+        """Sends SIGUSR1 and returns the counters line it prints, as a dict."""
+        n = len(COUNTERS_RE.findall(self.stderr_text()))
+        self.signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = COUNTERS_RE.findall(self.stderr_text())
+            if len(found) > n:
+                return parse_counters(found[n])
+            if time.monotonic() > deadline or self.p.poll() is not None:
+                raise AssertionError(f"no counters line after SIGUSR1 within {timeout}s; "
+                                     f"exit={self.p.poll()} stderr:\n{self.stderr_text()}")
+            time.sleep(0.02)
+
+    def wait_counter(self, key, minimum, timeout=10.0):
+        """Polls the counters (SIGUSR1) until counters[key] >= minimum;
+        returns the last counters dict (the caller asserts)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            c = self.counters()
+            if c.get(key, -1) >= minimum or time.monotonic() > deadline:
+                return c
+            time.sleep(0.05)
+
 
 @pytest.fixture
 def serve():
@@ -140,7 +186,12 @@ def tutorial_server():
         line = p.stdout.readline().decode()
         m = re.search(r"port (\d+)", line)
         assert m, f"tutorial server said {line!r}"
-        yield ("127.0.0.1", int(m.group(1)))
+        port = int(m.group(1))
+        # it announces the port after bind() but before listen(): wait for
+        # the LISTEN state rather than racing it with a connect
+        assert wait_until(lambda: is_listening(port), timeout=10), \
+            f"tutorial server never listened on {port}"
+        yield ("127.0.0.1", port)
     finally:
         p.kill()
         p.wait(timeout=10)
@@ -181,3 +232,130 @@ def wait_until(pred, timeout=10.0, interval=0.05):
             return v
         time.sleep(interval)
     return pred()
+
+
+def recv_to_eof(sock, timeout=10.0, limit=1 << 26):
+    """Reads until EOF (or limit bytes) with one total deadline; a reset
+    raises ConnectionResetError, a deadline socket.timeout."""
+    deadline = time.monotonic() + timeout
+    chunks, n = [], 0
+    while n < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout(f"no EOF within {timeout}s (got {n} bytes)")
+        sock.settimeout(left)
+        b = sock.recv(65536)
+        if not b:
+            break
+        chunks.append(b)
+        n += len(b)
+    return b"".join(chunks)
+
+
+def recv_exact(sock, n, timeout=10.0):
+    """Reads exactly n bytes with one total deadline (short on EOF)."""
+    deadline = time.monotonic() + timeout
+    chunks, got = [], 0
+    while got < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout(f"only {got} of {n} bytes within {timeout}s")
+        sock.settimeout(left)
+        b = sock.recv(min(65536, n - got))
+        if not b:
+            break
+        chunks.append(b)
+        got += len(b)
+    return b"".join(chunks)
+
+
+def connect(addr, timeout=10.0, family=None):
+    """A connected TCP socket (family from the address if not given)."""
+    if family is None:
+        family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect(addr)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def closed_without_reply(sock, timeout=10.0):
+    """True if the peer closes (EOF or reset) without sending a byte within
+    timeout; False if it sends anything; socket.timeout if it stays open."""
+    try:
+        data = recv_to_eof(sock, timeout=timeout)
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    return data == b""
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a whole process (all threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_status(pid, key):
+    """A numeric field of /proc/PID/status (e.g. VmRSS in kB, Threads)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def raise_nofile(n):
+    """Raises this process's soft RLIMIT_NOFILE to at least n (if the hard
+    limit allows) for tests that hold many sockets."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n if hard == resource.RLIM_INFINITY else min(n, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def recv_until_close(sock, timeout=10.0):
+    """Like recv_to_eof, but a reset ends the read too: returns (data,
+    was_reset) for tests where a reset after the data is acceptable."""
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout(f"still open after {timeout}s")
+            sock.settimeout(left)
+            b = sock.recv(65536)
+            if not b:
+                return b"".join(chunks), False
+            chunks.append(b)
+    except ConnectionResetError:
+        return b"".join(chunks), True
+
+
+def reset_close(sock):
+    """Closes with SO_LINGER 0: the kernel sends RST instead of FIN."""
+    import struct
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def is_listening(port, tables=("/proc/net/tcp", "/proc/net/tcp6")):
+    """True if some socket is in the LISTEN state on this local TCP port."""
+    for table in tables:
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except FileNotFoundError:
+            pass
+    return False

@@ -1,0 +1,882 @@
+/* serve_tcp.c -- TCP clients: accept, once/line/echo, idle timeout, lingering close.
+ *
+ * Costs, per connection:
+ * - once mode, request already there at accept (TCP_DEFER_ACCEPT makes that
+ *   the rule): accept4, recv, send, close -- no epoll registration, no
+ *   allocation.  The one read and the reply share the worker's buffer (the
+ *   prefix sits just before the read area, so the reply is one send).
+ * - A connection that must wait (no request yet, a partial write, a
+ *   lingering close, any line/echo client) gets a 64-byte struct conn from a
+ *   per-worker pool, plus buffers only while it has unsent output or an
+ *   unterminated line.
+ * - Idle timeouts: every connection sits in one intrusive list ordered by
+ *   last activity (touch = O(1) move to the tail); one timer per worker
+ *   fires at the head's deadline.  No per-connection timer.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "serve.h"
+
+#define ACCEPT_BATCH 64		/* accepts per wake, so connections are not starved */
+#define READS_PER_WAKE 4	/* reads per wake per connection (line/echo) */
+#define RBUF_MIN (64 * 1024)	/* read area, at least */
+#define WBUF_SIZE (256 * 1024)	/* line mode: replies batched per wake */
+#define LINGER_MS 2000		/* after the reply: discard input this long at most */
+#define LINGER_BYTES (1u << 20) /* ... and this much at most */
+#define CONN_CHUNK 256		/* struct conns allocated together */
+#define ACCEPT_PAUSE_MS 100	/* out of descriptors: retry accepting this often */
+
+static const char line_too_long_msg[] = "error: line too long\n";
+
+/* Unsent output, or the unterminated line so far. */
+struct iobuf {
+	uint32_t len, off, cap;
+	char data[];
+};
+
+enum conn_state {
+	ST_WAIT,   /* once: waiting for the request */
+	ST_STREAM, /* line/echo: reading and answering */
+	ST_FLUSH,  /* writing what is left, then finishing */
+	ST_LINGER, /* write side shut: discarding input until EOF or a bound */
+};
+
+enum {
+	F_EOF = 0x1,   /* the client's EOF was read */
+	F_EMPTY = 0x2, /* once: the client sent nothing before EOF */
+	F_LIMIT = 0x4, /* line too long: finish with closed_limit */
+};
+
+enum { L_NONE, L_IDLE, L_LINGER };
+
+struct conn {
+	struct conn *prev, *next; /* in w->idle or w->linger */
+	struct iobuf *in;	  /* line mode: the unterminated line */
+	struct iobuf *out;	  /* unsent output */
+	struct ip_entry *ip;	  /* per-IP slot, or NULL */
+	struct worker *w;
+	uint64_t last_ms; /* last activity (linger: when it started) */
+	int fd;
+	uint8_t state, flags, list, events;
+	uint32_t discarded; /* linger: bytes thrown away */
+};
+
+struct conn_chunk {
+	struct conn_chunk *next;
+	struct conn conns[CONN_CHUNK];
+};
+
+/* ---- The byte I/O seam: where a TLS layer or a PROXY header parser will
+ * sit.  -EAGAIN means "nothing now"; other negatives are fatal. ---------- */
+
+static ssize_t io_recv(int fd, void *buf, size_t len)
+{
+	ssize_t n = sockit_recv(fd, buf, len, 0);
+	return n == -ETIMEDOUT || n == -EWOULDBLOCK ? -EAGAIN : n;
+}
+
+static ssize_t io_send(int fd, const void *buf, size_t len)
+{
+	ssize_t n = sockit_send(fd, buf, len, 0);
+	return n == -ETIMEDOUT || n == -EWOULDBLOCK ? -EAGAIN : n;
+}
+
+/* accept4 itself: sockit_accept() also asks fcntl(F_GETFL) each call to
+ * know whether it may wait, a syscall per connection we cannot afford. */
+static int io_accept(int lfd, sockit_addr *peer)
+{
+	for (;;) {
+		socklen_t *lenp = NULL;
+		if (peer != NULL) {
+			peer->len = sizeof(peer->ss);
+			lenp = &peer->len;
+		}
+		int fd = accept4(lfd, peer != NULL ? (struct sockaddr *)&peer->ss : NULL, lenp,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/* ---- Buffers ----------------------------------------------------------- */
+
+static int iobuf_append(struct iobuf **pb, const char *p, size_t n)
+{
+	struct iobuf *b = *pb;
+	if (b != NULL && b->off > 0 && (size_t)b->len + n > b->cap) {
+		memmove(b->data, b->data + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+	}
+	size_t need = (b != NULL ? b->len : 0) + n;
+	if (need > UINT32_MAX - 64)
+		return -ENOMEM;
+	if (b == NULL || need > b->cap) {
+		size_t cap = b != NULL ? (size_t)b->cap * 2 : 256;
+		if (cap < need)
+			cap = need;
+		if (cap > UINT32_MAX - 64)
+			cap = need;
+		struct iobuf *nb = realloc(b, sizeof(*nb) + cap);
+		if (nb == NULL)
+			return -ENOMEM;
+		if (b == NULL)
+			nb->len = nb->off = 0;
+		nb->cap = (uint32_t)cap;
+		*pb = b = nb;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += (uint32_t)n;
+	return 0;
+}
+
+/* ---- Connections: pool, lists, timer ---------------------------------- */
+
+static struct conn *conn_new(struct worker *w, int fd, struct ip_entry *ip)
+{
+	if (w->free_conns == NULL) {
+		struct conn_chunk *ch = malloc(sizeof(*ch));
+		if (ch == NULL)
+			return NULL;
+		ch->next = w->conn_chunks;
+		w->conn_chunks = ch;
+		for (size_t i = CONN_CHUNK; i-- > 0;) {
+			ch->conns[i].next = w->free_conns;
+			w->free_conns = &ch->conns[i];
+		}
+	}
+	struct conn *c = w->free_conns;
+	w->free_conns = c->next;
+	memset(c, 0, sizeof(*c));
+	c->fd = fd;
+	c->ip = ip;
+	c->w = w;
+	return c;
+}
+
+static struct conn_list *list_of(struct worker *w, struct conn *c)
+{
+	return c->list == L_IDLE ? &w->idle : c->list == L_LINGER ? &w->linger : NULL;
+}
+
+static void list_remove(struct worker *w, struct conn *c)
+{
+	struct conn_list *l = list_of(w, c);
+	if (l == NULL)
+		return;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		l->head = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	else
+		l->tail = c->prev;
+	c->prev = c->next = NULL;
+	c->list = L_NONE;
+}
+
+static void list_push(struct worker *w, struct conn *c, int which)
+{
+	list_remove(w, c);
+	struct conn_list *l = which == L_IDLE ? &w->idle : &w->linger;
+	c->list = (uint8_t)which;
+	c->prev = l->tail;
+	c->next = NULL;
+	if (l->tail != NULL)
+		l->tail->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+}
+
+static uint64_t deadline_of(const struct worker *w, const struct conn *c)
+{
+	return c->last_ms + (c->list == L_LINGER ? LINGER_MS : w->cfg->idle_timeout_ms);
+}
+
+/* Makes sure the sweep timer fires no later than deadline. */
+static void sweep_arm(struct worker *w, uint64_t deadline)
+{
+	if (sockit_timer_active(&w->sweep) && w->sweep_at <= deadline)
+		return;
+	uint64_t now = sockit_loop_now_ms(w->loop);
+	w->sweep_at = deadline;
+	sockit_timer_start(w->loop, &w->sweep, deadline > now ? deadline - now : 0, 0);
+}
+
+/* Records activity: the connection moves to the idle list's tail. */
+static void touch(struct worker *w, struct conn *c)
+{
+	c->last_ms = sockit_loop_now_ms(w->loop);
+	if (c->list != L_IDLE || w->idle.tail != c)
+		list_push(w, c, L_IDLE);
+	if (w->cfg->idle_timeout_ms > 0)
+		sweep_arm(w, deadline_of(w, c));
+}
+
+static void release_slot(struct worker *w, struct ip_entry *ip)
+{
+	if (ip != NULL)
+		ip_table_release(w->sh->ips, ip);
+}
+
+static const char *reason_name(int reason)
+{
+	switch (reason) {
+	case 0:
+		return "done";
+	case 1:
+		return "eof";
+	case 2:
+		return "reset";
+	case 3:
+		return "timeout";
+	default:
+		return "limit";
+	}
+}
+
+enum { R_DONE, R_EOF, R_RESET, R_TIMEOUT, R_LIMIT };
+
+static void count_close(struct worker *w, int fd, int reason)
+{
+	CTR_SUB(w, active, 1);
+	switch (reason) {
+	case R_DONE:
+		CTR_ADD(w, closed_done, 1);
+		break;
+	case R_EOF:
+		CTR_ADD(w, closed_eof, 1);
+		break;
+	case R_RESET:
+		CTR_ADD(w, closed_reset, 1);
+		break;
+	case R_TIMEOUT:
+		CTR_ADD(w, closed_timeout, 1);
+		break;
+	default:
+		CTR_ADD(w, closed_limit, 1);
+		break;
+	}
+	if (w->log->level >= LOG_DEBUG)
+		serve_log(w->log, LOG_DEBUG, "closed fd %d (%s)", fd, reason_name(reason));
+	if (w->draining)
+		worker_maybe_finish(w);
+}
+
+/* Closes a descriptor that never had a struct conn (never watched). */
+static void close_bare(struct worker *w, int fd, struct ip_entry *ip, int reason)
+{
+	sockit_close(fd);
+	release_slot(w, ip);
+	count_close(w, fd, reason);
+}
+
+static void conn_close(struct worker *w, struct conn *c, int reason)
+{
+	int fd = c->fd;
+	list_remove(w, c);
+	sockit_loop_close(w->loop, fd);
+	free(c->in);
+	free(c->out);
+	release_slot(w, c->ip);
+	c->next = w->free_conns;
+	w->free_conns = c;
+	count_close(w, fd, reason);
+}
+
+static int finish_reason(const struct conn *c)
+{
+	return (c->flags & F_LIMIT) ? R_LIMIT : (c->flags & F_EMPTY) ? R_EOF : R_DONE;
+}
+
+static void set_events(struct worker *w, struct conn *c, unsigned events)
+{
+	if (c->events == events)
+		return;
+	c->events = (uint8_t)events;
+	sockit_loop_modify(w->loop, c->fd, events);
+}
+
+static void on_conn_event(sockit_loop *loop, int fd, unsigned events, void *arg);
+
+/* Starts watching a new struct conn's fd; closes it on failure. */
+static int conn_watch(struct worker *w, struct conn *c, unsigned events)
+{
+	c->events = (uint8_t)events;
+	int rc = sockit_loop_watch(w->loop, c->fd, events, on_conn_event, c);
+	if (rc < 0) {
+		serve_log_limited(w->log, &w->rl_accept, sockit_loop_now_ms(w->loop), LOG_WARN,
+				  "cannot watch a connection: %s", sockit_strerror(rc));
+		conn_close(w, c, R_RESET);
+	}
+	return rc;
+}
+
+/* ---- Lingering close: the reply must not be destroyed by a reset ------ */
+
+/* Shuts the write side and discards input until EOF, LINGER_MS or
+ * LINGER_BYTES, so unread input never turns our close into an RST that
+ * would overtake the reply.  c may be NULL (a fast-path connection). */
+static void start_linger(struct worker *w, struct conn *c, int fd, struct ip_entry *ip)
+{
+	int fresh = c == NULL;
+	sockit_shutdown(fd, SHUT_WR);
+	if (fresh && (c = conn_new(w, fd, ip)) == NULL) {
+		close_bare(w, fd, ip, R_DONE);
+		return;
+	}
+	c->state = ST_LINGER;
+	c->discarded = 0;
+	c->last_ms = sockit_loop_now_ms(w->loop);
+	list_push(w, c, L_LINGER);
+	sweep_arm(w, deadline_of(w, c));
+	if (fresh)
+		conn_watch(w, c, SOCKIT_READABLE);
+	else
+		set_events(w, c, SOCKIT_READABLE);
+}
+
+static void linger_event(struct worker *w, struct conn *c)
+{
+	for (int i = 0; i < READS_PER_WAKE; i++) {
+		ssize_t n = io_recv(c->fd, w->rbuf + w->cfg->prefix_len, w->rbuf_size);
+		if (n == -EAGAIN)
+			return;
+		if (n <= 0) {
+			conn_close(w, c, finish_reason(c));
+			return;
+		}
+		CTR_ADD(w, bytes_in, n);
+		c->discarded += (uint32_t)n;
+		if (c->discarded >= LINGER_BYTES) {
+			conn_close(w, c, finish_reason(c));
+			return;
+		}
+	}
+}
+
+/* ---- Output ------------------------------------------------------------ */
+
+/* Sends what the kernel takes now and queues the rest on c->out. */
+static int send_or_queue(struct worker *w, struct conn *c, const char *p, size_t n)
+{
+	ssize_t s = io_send(c->fd, p, n);
+	if (s == -EAGAIN)
+		s = 0;
+	if (s < 0)
+		return (int)s;
+	CTR_ADD(w, bytes_out, s);
+	if ((size_t)s < n)
+		return iobuf_append(&c->out, p + s, n - (size_t)s);
+	return 0;
+}
+
+static int wbuf_flush(struct worker *w, struct conn *c)
+{
+	if (w->wbuf_len == 0)
+		return 0;
+	size_t n = w->wbuf_len;
+	w->wbuf_len = 0;
+	return send_or_queue(w, c, w->wbuf, n);
+}
+
+/* Queues output: into the worker's per-wake batch while the connection has
+ * no backlog, else behind its backlog. */
+static int out_put(struct worker *w, struct conn *c, const char *p, size_t n)
+{
+	if (c->out != NULL)
+		return iobuf_append(&c->out, p, n);
+	if (w->wbuf_len + n <= w->wbuf_size) {
+		memcpy(w->wbuf + w->wbuf_len, p, n);
+		w->wbuf_len += n;
+		return 0;
+	}
+	int rc = wbuf_flush(w, c);
+	if (rc < 0)
+		return rc;
+	if (c->out != NULL)
+		return iobuf_append(&c->out, p, n);
+	if (n <= w->wbuf_size) {
+		memcpy(w->wbuf, p, n);
+		w->wbuf_len = n;
+		return 0;
+	}
+	return send_or_queue(w, c, p, n);
+}
+
+/* One write of the backlog.  Returns 0 or a negative code. */
+static int flush_out(struct worker *w, struct conn *c)
+{
+	struct iobuf *b = c->out;
+	ssize_t s = io_send(c->fd, b->data + b->off, b->len - b->off);
+	if (s == -EAGAIN)
+		return 0;
+	if (s < 0)
+		return (int)s;
+	CTR_ADD(w, bytes_out, s);
+	b->off += (uint32_t)s;
+	if (b->off == b->len) {
+		free(b);
+		c->out = NULL;
+	}
+	touch(w, c);
+	return 0;
+}
+
+/* ---- once mode --------------------------------------------------------- */
+
+/* Answers the one read (n bytes at rbuf + prefix_len, or n < 0 an error). */
+static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry *ip, ssize_t n)
+{
+	const struct serve_config *cfg = w->cfg;
+	if (n < 0) {
+		if (c != NULL)
+			conn_close(w, c, R_RESET);
+		else
+			close_bare(w, fd, ip, R_RESET);
+		return;
+	}
+	CTR_ADD(w, bytes_in, n);
+	size_t len = cfg->prefix_len + (size_t)n;
+	ssize_t s = io_send(fd, w->rbuf, len);
+	if (s == -EAGAIN)
+		s = 0;
+	if (s < 0) {
+		int reason = n == 0 ? R_EOF : R_RESET;
+		if (c != NULL)
+			conn_close(w, c, reason);
+		else
+			close_bare(w, fd, ip, reason);
+		return;
+	}
+	CTR_ADD(w, bytes_out, s);
+	if ((size_t)s == len) {
+		/* The read returned less than asked, so it emptied the receive
+		 * queue (or saw EOF): a plain close sends FIN, not RST. */
+		if ((size_t)n < cfg->max_bytes) {
+			int reason = n == 0 ? R_EOF : R_DONE;
+			if (c != NULL)
+				conn_close(w, c, reason);
+			else
+				close_bare(w, fd, ip, reason);
+		} else {
+			start_linger(w, c, fd, ip);
+		}
+		return;
+	}
+	/* Partial write: keep the rest, finish when it drains. */
+	int fresh = c == NULL;
+	if (fresh && (c = conn_new(w, fd, ip)) == NULL) {
+		close_bare(w, fd, ip, R_LIMIT);
+		return;
+	}
+	if (n == 0)
+		c->flags |= F_EOF | F_EMPTY;
+	if (iobuf_append(&c->out, w->rbuf + s, len - (size_t)s) < 0) {
+		conn_close(w, c, R_LIMIT);
+		return;
+	}
+	c->state = ST_FLUSH;
+	touch(w, c);
+	if (fresh)
+		conn_watch(w, c, SOCKIT_WRITABLE);
+	else
+		set_events(w, c, SOCKIT_WRITABLE);
+}
+
+static void once_start(struct worker *w, int fd, struct ip_entry *ip)
+{
+	const struct serve_config *cfg = w->cfg;
+	ssize_t n = io_recv(fd, w->rbuf + cfg->prefix_len, cfg->max_bytes);
+	if (n != -EAGAIN) {
+		once_reply(w, NULL, fd, ip, n);
+		return;
+	}
+	struct conn *c = conn_new(w, fd, ip);
+	if (c == NULL) {
+		close_bare(w, fd, ip, R_LIMIT);
+		return;
+	}
+	c->state = ST_WAIT;
+	touch(w, c);
+	/* Accepted without data under TCP_DEFER_ACCEPT: the kernel already held
+	 * it for defer_ms; that counts towards the idle timeout.  (The list
+	 * may then be out of order by up to defer_ms; a sweep is at most that
+	 * late.) */
+	uint64_t held = w->defer_ms < cfg->idle_timeout_ms ? w->defer_ms : cfg->idle_timeout_ms;
+	if (held > 0 && c->last_ms > held) {
+		c->last_ms -= held;
+		sweep_arm(w, deadline_of(w, c));
+	}
+	conn_watch(w, c, SOCKIT_READABLE);
+}
+
+/* ---- line and echo modes ----------------------------------------------- */
+
+static int line_too_long(struct worker *w, struct conn *c)
+{
+	free(c->in);
+	c->in = NULL;
+	c->flags |= F_LIMIT;
+	return out_put(w, c, line_too_long_msg, sizeof(line_too_long_msg) - 1);
+}
+
+/* Feeds n bytes of input: each complete line gets prefix + line. */
+static int line_feed(struct worker *w, struct conn *c, const char *p, size_t n)
+{
+	const struct serve_config *cfg = w->cfg;
+	int rc;
+	while (n > 0) {
+		const char *nl = memchr(p, '\n', n);
+		size_t have = c->in != NULL ? c->in->len : 0;
+		if (nl == NULL) {
+			if (have + n > cfg->max_line)
+				return line_too_long(w, c);
+			return iobuf_append(&c->in, p, n);
+		}
+		size_t len = (size_t)(nl - p) + 1;
+		if (have + len - 1 > cfg->max_line)
+			return line_too_long(w, c);
+		if ((rc = out_put(w, c, cfg->prefix, cfg->prefix_len)) < 0)
+			return rc;
+		if (have > 0) {
+			rc = out_put(w, c, c->in->data, have);
+			free(c->in);
+			c->in = NULL;
+			if (rc < 0)
+				return rc;
+		}
+		if ((rc = out_put(w, c, p, len)) < 0)
+			return rc;
+		p += len;
+		n -= len;
+	}
+	return 0;
+}
+
+/* At EOF: the unterminated last line gets its reply too. */
+static int line_eof(struct worker *w, struct conn *c)
+{
+	if (c->in == NULL || c->in->len == 0)
+		return 0;
+	int rc = out_put(w, c, w->cfg->prefix, w->cfg->prefix_len);
+	if (rc == 0)
+		rc = out_put(w, c, c->in->data, c->in->len);
+	free(c->in);
+	c->in = NULL;
+	return rc;
+}
+
+static int stream_read(struct worker *w, struct conn *c)
+{
+	const struct serve_config *cfg = w->cfg;
+	char *buf = w->rbuf + cfg->prefix_len;
+	int rc = 0;
+	for (int i = 0; i < READS_PER_WAKE; i++) {
+		ssize_t n = io_recv(c->fd, buf, w->rbuf_size);
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			rc = (int)n;
+			break;
+		}
+		if (n == 0) {
+			c->flags |= F_EOF;
+			if (cfg->mode == MODE_LINE)
+				rc = line_eof(w, c);
+			break;
+		}
+		CTR_ADD(w, bytes_in, n);
+		if (cfg->mode == MODE_ECHO)
+			rc = c->out != NULL ? iobuf_append(&c->out, buf, (size_t)n)
+					    : send_or_queue(w, c, buf, (size_t)n);
+		else
+			rc = line_feed(w, c, buf, (size_t)n);
+		if (rc < 0 || (c->flags & F_LIMIT))
+			break;
+		if (c->out != NULL && c->out->len - c->out->off >= cfg->max_pending)
+			break;
+		if ((size_t)n < w->rbuf_size)
+			break; /* the receive queue is empty: no EAGAIN round trip */
+	}
+	int frc = wbuf_flush(w, c);
+	if (rc == 0)
+		rc = frc;
+	touch(w, c);
+	return rc;
+}
+
+/* After I/O on a line/echo (or flushing once) connection: finish it or
+ * set what it waits for. */
+static void stream_settle(struct worker *w, struct conn *c)
+{
+	if (c->out == NULL) {
+		if (c->flags & F_LIMIT) {
+			start_linger(w, c, c->fd, c->ip);
+			return;
+		}
+		if (c->state == ST_FLUSH) {
+			/* once: the reply is out */
+			if (c->flags & F_EOF)
+				conn_close(w, c, finish_reason(c));
+			else
+				start_linger(w, c, c->fd, c->ip);
+			return;
+		}
+		if (c->flags & F_EOF) {
+			conn_close(w, c, R_EOF);
+			return;
+		}
+	}
+	unsigned want = 0;
+	if (c->state == ST_STREAM && !(c->flags & (F_EOF | F_LIMIT)) &&
+	    (c->out == NULL || c->out->len - c->out->off < w->cfg->max_pending))
+		want |= SOCKIT_READABLE;
+	if (c->out != NULL)
+		want |= SOCKIT_WRITABLE;
+	set_events(w, c, want);
+}
+
+static void on_conn_event(sockit_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)loop;
+	(void)fd;
+	struct conn *c = arg;
+	struct worker *w = c->w;
+	int rc = 0;
+	switch (c->state) {
+	case ST_WAIT:
+		rc = (int)io_recv(c->fd, w->rbuf + w->cfg->prefix_len, w->cfg->max_bytes);
+		if (rc != -EAGAIN)
+			once_reply(w, c, c->fd, c->ip, rc);
+		return;
+	case ST_LINGER:
+		linger_event(w, c);
+		return;
+	case ST_FLUSH:
+		rc = flush_out(w, c);
+		break;
+	case ST_STREAM:
+		if (c->out != NULL && (events & (SOCKIT_WRITABLE | SOCKIT_HANGUP)))
+			rc = flush_out(w, c);
+		if (rc == 0 && (c->events & SOCKIT_READABLE) &&
+		    (events & (SOCKIT_READABLE | SOCKIT_HANGUP)))
+			rc = stream_read(w, c);
+		break;
+	}
+	if (rc < 0) {
+		w->wbuf_len = 0;
+		conn_close(w, c, rc == -ENOMEM ? R_LIMIT : R_RESET);
+		return;
+	}
+	stream_settle(w, c);
+}
+
+static void stream_start(struct worker *w, int fd, struct ip_entry *ip)
+{
+	struct conn *c = conn_new(w, fd, ip);
+	if (c == NULL) {
+		close_bare(w, fd, ip, R_LIMIT);
+		return;
+	}
+	sockit_set_nodelay(fd, 1); /* replies are batched already; don't let Nagle wait */
+	c->state = ST_STREAM;
+	touch(w, c);
+	conn_watch(w, c, SOCKIT_READABLE);
+}
+
+/* ---- Sweeping: idle timeouts and linger bounds -------------------------- */
+
+static void on_sweep(sockit_loop *loop, sockit_timer *t)
+{
+	struct worker *w = t->data;
+	uint64_t now = sockit_loop_now_ms(loop);
+	if (w->cfg->idle_timeout_ms > 0)
+		while (w->idle.head != NULL && deadline_of(w, w->idle.head) <= now)
+			conn_close(w, w->idle.head, R_TIMEOUT);
+	while (w->linger.head != NULL && deadline_of(w, w->linger.head) <= now)
+		conn_close(w, w->linger.head, finish_reason(w->linger.head));
+	uint64_t next = UINT64_MAX;
+	if (w->cfg->idle_timeout_ms > 0 && w->idle.head != NULL)
+		next = deadline_of(w, w->idle.head);
+	if (w->linger.head != NULL && deadline_of(w, w->linger.head) < next)
+		next = deadline_of(w, w->linger.head);
+	if (next != UINT64_MAX)
+		sweep_arm(w, next);
+}
+
+/* ---- Accepting ----------------------------------------------------------- */
+
+static void on_accept_timer(sockit_loop *loop, sockit_timer *t)
+{
+	struct worker *w = t->data;
+	if (w->tcp_fd >= 0 && w->accept_paused) {
+		w->accept_paused = 0;
+		sockit_loop_modify(loop, w->tcp_fd, SOCKIT_READABLE);
+	}
+}
+
+/* Out of descriptors (or memory): stop watching the listener for a moment
+ * instead of spinning on a readable listener we cannot accept from.  Pending
+ * clients wait in the backlog and are served once descriptors free up. */
+static void accept_pause(struct worker *w, int err)
+{
+	if (!w->emfile_episode) {
+		w->emfile_episode = 1;
+		serve_log(w->log, LOG_WARN, "accept: %s; pausing accepts, retrying every %d ms",
+			  sockit_strerror(err), ACCEPT_PAUSE_MS);
+	}
+	w->accept_paused = 1;
+	sockit_loop_modify(w->loop, w->tcp_fd, 0);
+	sockit_timer_start(w->loop, &w->accept_timer, ACCEPT_PAUSE_MS, 0);
+}
+
+/* 1 if one more connection fits under --max-conns.  Each worker admits up
+ * to its quota on its own counter; beyond it, it sums every worker's (a few
+ * relaxed loads, only near the limit). */
+static int room_for_one(struct worker *w)
+{
+	if (w->ctr.active < w->quota)
+		return 1;
+	uint64_t total = 0;
+	for (int i = 0; i < w->sh->nworkers; i++)
+		total += __atomic_load_n(&w->sh->workers[i].ctr.active, __ATOMIC_RELAXED);
+	return total < w->cfg->max_conns;
+}
+
+static void refuse(struct worker *w, int fd, const sockit_addr *peer, const char *why)
+{
+	sockit_close(fd);
+	if (w->log->level >= LOG_WARN) {
+		char addr[SOCKIT_ADDRSTRLEN] = "?";
+		if (peer != NULL)
+			sockit_addr_format(peer, addr, sizeof(addr));
+		serve_log_limited(w->log, &w->rl_refused, sockit_loop_now_ms(w->loop), LOG_WARN,
+				  "refused %s: %s", addr, why);
+	}
+}
+
+void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
+{
+	(void)loop;
+	(void)events;
+	struct worker *w = arg;
+	const struct serve_config *cfg = w->cfg;
+	int acl = cfg->nallow > 0 || cfg->ndeny > 0;
+	int need_peer = acl || w->sh->ips != NULL || w->log->level >= LOG_DEBUG;
+	for (int i = 0; i < ACCEPT_BATCH && w->tcp_fd == lfd; i++) {
+		sockit_addr peer;
+		int fd = io_accept(lfd, need_peer ? &peer : NULL);
+		if (fd < 0) {
+			if (fd == -EAGAIN || fd == -EWOULDBLOCK || fd == -ETIMEDOUT)
+				return;
+			if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+				accept_pause(w, fd);
+				return;
+			}
+			/* ECONNABORTED, EPERM (firewall), EPROTO...: try the next */
+			serve_log_limited(w->log, &w->rl_accept, sockit_loop_now_ms(w->loop),
+					  LOG_WARN, "accept: %s", sockit_strerror(fd));
+			continue;
+		}
+		if (w->emfile_episode) {
+			w->emfile_episode = 0;
+			serve_log(w->log, LOG_INFO, "descriptors available again; accepting");
+		}
+		if (acl && !serve_acl_allows(cfg, &peer)) {
+			CTR_ADD(w, refused_denied, 1);
+			refuse(w, fd, &peer, "denied by --allow/--deny");
+			continue;
+		}
+		if (!room_for_one(w)) {
+			CTR_ADD(w, refused_maxconns, 1);
+			refuse(w, fd, need_peer ? &peer : NULL, "--max-conns reached");
+			continue;
+		}
+		struct ip_entry *ip = NULL;
+		if (w->sh->ips != NULL && (ip = ip_table_acquire(w->sh->ips, &peer)) == NULL) {
+			CTR_ADD(w, refused_perip, 1);
+			refuse(w, fd, &peer, "--max-conns-per-ip reached");
+			continue;
+		}
+		CTR_ADD(w, accepted, 1);
+		CTR_ADD(w, active, 1);
+		if (w->log->level >= LOG_DEBUG) {
+			char addr[SOCKIT_ADDRSTRLEN] = "?";
+			sockit_addr_format(&peer, addr, sizeof(addr));
+			serve_log(w->log, LOG_DEBUG, "accepted fd %d from %s", fd, addr);
+		}
+		if (cfg->mode == MODE_ONCE)
+			once_start(w, fd, ip);
+		else
+			stream_start(w, fd, ip);
+	}
+}
+
+/* ---- Worker life --------------------------------------------------------- */
+
+int tcp_worker_init(struct worker *w)
+{
+	const struct serve_config *cfg = w->cfg;
+	w->rbuf_size = cfg->max_bytes > RBUF_MIN ? cfg->max_bytes : RBUF_MIN;
+	w->rbuf = malloc(cfg->prefix_len + w->rbuf_size);
+	if (w->rbuf == NULL)
+		return -ENOMEM;
+	memcpy(w->rbuf, cfg->prefix, cfg->prefix_len);
+	if (cfg->mode == MODE_LINE) {
+		w->wbuf_size = WBUF_SIZE;
+		w->wbuf = malloc(w->wbuf_size);
+		if (w->wbuf == NULL)
+			return -ENOMEM;
+	}
+	sockit_timer_init(&w->sweep, on_sweep, w);
+	sockit_timer_init(&w->accept_timer, on_accept_timer, w);
+	if (w->tcp_fd < 0)
+		return 0;
+	return sockit_loop_watch(w->loop, w->tcp_fd, SOCKIT_READABLE, tcp_on_accept, w);
+}
+
+void tcp_worker_drain(struct worker *w)
+{
+	if (w->tcp_fd >= 0) {
+		sockit_loop_close(w->loop, w->tcp_fd);
+		w->tcp_fd = -1;
+	}
+	sockit_timer_stop(w->loop, &w->accept_timer);
+}
+
+void tcp_worker_close_all(struct worker *w, int count_as_timeout)
+{
+	while (w->linger.head != NULL)
+		conn_close(w, w->linger.head, finish_reason(w->linger.head));
+	while (w->idle.head != NULL)
+		conn_close(w, w->idle.head, count_as_timeout ? R_TIMEOUT : R_RESET);
+}
+
+void tcp_worker_free(struct worker *w)
+{
+	if (w->loop != NULL) {
+		sockit_timer_stop(w->loop, &w->sweep);
+		sockit_timer_stop(w->loop, &w->accept_timer);
+	}
+	struct conn_chunk *ch = w->conn_chunks;
+	while (ch != NULL) {
+		struct conn_chunk *next = ch->next;
+		free(ch);
+		ch = next;
+	}
+	w->conn_chunks = NULL;
+	w->free_conns = NULL;
+	free(w->rbuf);
+	free(w->wbuf);
+	w->rbuf = w->wbuf = NULL;
+}

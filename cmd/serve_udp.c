@@ -1,0 +1,179 @@
+/* serve_udp.c -- one reply datagram per datagram, in recvmmsg/sendmmsg batches.
+ *
+ * Each of UDP_BATCH slots holds the prefix followed by room for the largest
+ * datagram, so a reply is (prefix, data) already contiguous: no copy.  A
+ * wake reads up to UDP_ROUNDS batches, then lets other clients run.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "serve.h"
+
+#define UDP_BATCH 32
+#define UDP_ROUNDS 4
+#define UDP_DATA_MAX 65536 /* larger than any UDP payload */
+#define UDP4_MAX 65507	   /* 65535 - 20 (IPv4) - 8 (UDP) */
+#define UDP6_MAX 65527	   /* 65535 - 8 (UDP): IPv6's length excludes its header */
+#define UDP_RCVBUF (4 << 20)
+
+struct udp_state {
+	struct mmsghdr in[UDP_BATCH];
+	struct mmsghdr out[UDP_BATCH];
+	struct iovec iov_in[UDP_BATCH];
+	struct iovec iov_out[UDP_BATCH];
+	sockit_addr from[UDP_BATCH];
+	size_t slot_size;
+	char *slots;
+};
+
+/* Source ports of the classic UDP loop services (and 0, which cannot be
+ * replied to): answering them can start an endless ping-pong. */
+static int banned_port(const sockit_addr *a)
+{
+	int port = sockit_addr_port(a);
+	return port == 0 || port == 7 || port == 13 || port == 19;
+}
+
+static int recv_batch(int fd, struct mmsghdr *m, unsigned n)
+{
+	for (;;) {
+		int r = recvmmsg(fd, m, n, MSG_DONTWAIT, NULL);
+		if (r >= 0)
+			return r;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+static int send_batch(int fd, struct mmsghdr *m, unsigned n)
+{
+	for (;;) {
+		int r = sendmmsg(fd, m, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (r >= 0)
+			return r;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)events;
+	struct worker *w = arg;
+	struct udp_state *u = w->udp;
+	const struct serve_config *cfg = w->cfg;
+	int acl = cfg->nallow > 0 || cfg->ndeny > 0;
+	uint64_t now = sockit_loop_now_ms(loop);
+
+	for (int round = 0; round < UDP_ROUNDS; round++) {
+		for (unsigned i = 0; i < UDP_BATCH; i++) {
+			struct msghdr *h = &u->in[i].msg_hdr;
+			u->iov_in[i].iov_base = u->slots + i * u->slot_size + cfg->prefix_len;
+			u->iov_in[i].iov_len = UDP_DATA_MAX;
+			memset(h, 0, sizeof(*h));
+			h->msg_name = &u->from[i].ss;
+			h->msg_namelen = sizeof(u->from[i].ss);
+			h->msg_iov = &u->iov_in[i];
+			h->msg_iovlen = 1;
+		}
+		int n = recv_batch(fd, u->in, UDP_BATCH);
+		if (n < 0) {
+			if (n != -EAGAIN && n != -EWOULDBLOCK)
+				serve_log_limited(w->log, &w->rl_udp, now, LOG_WARN,
+						  "udp receive: %s", sockit_strerror(n));
+			return;
+		}
+		unsigned nout = 0;
+		for (int i = 0; i < n; i++) {
+			size_t len = u->in[i].msg_len;
+			sockit_addr *from = &u->from[i];
+			from->len = u->in[i].msg_hdr.msg_namelen;
+			CTR_ADD(w, dgrams_in, 1);
+			CTR_ADD(w, bytes_in, len);
+			if (banned_port(from)) {
+				CTR_ADD(w, dgrams_dropped_port, 1);
+				continue;
+			}
+			if (acl && !serve_acl_allows(cfg, from)) {
+				CTR_ADD(w, refused_denied, 1);
+				continue;
+			}
+			if (w->rate != NULL && !rate_table_allow(w->rate, from, now)) {
+				CTR_ADD(w, dgrams_dropped_rate, 1);
+				continue;
+			}
+			char *data = u->slots + (size_t)i * u->slot_size;
+			size_t rlen = len;
+			if (cfg->mode != MODE_ECHO)
+				rlen += cfg->prefix_len;
+			else
+				data += cfg->prefix_len;
+			size_t max = from->ss.ss_family == AF_INET6 ? UDP6_MAX : UDP4_MAX;
+			if (rlen > max)
+				rlen = max;
+			u->iov_out[nout].iov_base = data;
+			u->iov_out[nout].iov_len = rlen;
+			struct msghdr *h = &u->out[nout].msg_hdr;
+			memset(h, 0, sizeof(*h));
+			h->msg_name = &from->ss;
+			h->msg_namelen = from->len;
+			h->msg_iov = &u->iov_out[nout];
+			h->msg_iovlen = 1;
+			nout++;
+		}
+		for (unsigned sent = 0; sent < nout;) {
+			int r = send_batch(fd, u->out + sent, nout - sent);
+			if (r < 0) {
+				serve_log_limited(w->log, &w->rl_udp, now, LOG_WARN, "udp send: %s",
+						  sockit_strerror(r));
+				if (r == -EAGAIN || r == -EWOULDBLOCK || r == -ENOBUFS)
+					break; /* UDP is lossy: drop the rest of the batch */
+				sent++;	       /* this destination failed; go on */
+				continue;
+			}
+			for (int k = 0; k < r; k++)
+				CTR_ADD(w, bytes_out, u->iov_out[sent + (unsigned)k].iov_len);
+			CTR_ADD(w, dgrams_out, r);
+			sent += (unsigned)r;
+		}
+		if (n < UDP_BATCH)
+			return; /* the queue is empty: no EAGAIN round trip */
+	}
+}
+
+int udp_worker_init(struct worker *w)
+{
+	const struct serve_config *cfg = w->cfg;
+	if (w->udp_fd < 0)
+		return 0;
+	struct udp_state *u = calloc(1, sizeof(*u));
+	if (u == NULL)
+		return -ENOMEM;
+	w->udp = u;
+	u->slot_size = (cfg->prefix_len + UDP_DATA_MAX + 63) & ~(size_t)63;
+	/* Only the pages datagrams touch become resident. */
+	u->slots = malloc(u->slot_size * UDP_BATCH);
+	if (u->slots == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < UDP_BATCH; i++)
+		memcpy(u->slots + i * u->slot_size, cfg->prefix, cfg->prefix_len);
+	if (cfg->udp_rate > 0 && (w->rate = rate_table_new(cfg->udp_rate)) == NULL)
+		return -ENOMEM;
+	sockit_set_rcvbuf(w->udp_fd, UDP_RCVBUF); /* best effort: capped by rmem_max */
+	return sockit_loop_watch(w->loop, w->udp_fd, SOCKIT_READABLE, on_udp, w);
+}
+
+void udp_worker_free(struct worker *w)
+{
+	struct udp_state *u = w->udp;
+	if (u != NULL) {
+		free(u->slots);
+		free(u);
+		w->udp = NULL;
+	}
+	rate_table_free(w->rate);
+	w->rate = NULL;
+}

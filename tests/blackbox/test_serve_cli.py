@@ -1,0 +1,221 @@
+"""test_serve_cli.py -- `sockit serve` command line: every usage error
+(exit 2, option named), port in use (exit 1, address named), --help,
+--version, log levels and the JSON log format."""
+import json
+import re
+import signal
+import socket
+
+import pytest
+
+from conftest import SOCKIT, Proc, exchange
+
+PREFIX = b"Received: "
+
+# (arguments, what the message must contain: the option or the bad value;
+# with a '|', a regex)
+USAGE_ERRORS = [
+    (["--frobnicate"], "--frobnicate"),
+    (["-Z"], r"-Z|'Z'"),
+    (["--workers"], "--workers"),
+    (["--workers", "0"], "--workers"),
+    (["--workers", "x"], "--workers"),
+    (["--workers", "-1"], "--workers"),
+    (["--workers", "2x"], "--workers"),
+    (["--workers", " 2"], "--workers"),
+    (["--workers", "99999999999999999999"], "--workers"),
+    (["--max-bytes", "-1"], "--max-bytes"),
+    (["--max-bytes", "0"], "--max-bytes"),
+    (["--max-bytes", "lots"], "--max-bytes"),
+    (["--max-line", "0"], "--max-line"),
+    (["--max-line", "1q"], "--max-line"),
+    (["--max-pending", "x"], "--max-pending"),
+    (["--max-conns", "x"], "--max-conns"),
+    (["--max-conns-per-ip", "-3"], "--max-conns-per-ip"),
+    (["--udp-rate", "fast"], "--udp-rate"),
+    (["--port", "70000"], "--port"),
+    (["-p", "70000"], "70000"),
+    (["-p", "http"], "http"),
+    (["-p", "-1"], "-1"),
+    (["-p"], r"-p\b|'p'"),
+    (["--idle-timeout", "5x"], "--idle-timeout"),
+    (["--idle-timeout", "-1s"], "--idle-timeout"),
+    (["--idle-timeout", "soon"], "--idle-timeout"),
+    (["--drain-timeout", "1y"], "--drain-timeout"),
+    (["--drain-timeout", ""], "--drain-timeout"),
+    (["--allow", "10.0.0.0/33"], "10.0.0.0/33"),
+    (["--allow", "not-an-ip"], "not-an-ip"),
+    (["--deny", "1.2.3.4/x"], "1.2.3.4/x"),
+    (["--deny", "::1/129"], "::1/129"),
+    (["--deny", "300.1.1.1/8"], "300.1.1.1/8"),
+    (["--deny"], "--deny"),
+    (["--mode", "bogus"], "bogus"),
+    (["--mode"], "--mode"),
+    (["--log-level", "loud"], "loud"),
+    (["--log-format", "xml"], "xml"),
+    (["--prefix"], "--prefix"),
+    (["--udp", "--udp-only"], "--udp"),
+    (["stray-argument"], "stray-argument"),
+    (["--dualstack"], "--dualstack"),  # only meaningful with -H ::
+]
+
+
+@pytest.mark.parametrize("args,named", USAGE_ERRORS,
+                         ids=[" ".join(a) or "empty" for a, _ in USAGE_ERRORS])
+def test_usage_error_exit_2_names_option(run_sockit, args, named):
+    r = run_sockit(["serve", "-p", "0"] + args, timeout=10)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 2, (r.returncode, err)
+    assert "sockit serve" in err, err
+    if "|" in named:  # a regex: short options as getopt names them
+        assert re.search(named, err), f"message does not name {named!r}: {err!r}"
+    else:
+        assert named in err, f"message does not name {named!r}: {err!r}"
+    assert "listening" not in err, err
+
+
+def test_port_in_use_exit_1_names_address(run_sockit):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = run_sockit(["serve", "-H", "127.0.0.1", "-p", str(port)], timeout=10)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 1, (r.returncode, err)
+    assert f"127.0.0.1:{port}" in err, err
+    assert "in use" in err.lower(), err
+
+
+def test_port_in_use_ipv6_exit_1_names_address(run_sockit):
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as busy:
+        busy.bind(("::1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = run_sockit(["serve", "-H", "::1", "-p", str(port)], timeout=10)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 1, (r.returncode, err)
+    assert f"[::1]:{port}" in err, err
+
+
+def test_udp_port_in_use_exit_1(run_sockit):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        r = run_sockit(["serve", "--udp-only", "-p", str(port)], timeout=10)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 1, (r.returncode, err)
+    assert f"127.0.0.1:{port}" in err, err
+
+
+def test_help_lists_options(run_sockit):
+    r = run_sockit(["serve", "--help"], timeout=10)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    for opt in ("-H", "-p", "--mode", "--udp", "--udp-only", "--workers", "--max-conns",
+                "--max-conns-per-ip", "--idle-timeout", "--max-bytes", "--max-line",
+                "--max-pending", "--allow", "--deny", "--prefix", "--udp-rate",
+                "--dualstack", "--drain-timeout", "--log-level", "--log-format",
+                "--help", "--version"):
+        assert re.search(r"(^|[\s,\[])" + re.escape(opt) + r"([\s,=\]]|$)", out, re.M), \
+            f"--help does not mention {opt}:\n{out}"
+    for word in ("once", "line", "echo"):
+        assert word in out
+
+
+def test_version(run_sockit):
+    top = run_sockit(["--version"], timeout=10)
+    r = run_sockit(["serve", "--version"], timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(rb"sockit \d+\.\d+\.\d+\n", r.stdout), r.stdout
+    assert r.stdout == top.stdout
+
+
+def test_durations_with_units_accepted(serve):
+    """Each unit form the CLI documents starts a working server."""
+    for dur in ("500ms", "2s", "1m", "3", "1.5s"):
+        srv = serve(["--idle-timeout", dur, "--drain-timeout", dur])
+        assert exchange(srv.addr, b"d") == PREFIX + b"d"
+        srv.stop()
+
+
+def test_default_log_has_no_per_connection_lines(serve):
+    srv = serve()
+    before = srv.stderr_text()
+    for i in range(5):
+        assert exchange(srv.addr, b"quiet") == PREFIX + b"quiet"
+    srv.counters()  # a SIGUSR1 round trip flushes anything pending
+    after = srv.stderr_text()[len(before):]
+    lines = [ln for ln in after.splitlines() if "counters" not in ln]
+    assert lines == [], lines
+
+
+def test_debug_log_level_has_per_connection_lines(serve):
+    srv = serve(["--log-level", "debug"])
+    before = srv.stderr_text()
+    assert exchange(srv.addr, b"loud") == PREFIX + b"loud"
+    srv.counters()
+    after = srv.stderr_text()[len(before):]
+    lines = [ln for ln in after.splitlines() if "counters" not in ln]
+    assert len(lines) >= 1, after
+    assert "127.0.0.1" in "".join(lines), lines
+
+
+def _start_json(args):
+    p = Proc([SOCKIT, "serve", "-p", "0", "--log-format", "json"] + args)
+    try:
+        p.wait_stderr(r'"msg"\s*:\s*"listening"')
+    except BaseException:
+        p.stop()
+        raise
+    return p
+
+
+def _json_lines(p):
+    out = []
+    for ln in p.stderr_text().splitlines():
+        if not ln.strip():
+            continue
+        try:
+            out.append(json.loads(ln))
+        except ValueError:
+            pytest.fail(f"stderr line is not JSON: {ln!r}")
+    return out
+
+
+def test_json_log_format():
+    p = _start_json(["--udp", "--log-level", "debug"])
+    try:
+        p.wait_stderr(r'"proto"\s*:\s*"udp"')
+        objs = _json_lines(p)
+        listening = [o for o in objs if o.get("msg") == "listening"]
+        assert {o["proto"] for o in listening} == {"tcp", "udp"}, listening
+        for o in listening:
+            assert o["mode"] == "once", o
+            assert o["level"] == "info", o
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", o["time"]), o
+            m = re.fullmatch(r"127\.0\.0\.1:(\d+)", o["addr"])
+            assert m, o
+        port = int(re.fullmatch(r"127\.0\.0\.1:(\d+)", listening[0]["addr"]).group(1))
+        # a connection (debug lines), a hostile string in it, counters, exit
+        assert exchange(("127.0.0.1", port), b'"\\\n\x00\xff') == PREFIX + b'"\\\n\x00\xff'
+        p.signal(signal.SIGUSR1)
+        p.wait_stderr(r'"msg"\s*:\s*"counters"')
+        p.signal(signal.SIGTERM)
+        assert p.wait(timeout=10) == 0
+        objs = _json_lines(p)
+        counters = [o for o in objs if o.get("msg") == "counters"]
+        assert len(counters) >= 2, objs  # SIGUSR1 and exit
+        from conftest import COUNTER_KEYS
+        for k in COUNTER_KEYS:
+            assert isinstance(counters[-1][k], int), (k, counters[-1])
+        assert counters[-1]["accepted"] == 1, counters[-1]
+        assert all("level" in o and "time" in o and "msg" in o for o in objs), objs
+        assert not any("sockit: listening" in ln for ln in p.stderr_text().splitlines())
+    finally:
+        p.stop()
+
+
+def test_json_log_usage_error_still_exit_2(run_sockit):
+    r = run_sockit(["serve", "--log-format", "json", "--workers", "0"], timeout=10)
+    assert r.returncode == 2
+    assert b"--workers" in r.stderr

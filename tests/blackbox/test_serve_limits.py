@@ -1,0 +1,339 @@
+"""test_serve_limits.py -- `sockit serve` under load and hostile clients:
+concurrency, silent and resetting clients, descriptor exhaustion, clients
+that never read (backpressure), idle timeout, per-IP and total connection
+limits, allow/deny lists."""
+import errno
+import os
+import resource
+import selectors
+import socket
+import time
+
+import pytest
+
+from conftest import (closed_without_reply, connect, exchange, proc_cpu_seconds,
+                      proc_status, raise_nofile, recv_exact, reset_close, wait_until)
+
+PREFIX = b"Received: "
+
+
+def concurrent_once(addr, n, timeout=60.0):
+    """n clients at once (non-blocking, one selector): each connects, sends
+    a unique message, reads to EOF.  Returns {i: reply}; bounded by timeout."""
+    sel = selectors.DefaultSelector()
+    msgs = {i: f"client {i} says {'z' * (i % 50)}".encode() for i in range(n)}
+    replies = {}
+    socks = []
+    try:
+        for i in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.setblocking(False)
+            rc = s.connect_ex(addr)
+            assert rc in (0, errno.EINPROGRESS), (i, errno.errorcode.get(rc, rc))
+            sel.register(s, selectors.EVENT_WRITE, [i, "connecting", b""])
+        deadline = time.monotonic() + timeout
+        while len(replies) < n and time.monotonic() < deadline:
+            for key, ev in sel.select(timeout=0.5):
+                s, st = key.fileobj, key.data
+                i = st[0]
+                if st[1] == "connecting":
+                    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    assert err == 0, (i, errno.errorcode.get(err, err))
+                    s.send(msgs[i])  # small: fits in the send buffer at once
+                    st[1] = "reading"
+                    sel.modify(s, selectors.EVENT_READ, st)
+                else:
+                    b = s.recv(65536)
+                    if b:
+                        st[2] += b
+                    else:
+                        replies[i] = st[2]
+                        sel.unregister(s)
+                        s.close()
+    finally:
+        for s in socks:
+            s.close()
+        sel.close()
+    return msgs, replies
+
+
+def test_500_concurrent_clients_all_served(serve):
+    raise_nofile(4096)
+    srv = serve()
+    msgs, replies = concurrent_once(srv.addr, 500)
+    assert len(replies) == 500, f"only {len(replies)} of 500 served"
+    bad = [i for i in msgs if replies[i] != PREFIX + msgs[i]]
+    assert not bad, [(i, replies[i][:40]) for i in bad[:5]]
+
+
+@pytest.mark.parametrize("mode", ["once", "line"])
+def test_200_silent_connections_do_not_delay_a_client(serve, mode):
+    """One worker, 200 connections that never send: a normal client is
+    still answered well before any idle timeout would free the worker.
+    In once mode the kernel may defer silent connections (TCP_DEFER_ACCEPT),
+    so we first wait until the server has actually accepted them."""
+    raise_nofile(4096)
+    srv = serve(["--mode", mode, "--workers", "1", "--idle-timeout", "60s"])
+    silent = []
+    try:
+        for _ in range(200):
+            silent.append(connect(srv.addr))
+        if mode == "once":
+            c = srv.wait_counter("active", 200, timeout=15)
+            assert c["active"] >= 200, c
+        for i in range(3):
+            msg = f"normal {i}\n".encode()
+            want = PREFIX + msg
+            assert exchange(srv.addr, msg, timeout=10, shut_wr=(mode == "line")) == want
+        # the silent ones are still open and unanswered
+        for s in silent[:20]:
+            s.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                s.recv(1)
+    finally:
+        for s in silent:
+            s.close()
+
+
+def test_resetting_clients_do_not_hurt(serve):
+    """Clients that reset (SO_LINGER 0) before their reply, in once mode;
+    then in line mode a reset on an accepted connection is counted."""
+    srv = serve()
+    for i in range(20):
+        s = connect(srv.addr)
+        if i % 2:
+            s.sendall(b"about to reset")
+        reset_close(s)
+    assert exchange(srv.addr, b"next") == PREFIX + b"next"
+    assert srv.p.poll() is None
+
+    line = serve(["--mode", "line"])
+    s = connect(line.addr)
+    s.sendall(b"hello\n")
+    assert recv_exact(s, len(PREFIX) + 6) == PREFIX + b"hello\n"
+    reset_close(s)
+    c = line.wait_counter("closed_reset", 1)
+    assert c["closed_reset"] >= 1, c
+    assert exchange(line.addr, b"ok\n", shut_wr=True) == PREFIX + b"ok\n"
+
+
+def _limit_nofile_64():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+
+def test_descriptor_exhaustion_no_spin_and_recovery(serve):
+    """Under `ulimit -n 64` with ~100 connections pending, the server must
+    not busy-loop on EMFILE, and must serve again once they are gone.
+    Line mode: connections are accepted at once (no deferred accept)."""
+    raise_nofile(4096)
+    srv = serve(["--mode", "line", "--workers", "1", "--max-conns", "10000",
+                 "--idle-timeout", "60s"], preexec_fn=_limit_nofile_64)
+    assert exchange(srv.addr, b"before\n", shut_wr=True) == PREFIX + b"before\n"
+    held = []
+    try:
+        for _ in range(100):
+            try:
+                held.append(connect(srv.addr, timeout=3))
+            except OSError:
+                pass  # a full queue may time a connect out: fine
+        assert len(held) >= 64
+        # saturated: the server holds nearly 64 descriptors
+        assert wait_until(lambda: len(os.listdir(f"/proc/{srv.pid}/fd")) >= 56, timeout=10), \
+            len(os.listdir(f"/proc/{srv.pid}/fd"))
+        time.sleep(0.2)
+        cpu0, t0 = proc_cpu_seconds(srv.pid), time.monotonic()
+        time.sleep(1.0)
+        cpu1, t1 = proc_cpu_seconds(srv.pid), time.monotonic()
+        used = cpu1 - cpu0
+        assert used < 0.5 * (t1 - t0), f"server used {used:.2f}s CPU in {t1 - t0:.2f}s: spinning"
+        assert srv.p.poll() is None, srv.stderr_text()
+    finally:
+        for s in held:
+            s.close()
+
+    # recovery: served again once the descriptors are free
+    def served():
+        try:
+            return exchange(srv.addr, b"after\n", shut_wr=True, timeout=5) == PREFIX + b"after\n"
+        except OSError:
+            return False
+    assert wait_until(served, timeout=20, interval=0.2), srv.stderr_text()
+
+
+def _rss_kib(pid):
+    return proc_status(pid, "VmRSS")
+
+
+@pytest.mark.parametrize("mode", ["echo", "line"])
+def test_client_that_never_reads_leaves_rss_bounded(serve, mode):
+    """48 MiB sent by a client that never reads: the server stops reading
+    from it (backpressure) instead of buffering; another client is served."""
+    srv = serve(["--mode", mode, "--workers", "1"])
+    warm = (b"w" * 99 + b"\n") * 1000
+    assert exchange(srv.addr, warm, shut_wr=True, timeout=10) == (
+        warm if mode == "echo" else b"".join([PREFIX + b"w" * 99 + b"\n"] * 1000))
+    rss0 = _rss_kib(srv.pid)
+    chunk = (b"p" * 1023 + b"\n") * 64  # 64 KiB of 1 KiB lines
+    total = 48 << 20
+    sent = 0
+    hog = connect(srv.addr)
+    try:
+        hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        hog.settimeout(1.0)
+        deadline = time.monotonic() + 30
+        while sent < total and time.monotonic() < deadline:
+            try:
+                sent += hog.send(chunk)
+            except socket.timeout:
+                break  # the server stopped reading from us: backpressure
+        rss1 = _rss_kib(srv.pid)
+        growth_mib = (rss1 - rss0) / 1024
+        assert growth_mib < 16, (f"RSS grew {growth_mib:.1f} MiB after {sent >> 20} MiB "
+                                 f"from a client that never reads")
+        # another client is served meanwhile
+        want = b"other\n" if mode == "echo" else PREFIX + b"other\n"
+        assert exchange(srv.addr, b"other\n", shut_wr=True, timeout=10) == want
+    finally:
+        hog.close()
+    assert srv.p.poll() is None
+
+
+def test_idle_timeout_line_mode(serve):
+    """A connection that goes silent after a round trip is closed after
+    --idle-timeout and counted as closed_timeout; an active one is not."""
+    srv = serve(["--mode", "line", "--idle-timeout", "300ms"])
+    with connect(srv.addr) as s:
+        s.sendall(b"hi\n")
+        assert recv_exact(s, len(PREFIX) + 3) == PREFIX + b"hi\n"
+        assert closed_without_reply(s, timeout=15)
+    c = srv.wait_counter("closed_timeout", 1)
+    assert c["closed_timeout"] >= 1, c
+    # the timeout is for idleness, not a connection lifetime: a client that
+    # keeps talking for 5 timeouts' worth stays open
+    with connect(srv.addr) as s:
+        t_end = time.monotonic() + 1.5
+        i = 0
+        while time.monotonic() < t_end:
+            msg = f"busy {i}\n".encode()
+            s.sendall(msg)
+            assert recv_exact(s, len(PREFIX) + len(msg)) == PREFIX + msg
+            time.sleep(0.1)
+            i += 1
+
+
+def test_idle_timeout_zero_means_none(serve):
+    srv = serve(["--mode", "line", "--idle-timeout", "0"])
+    with connect(srv.addr) as s:
+        s.sendall(b"a\n")
+        assert recv_exact(s, len(PREFIX) + 2) == PREFIX + b"a\n"
+        time.sleep(1.2)
+        s.sendall(b"b\n")
+        assert recv_exact(s, len(PREFIX) + 2) == PREFIX + b"b\n"
+
+
+def _line_client(addr, family=None):
+    """A line-mode connection proven accepted by one round trip."""
+    s = connect(addr, family=family)
+    s.sendall(b"x\n")
+    assert recv_exact(s, len(PREFIX) + 2) == PREFIX + b"x\n"
+    return s
+
+
+def _refused(addr):
+    """Connects, sends a line: True if closed at once without a reply."""
+    with connect(addr) as s:
+        try:
+            s.sendall(b"let me in\n")
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+        return closed_without_reply(s, timeout=10)
+
+
+def test_max_conns_per_ip(serve):
+    srv = serve(["--mode", "line", "--max-conns-per-ip", "2"])
+    a, b = _line_client(srv.addr), _line_client(srv.addr)
+    try:
+        assert _refused(srv.addr)
+        c = srv.wait_counter("refused_perip", 1)
+        assert c["refused_perip"] >= 1, c
+        # the two admitted ones still work
+        b.sendall(b"y\n")
+        assert recv_exact(b, len(PREFIX) + 2) == PREFIX + b"y\n"
+        a.close()
+        # a slot frees when a connection closes
+        def admitted():
+            try:
+                _line_client(srv.addr).close()
+                return True
+            except (AssertionError, OSError):
+                return False
+        assert wait_until(admitted, timeout=10, interval=0.1)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_max_conns_total(serve):
+    """--max-conns is for the whole server (two workers here)."""
+    srv = serve(["--mode", "line", "--max-conns", "2", "--workers", "2"])
+    a, b = _line_client(srv.addr), _line_client(srv.addr)
+    try:
+        for _ in range(4):
+            assert _refused(srv.addr)
+        c = srv.wait_counter("refused_maxconns", 4)
+        assert c["refused_maxconns"] >= 4, c
+        assert c["active"] == 2, c
+    finally:
+        a.close()
+        b.close()
+
+
+def test_deny_refuses_at_once(serve):
+    srv = serve(["--deny", "127.0.0.1/32"])
+    with connect(srv.addr) as s:
+        s.sendall(b"hello")
+        assert closed_without_reply(s, timeout=10)
+    c = srv.wait_counter("refused_denied", 1)
+    assert c["refused_denied"] >= 1, c
+    # a deny that does not match leaves us alone
+    other = serve(["--deny", "10.0.0.0/8", "--deny", "::1/128"])
+    assert exchange(other.addr, b"hi") == PREFIX + b"hi"
+
+
+def test_allow_list(serve):
+    only_ten = serve(["--allow", "10.0.0.0/8"])
+    with connect(only_ten.addr) as s:
+        s.sendall(b"hello")
+        assert closed_without_reply(s, timeout=10)
+    ok = serve(["--allow", "10.0.0.0/8", "--allow", "127.0.0.0/8"])
+    assert exchange(ok.addr, b"hi") == PREFIX + b"hi"
+    # deny wins over allow
+    both = serve(["--allow", "127.0.0.0/8", "--deny", "127.0.0.1/32"])
+    with connect(both.addr) as s:
+        s.sendall(b"hello")
+        assert closed_without_reply(s, timeout=10)
+
+
+def test_allow_deny_ipv6(serve):
+    ok = serve(["-H", "::1", "--allow", "::1/128"])
+    assert exchange(ok.addr, b"v6", family=socket.AF_INET6) == PREFIX + b"v6"
+    denied = serve(["-H", "::1", "--deny", "::1/128"])
+    with connect(denied.addr) as s:
+        s.sendall(b"v6")
+        assert closed_without_reply(s, timeout=10)
+    # an IPv4-only allow list does not admit ::1
+    v4only = serve(["-H", "::1", "--allow", "127.0.0.0/8"])
+    with connect(v4only.addr) as s:
+        s.sendall(b"v6")
+        assert closed_without_reply(s, timeout=10)
+
+
+def test_deny_applies_to_v4_mapped_clients_on_dualstack(serve):
+    """On a dual-stack socket 127.0.0.1 arrives as ::ffff:127.0.0.1; an
+    IPv4 rule must still match it."""
+    srv = serve(["-H", "::", "--dualstack", "--deny", "127.0.0.0/8"])
+    with connect(("127.0.0.1", srv.port)) as s:
+        s.sendall(b"mapped")
+        assert closed_without_reply(s, timeout=10)
+    assert exchange(("::1", srv.port), b"v6", family=socket.AF_INET6) == PREFIX + b"v6"

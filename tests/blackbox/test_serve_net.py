@@ -1,0 +1,80 @@
+"""test_serve_net.py -- `sockit serve` addresses and workers: IPv6, the
+v6-only default of `-H ::`, --dualstack, --workers."""
+import socket
+
+import pytest
+
+from conftest import exchange, proc_status
+
+PREFIX = b"Received: "
+
+
+def test_default_host_is_loopback_v4(serve):
+    srv = serve()
+    assert srv.host == "127.0.0.1"
+    assert exchange(srv.addr, b"v4") == PREFIX + b"v4"
+
+
+def test_ipv6_loopback(serve):
+    srv = serve(["-H", "::1"])
+    assert srv.host == "[::1]"
+    assert exchange(("::1", srv.port), b"over v6", family=socket.AF_INET6) == PREFIX + b"over v6"
+    with pytest.raises(ConnectionRefusedError):
+        exchange(("127.0.0.1", srv.port), b"v4?", timeout=5)
+
+
+def test_ipv6_any_is_v6_only_by_default(serve):
+    srv = serve(["-H", "::"])
+    assert srv.host == "[::]"
+    assert exchange(("::1", srv.port), b"six", family=socket.AF_INET6) == PREFIX + b"six"
+    with pytest.raises(ConnectionRefusedError):
+        exchange(("127.0.0.1", srv.port), b"four?", timeout=5)
+
+
+def test_dualstack_serves_v4_too(serve):
+    srv = serve(["-H", "::", "--dualstack"])
+    assert exchange(("::1", srv.port), b"six", family=socket.AF_INET6) == PREFIX + b"six"
+    assert exchange(("127.0.0.1", srv.port), b"four") == PREFIX + b"four"
+
+
+def test_dualstack_udp(serve):
+    srv = serve(["-H", "::", "--dualstack", "--udp-only"], udp=True, tcp=False)
+    for fam, host in ((socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")):
+        with socket.socket(fam, socket.SOCK_DGRAM) as s:
+            s.settimeout(5)
+            s.sendto(b"dual", (host, srv.udp_port))
+            reply, src = s.recvfrom(4096)
+            assert reply == PREFIX + b"dual"
+
+
+def tcp_listeners(port, table="/proc/net/tcp"):
+    """How many sockets listen on this local port (state 0A)."""
+    n = 0
+    with open(table) as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                n += 1
+    return n
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_workers_serve(serve, workers):
+    """Each worker has its own SO_REUSEPORT listener (and thread)."""
+    srv = serve(["--workers", str(workers)])
+    for i in range(40):
+        msg = f"w{workers} #{i}".encode()
+        assert exchange(srv.addr, msg) == PREFIX + msg
+    threads = proc_status(srv.pid, "Threads")
+    assert threads >= workers, f"--workers {workers} but {threads} threads"
+    assert tcp_listeners(srv.port) == workers
+
+
+def test_workers_many_modes(serve):
+    for mode, data, want in (("line", b"a\nb\n", PREFIX + b"a\n" + PREFIX + b"b\n"),
+                             ("echo", b"echo me", b"echo me")):
+        srv = serve(["--workers", "3", "--mode", mode])
+        for _ in range(10):
+            assert exchange(srv.addr, data, shut_wr=True) == want
+        srv.stop()

@@ -1,0 +1,162 @@
+"""test_serve_signals.py -- SIGTERM/SIGINT drain, a second signal, SIGUSR1
+counters, and the final counters line."""
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import (COUNTER_KEYS, COUNTERS_RE, connect, exchange, parse_counters,
+                      recv_exact, recv_to_eof, recv_until_close, wait_until)
+
+PREFIX = b"Received: "
+
+
+def signal_consumed(pid, sig):
+    """True once sig is no longer pending for the process (delivered to a
+    handler or read from a signalfd)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("ShdPnd:"):
+                return not (int(line.split()[1], 16) >> (sig - 1)) & 1
+    return True
+
+
+CLOSED = ("closed_done", "closed_eof", "closed_reset", "closed_timeout", "closed_limit")
+
+
+def final_counters(srv):
+    found = COUNTERS_RE.findall(srv.stderr_text())
+    assert found, f"no counters line at exit; stderr:\n{srv.stderr_text()}"
+    c = parse_counters(found[-1])
+    # every admitted connection is active or closed for exactly one reason
+    assert c["accepted"] == c["active"] + sum(c[k] for k in CLOSED), c
+    return c
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_drains_in_flight_connection(serve, sig):
+    """Connected (and accepted), then the signal, then the request: the
+    reply is still delivered; then exit 0 with the counters line."""
+    srv = serve(["--mode", "line", "--drain-timeout", "20s"])
+    with connect(srv.addr) as s:
+        s.sendall(b"first\n")
+        assert recv_exact(s, len(PREFIX) + 6) == PREFIX + b"first\n"
+        srv.signal(sig)
+        assert wait_until(lambda: signal_consumed(srv.pid, sig), timeout=5, interval=0.01)
+        time.sleep(0.2)  # the server is now draining
+        assert srv.p.poll() is None, "exited with a connection still in flight"
+        s.sendall(b"during drain\n")
+        assert recv_exact(s, len(PREFIX) + 13) == PREFIX + b"during drain\n"
+        s.shutdown(socket.SHUT_WR)
+        assert recv_to_eof(s) == b""
+    # the last connection is done: exit now, not at the end of the drain timeout
+    assert srv.wait(timeout=10) == 0, srv.stderr_text()
+    c = final_counters(srv)
+    for k in COUNTER_KEYS:
+        assert k in c, (k, c)
+    assert c["accepted"] == 1 and c["active"] == 0, c
+    assert c["bytes_in"] == 6 + 13, c
+    assert c["bytes_out"] == 2 * len(PREFIX) + 6 + 13, c
+
+
+def test_sigterm_once_mode_exit_counters_exact(serve):
+    srv = serve()
+    sizes = [1, 100, 1000]
+    for n in sizes:
+        assert exchange(srv.addr, b"q" * n) == PREFIX + b"q" * n
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=10) == 0, srv.stderr_text()
+    c = final_counters(srv)
+    assert c["accepted"] == 3, c
+    assert c["closed_done"] == 3, c
+    assert c["active"] == 0, c
+    assert c["bytes_in"] == sum(sizes), c
+    assert c["bytes_out"] == sum(sizes) + 3 * len(PREFIX), c
+    assert c["refused_maxconns"] == c["refused_perip"] == c["refused_denied"] == 0, c
+    assert c["dgrams_in"] == c["dgrams_out"] == 0, c
+
+
+def test_drain_timeout_closes_stragglers(serve):
+    """A silent client during drain is closed after --drain-timeout and the
+    server still exits 0."""
+    srv = serve(["--mode", "line", "--drain-timeout", "500ms", "--idle-timeout", "60s"])
+    with connect(srv.addr) as s:
+        s.sendall(b"x\n")
+        assert recv_exact(s, len(PREFIX) + 2) == PREFIX + b"x\n"
+        srv.signal(signal.SIGTERM)
+        data, _ = recv_until_close(s, timeout=15)
+        assert data == b""
+        assert srv.wait(timeout=15) == 0, srv.stderr_text()
+    c = final_counters(srv)
+    assert c["closed_timeout"] == 1 and c["active"] == 0, c
+
+
+def test_second_sigterm_exits_at_once(serve):
+    srv = serve(["--mode", "line", "--drain-timeout", "60s", "--idle-timeout", "60s"])
+    with connect(srv.addr) as s:
+        s.sendall(b"x\n")
+        assert recv_exact(s, len(PREFIX) + 2) == PREFIX + b"x\n"
+        srv.signal(signal.SIGTERM)
+        assert wait_until(lambda: signal_consumed(srv.pid, signal.SIGTERM), timeout=5,
+                          interval=0.01)
+        time.sleep(0.2)
+        assert srv.p.poll() is None, "did not wait for the in-flight connection"
+        srv.signal(signal.SIGTERM)
+        try:
+            srv.wait(timeout=10)  # far below the 60 s drain timeout
+        except subprocess.TimeoutExpired:
+            pytest.fail("a second SIGTERM did not stop the server")
+
+
+def test_sigterm_stops_accepting(serve):
+    """While draining, new connections are not served."""
+    srv = serve(["--mode", "line", "--drain-timeout", "60s", "--idle-timeout", "60s"])
+    with connect(srv.addr) as s:
+        s.sendall(b"x\n")
+        assert recv_exact(s, len(PREFIX) + 2) == PREFIX + b"x\n"
+        srv.signal(signal.SIGTERM)
+        assert wait_until(lambda: signal_consumed(srv.pid, signal.SIGTERM), timeout=5,
+                          interval=0.01)
+        time.sleep(0.2)
+        try:
+            with connect(srv.addr, timeout=2) as n:
+                n.sendall(b"new\n")
+                n.settimeout(1.0)
+                try:
+                    got = n.recv(100)
+                except (socket.timeout, ConnectionResetError):
+                    got = b""
+                assert got == b"", "a new connection was served while draining"
+        except (ConnectionRefusedError, socket.timeout):
+            pass  # listener closed: the expected way
+        s.sendall(b"y\n")
+        assert recv_exact(s, len(PREFIX) + 2) == PREFIX + b"y\n"
+
+
+def test_sigusr1_prints_counters_and_keeps_serving(serve):
+    srv = serve()
+    assert exchange(srv.addr, b"one") == PREFIX + b"one"
+    c1 = srv.counters()
+    assert set(COUNTER_KEYS) <= set(c1), c1
+    line = COUNTERS_RE.search(srv.stderr_text()).group(0)
+    # the documented order, one line
+    assert [t.split("=")[0] for t in line.split()[2:]] == list(COUNTER_KEYS), line
+    assert c1["accepted"] >= 1 and c1["bytes_in"] >= 3, c1
+    assert srv.p.poll() is None
+    assert exchange(srv.addr, b"two") == PREFIX + b"two"
+    c2 = srv.counters()
+    assert c2["accepted"] == c1["accepted"] + 1, (c1, c2)
+    assert c2["bytes_out"] == c1["bytes_out"] + len(PREFIX) + 3, (c1, c2)
+
+
+def test_sigpipe_does_not_kill(serve):
+    """Writing to a peer that is gone must not raise a fatal SIGPIPE."""
+    srv = serve(["--mode", "echo"])
+    for _ in range(3):
+        s = connect(srv.addr)
+        s.sendall(b"e" * 200000)
+        s.close()  # unread echo data: our kernel resets, the server's writes fail
+    assert wait_until(lambda: exchange(srv.addr, b"ok", shut_wr=True) == b"ok", timeout=10)
+    assert srv.p.poll() is None
