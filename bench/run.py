@@ -237,7 +237,7 @@ def run_bench(args, mode, conns, port, duration):
     exit code, stderr tail)."""
     pin = ["taskset", "-c", str(BENCH_CPU)] if PIN else []
     argv = pin + [args.sockit, "bench", "--json", "-m", mode, "-c", str(conns), "-t", "1",
-                  "-s", str(MSG_SIZE), "-d", "%gs" % duration, "127.0.0.1", str(port)]
+                  "-s", str(MSG_SIZE), "-d", "%dms" % round(duration * 1000), "127.0.0.1", str(port)]
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, cwd=ROOT)
     try:
@@ -572,10 +572,10 @@ def targets(summary, args):
         f = d.get(wl) or {}
         return None if "na" in f else f.get(key)
 
-    def ratio_target(title, wls, limit, key="cpu_us_per_req", other=B):
+    def ratio_target(title, wls, limit, key="cpu_us_per_req", num=S, den=B):
         got, bad = [], False
         for wl in wls:
-            a, b = fig(S, wl, key), fig(other, wl, key)
+            a, b = fig(num, wl, key), fig(den, wl, key)
             if a is None or b is None or not b:
                 continue
             r = a / b
@@ -611,7 +611,7 @@ def targets(summary, args):
     ratio_target("latency: p99 at c=1 <= 1.2x epoll", [w for w in wls if w.endswith("-1")],
                  1.2, key="p99_us")
     ratio_target("workers: CPU/req with 2 workers <= 1.1x 1 worker", load, 1.1,
-                 other=summary.get("sockit2", {}))
+                 num=summary.get("sockit2", {}), den=S)
     # Beat every peer: lower CPU per request than each (the epoll yardstick
     # has its own targets above), and less memory per idle connection.
     beaten, lost = 0, []
