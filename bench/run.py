@@ -552,7 +552,11 @@ def table(summary, args):
                                                  f["reps"] + f["failed_reps"]))
     notes = ["n/a: %s, %s: %s" % (label, ", ".join(wls), why)
              for (label, why), wls in na_by.items()]
-    if noisy:
+    if len(noisy) > 8:
+        notes.append("⚠ other processes took over 5%% of the CPUs during some repetitions "
+                     "of %d of the %d figures: ratios hold better than rates then" %
+                     (len(noisy), len(lines) - 2))
+    elif noisy:
         notes.append("⚠ other processes took over 5%% of the CPUs during: %s" %
                      ", ".join(noisy))
     if failed:

@@ -34,7 +34,7 @@ def main():
         port = free_port(socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM)
     print(f"port {port}", flush=True)
     if mode == "udp":
-        opts = ["-b", "65546", "-t", "0.05"]
+        opts = ["-b", "65546", "-t", "5"]
         listen = f"UDP4-RECVFROM:{port},bind=127.0.0.1,reuseaddr,fork"
     else:
         opts = []
