@@ -22,6 +22,9 @@
  * mode.  Deliberately not done (they are what sockit serve may do better):
  * TCP_DEFER_ACCEPT, reading before registering, recvmmsg/sendmmsg.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4 */
+#endif
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>

@@ -16,6 +16,9 @@
  * udp:  one datagram "Received: " + data back per datagram, received with
  *       libuv's recvmmsg batching (UV_UDP_RECVMMSG).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4 */
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
