@@ -233,11 +233,12 @@ def start_server(name, mode, args, logdir):
 # ---------------------------------------------------------------- measuring
 
 def run_bench(args, mode, conns, port, duration):
-    """Runs sockit bench pinned to CPU 1; returns (json or None, rusage cpu s,
-    exit code, stderr tail)."""
+    """Runs sockit bench pinned to CPU 1; returns (its JSON or None, exit
+    code, stderr tail).  Its CPU time shows in RUSAGE_CHILDREN once reaped."""
     pin = ["taskset", "-c", str(BENCH_CPU)] if PIN else []
     argv = pin + [args.sockit, "bench", "--json", "-m", mode, "-c", str(conns), "-t", "1",
-                  "-s", str(MSG_SIZE), "-d", "%dms" % round(duration * 1000), "127.0.0.1", str(port)]
+                  "-s", str(MSG_SIZE), "-d", "%dms" % round(duration * 1000),
+                  "127.0.0.1", str(port)]
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, cwd=ROOT)
     try:
@@ -245,7 +246,6 @@ def run_bench(args, mode, conns, port, duration):
     except subprocess.TimeoutExpired:
         p.kill()
         out, err = p.communicate()
-    # communicate() reaped it; its CPU is in our RUSAGE_CHILDREN delta.
     res = None
     try:
         res = json.loads(out.decode())
