@@ -352,14 +352,29 @@ static double pct_us(const struct hist *h, double p)
 	return (double)hist_percentile(h, p) / 1e3;
 }
 
+/* Prints s right-aligned in width columns ("µ" is two bytes, one column). */
+static void print_col(const char *s, int width)
+{
+	int cols = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		cols += (*p & 0xc0) != 0x80;
+	printf("%*s%s", width > cols ? width - cols : 0, "", s);
+}
+
 static void text_hist_row(const char *label, const struct hist *h)
 {
-	char b[7][24];
-	printf("  %-10s %9s %9s %9s %9s %9s %9s %9s\n", label,
-	       fmt_us((double)hist_min(h) / 1e3, b[0], 24), fmt_us(hist_mean(h) / 1e3, b[1], 24),
-	       fmt_us(pct_us(h, 50), b[2], 24), fmt_us(pct_us(h, 90), b[3], 24),
-	       fmt_us(pct_us(h, 99), b[4], 24), fmt_us(pct_us(h, 99.9), b[5], 24),
-	       fmt_us((double)hist_max(h) / 1e3, b[6], 24));
+	char b[24];
+	double v[7] = {(double)hist_min(h) / 1e3,
+		       hist_mean(h) / 1e3,
+		       pct_us(h, 50),
+		       pct_us(h, 90),
+		       pct_us(h, 99),
+		       pct_us(h, 99.9),
+		       (double)hist_max(h) / 1e3};
+	printf("  %-10s", label);
+	for (int i = 0; i < 7; i++)
+		print_col(fmt_us(v[i], b, sizeof(b)), 10);
+	putchar('\n');
 }
 
 static double rate_achieved(const struct outcome *o)
@@ -404,7 +419,7 @@ static void report_text(const struct bench_config *cfg, const struct outcome *o)
 		       fmt_bytes((double)r->bytes_out / o->elapsed_s, b1, sizeof(b1)),
 		       fmt_bytes((double)r->bytes_in / o->elapsed_s, b2, sizeof(b2)));
 	if (r->requests > 0) {
-		printf("  %-10s %9s %9s %9s %9s %9s %9s %9s\n", "", "min", "mean", "p50", "p90",
+		printf("  %-10s%10s%10s%10s%10s%10s%10s%10s\n", "", "min", "mean", "p50", "p90",
 		       "p99", "p99.9", "max");
 		text_hist_row("latency", &r->latency);
 		if (cfg->mode == BENCH_ONCE && r->connect.count > 0)
@@ -416,6 +431,8 @@ static void report_text(const struct bench_config *cfg, const struct outcome *o)
 		       rate_achieved(o),
 		       rate_sustained(cfg, o) ? "sustained"
 					      : "NOT sustained (server or tool too slow)");
+	if (cfg->rate > 0 && r->send_lag.count > 0)
+		text_hist_row("send lag", &r->send_lag);
 	if (cfg->mode == BENCH_UDP)
 		printf("  late       %llu replies after their timeout\n",
 		       (unsigned long long)r->late);
@@ -500,6 +517,8 @@ static void report_json(const struct bench_config *cfg, const struct outcome *o)
 		       rate_sustained(cfg, o) ? "true" : "false");
 	else
 		printf("\"rate_achieved\":null,\"rate_sustained\":null,");
+	json_hist("send_lag_us", cfg->rate > 0 ? &r->send_lag : NULL);
+	putchar(',');
 	printf("\"interrupted\":%s}\n", o->interrupted ? "true" : "false");
 }
 
@@ -584,6 +603,7 @@ static int run(struct bench_config *cfg)
 	memset(&o, 0, sizeof(o));
 	hist_init(&o.r.latency);
 	hist_init(&o.r.connect);
+	hist_init(&o.r.send_lag);
 
 	/* Signals go to sigtimedwait in this thread only; workers inherit the mask. */
 	sigset_t sigs, old;
@@ -640,6 +660,7 @@ static int run(struct bench_config *cfg)
 			stop = r->stop_ns;
 		hist_merge(&o.r.latency, &r->latency);
 		hist_merge(&o.r.connect, &r->connect);
+		hist_merge(&o.r.send_lag, &r->send_lag);
 	}
 	if (ws != NULL && started == cfg->threads) {
 		o.elapsed_s = (double)(stop - clk.measure) / 1e9;

@@ -75,6 +75,7 @@ struct bench_result {
 	uint64_t rate_behind;	      /* -R: requests still unsent when due at the end */
 	struct hist latency;	      /* ns, from send (or scheduled) time to verified reply */
 	struct hist connect;	      /* ns, once mode: connect() to connected */
+	struct hist send_lag;	      /* ns, -R: how late requests started versus schedule */
 };
 
 /* ---- The engine (bench_worker.c) ---------------------------------------- */
@@ -115,8 +116,8 @@ void bench_tmpl_free(struct bench_tmpl *tm);
 void bench_id_format(char *dst, size_t id_len, uint64_t id);
 
 /* 1 if data[0..n) equals bytes off..off+n of the expected reply to the
- * request with this id. */
-int bench_reply_match(const struct bench_tmpl *tm, uint64_t id, size_t off, const char *data,
+ * request whose id is idtxt (id_len hex digits, as bench_id_format wrote). */
+int bench_reply_match(const struct bench_tmpl *tm, const char *idtxt, size_t off, const char *data,
 		      size_t n);
 
 #endif /* SOCKIT_BENCH_H */

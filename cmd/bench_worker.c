@@ -20,17 +20,19 @@
 #include <time.h>
 
 #include "bench.h"
+#include "dgram.h"
 #include "sockit_loop.h"
 
-#define RBUF_SIZE (64 * 1024 + 1) /* > any UDP reply we accept, to see oversize ones */
+#define RBUF_SIZE (64 * 1024) /* TCP reads */
 #define MS 1000000ull
 
 enum cstate { C_IDLE, C_CONNECTING, C_OPEN };
 
 struct req {
 	uint64_t id;
-	uint64_t t0;   /* latency starts here: send time, or scheduled time with -R */
-	uint64_t sent; /* handed to the connection: the timeout starts here */
+	uint64_t t0;	/* latency starts here: send time, or scheduled time with -R */
+	uint64_t sent;	/* handed to the connection: the timeout starts here */
+	char idtxt[16]; /* the id as sent (id_len hex digits) */
 };
 
 struct conn {
@@ -51,6 +53,19 @@ struct conn {
 	unsigned udp_unsent : 1; /* udp: request waits for the socket to take it */
 };
 
+#define UDP_BATCH 64
+
+/* UDP mode: the batches for recvmmsg/sendmmsg. */
+struct udp_io {
+	struct mmsghdr in[UDP_BATCH];
+	struct iovec in_iov[UDP_BATCH];
+	struct mmsghdr out[UDP_BATCH];
+	struct iovec out_iov[UDP_BATCH];
+	unsigned batch; /* datagrams per receive: UDP_BATCH, fewer for big ones */
+	int flushing;
+	char *bufs; /* batch buffers of reply_len + 1 bytes (to see oversize replies) */
+};
+
 struct bench_worker {
 	const struct bench_config *cfg;
 	const struct bench_tmpl *tm;
@@ -68,7 +83,8 @@ struct bench_worker {
 	char *outs;
 	size_t out_cap; /* per connection */
 	char *rbuf;
-	int ufd; /* udp socket */
+	int ufd;	    /* udp socket */
+	struct udp_io *udp; /* udp mode only */
 
 	unsigned slot_bits, thread_bits;
 	uint64_t quota;	   /* measured requests left to start (-n) */
@@ -142,19 +158,36 @@ const char *bench_err_name(enum bench_err e)
 	return (unsigned)e < ERR_KINDS ? names[e] : "other";
 }
 
-void bench_id_format(char *dst, size_t id_len, uint64_t id)
+/* 8 nibbles (the low 32 bits of v) as 8 hex digits, most significant first,
+ * without a loop: spread a nibble per byte, add '0' or 'a' - 10. */
+static uint64_t hex8(uint64_t v)
 {
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = id_len; i > 0; i--) {
-		dst[i - 1] = hex[id & 0xf];
-		id >>= 4;
-	}
+	uint64_t x = v & 0xffffffffu;
+	x = ((x & 0xffff0000u) << 16) | (x & 0xffffu);
+	x = ((x & 0x0000ff000000ff00ull) << 8) | (x & 0x000000ff000000ffull);
+	x = ((x & 0x00f000f000f000f0ull) << 4) | (x & 0x000f000f000f000full);
+	uint64_t letters = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+	x += 0x3030303030303030ull + 0x27 * letters;
+	return __builtin_bswap64(x); /* byte 0 = the most significant digit */
 }
 
-int bench_reply_match(const struct bench_tmpl *tm, uint64_t id, size_t off, const char *data,
+void bench_id_format(char *dst, size_t id_len, uint64_t id)
+{
+	char buf[16];
+	uint64_t hi = hex8(id >> 32), lo = hex8(id);
+	memcpy(buf, &hi, 8);
+	memcpy(buf + 8, &lo, 8);
+	memcpy(dst, buf + 16 - id_len, id_len);
+}
+
+int bench_reply_match(const struct bench_tmpl *tm, const char *idtxt, size_t off, const char *data,
 		      size_t n)
 {
 	const size_t a = tm->id_off, b = tm->id_off + tm->id_len;
+	if (off == 0 && n == tm->reply_len) /* the usual case: the whole reply at once */
+		return memcmp(data, tm->expect, a) == 0 &&
+		       memcmp(data + a, idtxt, tm->id_len) == 0 &&
+		       memcmp(data + b, tm->expect + b, n - b) == 0;
 	if (off < a) {
 		size_t k = n < a - off ? n : a - off;
 		if (memcmp(data, tm->expect + off, k) != 0)
@@ -162,8 +195,6 @@ int bench_reply_match(const struct bench_tmpl *tm, uint64_t id, size_t off, cons
 		off += k, data += k, n -= k;
 	}
 	if (n > 0 && off < b) {
-		char idtxt[16];
-		bench_id_format(idtxt, tm->id_len, id);
 		size_t k = n < b - off ? n : b - off;
 		if (memcmp(data, idtxt + (off - a), k) != 0)
 			return 0;
@@ -219,10 +250,11 @@ static uint64_t next_id(struct bench_worker *w, struct conn *c)
 }
 
 /* Renders the request with this id into dst. */
-static void render(const struct bench_tmpl *tm, char *dst, uint64_t id)
+static void render(const struct bench_tmpl *tm, char *dst, struct req *r)
 {
+	bench_id_format(r->idtxt, tm->id_len, r->id);
 	memcpy(dst, tm->msg, tm->size);
-	bench_id_format(dst, tm->id_len, id);
+	memcpy(dst, r->idtxt, tm->id_len);
 }
 
 /* May a request start at t0?  Warm-up requests always may; measured ones
@@ -429,12 +461,18 @@ static void line_push(struct bench_worker *w, struct conn *c, uint64_t t0, uint6
 		c->out_len -= c->out_off;
 		c->out_off = 0;
 	}
-	render(w->tm, c->out + c->out_len, r->id);
+	render(w->tm, c->out + c->out_len, r);
 	c->out_len += w->tm->size;
 }
 
+static void udp_flush(struct bench_worker *w);
+
 static void flush_dirty(struct bench_worker *w)
 {
+	if (w->udp != NULL) {
+		udp_flush(w);
+		return;
+	}
 	for (unsigned i = 0; i < w->ndirty; i++) {
 		struct conn *c = &w->conns[w->dirty[i]];
 		c->dirty = 0;
@@ -472,7 +510,7 @@ static void once_start(struct conn *c, uint64_t t0, uint64_t now)
 	c->count = 1;
 	c->rx_off = 0;
 	w->inflight++;
-	render(w->tm, c->out, r->id);
+	render(w->tm, c->out, r);
 	c->out_off = 0;
 	c->out_len = w->tm->size;
 	int rc = tcp_open(c);
@@ -495,7 +533,7 @@ static int tcp_consume(struct bench_worker *w, struct conn *c, const char *p, si
 			return -1; /* bytes nobody asked for */
 		struct req *r = &c->ring[c->head];
 		size_t k = n < rlen - c->rx_off ? n : rlen - c->rx_off;
-		if (!bench_reply_match(w->tm, r->id, c->rx_off, p, k))
+		if (!bench_reply_match(w->tm, r->idtxt, c->rx_off, p, k))
 			return -1;
 		c->rx_off += k;
 		p += k;
@@ -583,6 +621,7 @@ static void on_tcp(sockit_loop *loop, int fd, unsigned events, void *arg)
 		pace(w, now_ns()); /* completions freed slots for due requests */
 	if (c->fd == fd && c->state != C_IDLE)
 		tcp_flush(c);
+	check_done(w);
 }
 
 /* ---- UDP ------------------------------------------------------------------- */
@@ -608,25 +647,54 @@ static void udp_fail(struct bench_worker *w, struct conn *c, enum bench_err kind
 	check_done(w);
 }
 
-/* Hands c's datagram to the kernel, or queues it until the socket is writable. */
-static void udp_send(struct bench_worker *w, struct conn *c, uint64_t now)
+/* Sends the queued datagrams, UDP_BATCH per system call; what the socket
+ * does not take waits for writability.  Not re-entered: datagrams queued by
+ * a failure's restart go out in the same pass. */
+static void udp_flush(struct bench_worker *w)
 {
-	ssize_t n = sockit_send(w->ufd, c->out, w->tm->size, 0);
-	if (n >= 0) {
-		c->ring[0].sent = now;
-		if (now >= w->clk->measure)
-			w->res.bytes_out += (uint64_t)n;
+	struct udp_io *io = w->udp;
+	if (io->flushing)
 		return;
-	}
-	if (would_block(n) || n == -ENOBUFS) {
-		if (!c->udp_unsent) {
-			c->udp_unsent = 1;
-			push_list(w->udp_q, &w->nudp_q, c->slot);
-			udp_watch(w);
+	io->flushing = 1;
+	while (w->nudp_q > 0 && !w->stopping) {
+		/* drop datagrams whose request failed (timed out) before leaving */
+		unsigned j = 0;
+		for (unsigned i = 0; i < w->nudp_q; i++) {
+			struct conn *c = &w->conns[w->udp_q[i]];
+			if (c->count)
+				w->udp_q[j++] = w->udp_q[i];
+			else
+				c->udp_unsent = 0;
 		}
-		return;
+		w->nudp_q = j;
+		if (j == 0)
+			break;
+		unsigned n = w->nudp_q < UDP_BATCH ? w->nudp_q : UDP_BATCH;
+		for (unsigned i = 0; i < n; i++) {
+			io->out_iov[i].iov_base = w->conns[w->udp_q[i]].out;
+			io->out_iov[i].iov_len = w->tm->size;
+			io->out[i].msg_hdr =
+				(struct msghdr){.msg_iov = &io->out_iov[i], .msg_iovlen = 1};
+		}
+		int r = sockit_send_batch(w->ufd, io->out, n);
+		uint64_t now = now_ns();
+		if (r == -EAGAIN || r == -ENOBUFS)
+			break; /* the rest when writable */
+		unsigned done = r > 0 ? (unsigned)r : 1;
+		for (unsigned i = 0; i < done; i++) {
+			struct conn *c = &w->conns[w->udp_q[i]];
+			c->udp_unsent = 0;
+			if (r > 0 && now >= w->clk->measure)
+				w->res.bytes_out += w->tm->size;
+		}
+		struct conn *failed = r < 0 ? &w->conns[w->udp_q[0]] : NULL;
+		w->nudp_q -= done;
+		memmove(w->udp_q, w->udp_q + done, w->nudp_q * sizeof(*w->udp_q));
+		if (failed != NULL)
+			udp_fail(w, failed, classify(r, 0), now);
 	}
-	udp_fail(w, c, classify(n, 0), now);
+	io->flushing = 0;
+	udp_watch(w);
 }
 
 static void udp_start(struct bench_worker *w, struct conn *c, uint64_t t0, uint64_t now)
@@ -637,8 +705,11 @@ static void udp_start(struct bench_worker *w, struct conn *c, uint64_t t0, uint6
 	r->sent = now;
 	c->count = 1;
 	w->inflight++;
-	render(w->tm, c->out, r->id);
-	udp_send(w, c, now);
+	render(w->tm, c->out, r);
+	if (!c->udp_unsent) {
+		c->udp_unsent = 1;
+		push_list(w->udp_q, &w->nudp_q, c->slot);
+	}
 }
 
 /* Parses the id_len hex digits at p; returns 0 or -1. */
@@ -666,20 +737,21 @@ static void udp_reply(struct bench_worker *w, const char *p, size_t n, uint64_t 
 	struct conn *c = NULL;
 	int ours = 0; /* the id names one of our slots */
 	uint64_t id = 0;
+	const char *idtxt = "????????????????"; /* no id: matches no reply */
 	if (n >= tm->id_off + tm->id_len && parse_id(p + tm->id_off, tm->id_len, &id) == 0) {
+		idtxt = p + tm->id_off; /* the reply must be the one to its own id */
 		uint64_t mask = tm->id_len >= 16 ? UINT64_MAX : (1ull << (4 * tm->id_len)) - 1;
 		unsigned slot = (unsigned)(id & ((1ull << w->slot_bits) - 1));
 		unsigned thread = (unsigned)((id >> w->slot_bits) & ((1ull << w->thread_bits) - 1));
 		ours = slot < w->nconns && thread == w->index;
 		if (ours && w->conns[slot].count && (w->conns[slot].ring[0].id & mask) == id) {
 			c = &w->conns[slot];
-			id = c->ring[0].id;
 		}
 	}
 	/* The bytes must be the expected reply to the id they carry. */
 	size_t k = n < tm->reply_len ? n : tm->reply_len;
 	enum bench_err kind = ERR_KINDS;
-	if (!bench_reply_match(tm, id, 0, p, k) || n > tm->reply_len)
+	if (!bench_reply_match(tm, idtxt, 0, p, k) || n > tm->reply_len)
 		kind = ERR_MISMATCH;
 	else if (n < tm->reply_len)
 		kind = ERR_TRUNCATED;
@@ -726,38 +798,33 @@ static void udp_async_error(struct bench_worker *w, ssize_t rc, uint64_t now)
 static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 {
 	struct bench_worker *w = arg;
+	struct udp_io *io = w->udp;
 	(void)loop;
-	if (events & SOCKIT_WRITABLE) {
-		unsigned n = w->nudp_q;
-		w->nudp_q = 0;
-		uint64_t now = now_ns();
-		for (unsigned i = 0; i < n; i++) {
-			struct conn *c = &w->conns[w->udp_q[i]];
-			c->udp_unsent = 0;
-			if (c->count)
-				udp_send(w, c, now);
-		}
-	}
 	if (events & SOCKIT_READABLE) {
-		/* At most one pass over the outstanding window, so a flood of
-		 * replies cannot starve the timers. */
-		for (unsigned budget = w->nconns + 16; budget > 0 && !w->stopping; budget--) {
-			ssize_t n = sockit_recv(fd, w->rbuf, RBUF_SIZE, 0);
+		/* At most about one window of replies per wake-up, so a flood
+		 * cannot starve the timers. */
+		for (unsigned got = 0; got < w->nconns + UDP_BATCH && !w->stopping;) {
+			int r = sockit_recv_batch(fd, io->in, io->batch);
 			uint64_t now = now_ns();
-			if (n >= 0) {
-				if (now >= w->clk->measure)
-					w->res.bytes_in += (uint64_t)n;
-				udp_reply(w, w->rbuf, (size_t)n, now);
-				if (w->inflight == 0)
-					break; /* nothing more to expect */
+			if (r == -EAGAIN)
+				break;
+			if (r < 0) {
+				udp_async_error(w, r, now);
 				continue;
 			}
-			if (would_block(n))
-				break;
-			udp_async_error(w, n, now);
+			for (int i = 0; i < r; i++) {
+				size_t n = io->in[i].msg_len;
+				if (now >= w->clk->measure)
+					w->res.bytes_in += n;
+				udp_reply(w, io->in_iov[i].iov_base, n, now);
+			}
+			got += (unsigned)r;
+			if ((unsigned)r < io->batch || w->inflight == 0)
+				break; /* drained, or nothing more to expect */
 		}
 	}
-	udp_watch(w);
+	udp_flush(w);
+	check_done(w);
 }
 
 /* ---- timers ------------------------------------------------------------------ */
@@ -810,6 +877,8 @@ static void pace(struct bench_worker *w, uint64_t now)
 			break;
 		}
 		w->k_issued++;
+		if (due >= w->clk->measure)
+			hist_record(&w->res.send_lag, now - due);
 		start_on(w, &w->conns[token_get(w)], due, now);
 		if (w->stopping)
 			break;
@@ -986,6 +1055,25 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+static int udp_io_new(struct bench_worker *w)
+{
+	size_t len = w->tm->reply_len + 1;
+	struct udp_io *io = calloc(1, sizeof(*io));
+	if (io == NULL)
+		return -ENOMEM;
+	w->udp = io;
+	io->batch = (unsigned)((256u << 10) / len);
+	io->batch = io->batch < 1 ? 1 : io->batch > UDP_BATCH ? UDP_BATCH : io->batch;
+	io->bufs = malloc(io->batch * len);
+	if (io->bufs == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < io->batch; i++) {
+		io->in_iov[i] = (struct iovec){.iov_base = io->bufs + i * len, .iov_len = len};
+		io->in[i].msg_hdr = (struct msghdr){.msg_iov = &io->in_iov[i], .msg_iovlen = 1};
+	}
+	return 0;
+}
+
 struct bench_worker *bench_worker_new(const struct bench_config *cfg, const struct bench_tmpl *tm,
 				      const struct bench_clock *clk, unsigned index, unsigned conns,
 				      uint64_t quota, double rate)
@@ -1019,6 +1107,10 @@ struct bench_worker *bench_worker_new(const struct bench_config *cfg, const stru
 		bench_worker_free(w);
 		return NULL;
 	}
+	if (cfg->mode == BENCH_UDP && udp_io_new(w) < 0) {
+		bench_worker_free(w);
+		return NULL;
+	}
 	w->slot_bits = bits_for(conns);
 	w->thread_bits = bits_for(cfg->threads);
 	for (unsigned i = 0; i < conns; i++) {
@@ -1040,6 +1132,7 @@ struct bench_worker *bench_worker_new(const struct bench_config *cfg, const stru
 	w->res.stop_ns = clk->start;
 	hist_init(&w->res.latency);
 	hist_init(&w->res.connect);
+	hist_init(&w->res.send_lag);
 	uint64_t sweep = cfg->timeout_ms * MS / 8;
 	w->sweep_ns = sweep < MS ? MS : sweep > 100 * MS ? 100 * MS : sweep;
 	return w;
@@ -1097,5 +1190,8 @@ void bench_worker_free(struct bench_worker *w)
 	free(w->dirty);
 	free(w->udp_q);
 	free(w->tokens);
+	if (w->udp != NULL)
+		free(w->udp->bufs);
+	free(w->udp);
 	free(w);
 }

@@ -27,7 +27,8 @@ static const char usage_text[] =
 	"  -p, --port PORT         port (default 1234; 0 picks a free one)\n"
 	"  -m, --mode MODE         once: one read, one reply, close (default, the tutorial)\n"
 	"                          line: a reply per line, persistent; echo: RFC 862\n"
-	"      --udp               also serve UDP on the same port; --udp-only: UDP only\n"
+	"      --udp               also serve UDP on the same port\n"
+	"      --udp-only          serve UDP only\n"
 	"      --workers N         worker threads, each with its own listener (default: CPUs)\n"
 	"      --max-conns N       open connections at most (default: from the fd limit)\n"
 	"      --max-conns-per-ip N  per client address (default 0 = unlimited)\n"
@@ -286,6 +287,8 @@ static int parse_args(int argc, char **argv, struct serve_config *cfg)
 		return cli_usage("serve", "bad --host '': want an address or name");
 	if (cfg->dualstack && strcmp(cfg->host, "::") != 0)
 		return cli_usage("serve", "--dualstack needs -H :: (got '%s')", cfg->host);
+	if (udp && udp_only)
+		return cli_usage("serve", "--udp and --udp-only: choose one");
 	if (udp_only) {
 		cfg->tcp = 0;
 		cfg->udp = 1;

@@ -152,7 +152,7 @@ struct worker {
 	int done;	    /* set (atomic) when the worker's loop has ended */
 	int draining;
 	int accept_paused;
-	uint64_t quota; /* conns this worker admits without looking at others */
+	uint64_t others; /* the other workers' active count, as last read */
 	uint64_t defer_ms;
 
 	char *rbuf; /* prefix + read buffer: rbuf + prefix_len is where reads go */

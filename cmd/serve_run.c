@@ -263,6 +263,8 @@ static int open_listeners(struct run_ctx *x)
 	}
 	struct worker *w0 = &x->sh.workers[0];
 	const char *mode = mode_names[cfg->mode];
+	serve_log(&x->log, LOG_INFO, "%d worker(s), max-conns %llu", x->sh.nworkers,
+		  (unsigned long long)cfg->max_conns);
 	char addr[SOCKIT_ADDRSTRLEN];
 	if (w0->tcp_fd >= 0 && sockit_sockname_str(w0->tcp_fd, addr, sizeof(addr)) >= 0)
 		serve_log_listening(&x->log, "tcp", addr, mode);
@@ -306,8 +308,6 @@ static void workers_free(struct run_ctx *x)
 
 static int workers_setup(struct run_ctx *x)
 {
-	const struct serve_config *cfg = x->cfg;
-	uint64_t quota = cfg->max_conns / (uint64_t)x->sh.nworkers;
 	for (int i = 0; i < x->sh.nworkers; i++) {
 		struct worker *w = &x->sh.workers[i];
 		w->loop = sockit_loop_new();
@@ -316,7 +316,6 @@ static int workers_setup(struct run_ctx *x)
 				sockit_strerror(-errno));
 			return -1;
 		}
-		w->quota = quota > 0 ? quota : 1;
 		sockit_loop_on_wake(w->loop, worker_on_wake, w);
 		int rc = tcp_worker_init(w);
 		if (rc >= 0)
@@ -332,12 +331,9 @@ static int workers_setup(struct run_ctx *x)
 
 static int run(struct run_ctx *x)
 {
-	struct serve_config *cfg = x->cfg;
 	int started = 0, rc = 1;
 	if (open_listeners(x) < 0 || workers_setup(x) < 0)
 		goto out;
-	serve_log(&x->log, LOG_INFO, "%d worker(s), max-conns %llu, mode %s", x->sh.nworkers,
-		  (unsigned long long)cfg->max_conns, mode_names[cfg->mode]);
 	for (; started < x->sh.nworkers; started++) {
 		struct worker *w = &x->sh.workers[started];
 		int err = pthread_create(&w->thread, NULL, worker_main, w);

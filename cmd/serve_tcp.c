@@ -2,8 +2,8 @@
  *
  * Costs, per connection:
  * - once mode, request already there at accept (TCP_DEFER_ACCEPT makes that
- *   the rule): accept4, recv, send, close -- no epoll registration, no
- *   allocation.  The one read and the reply share the worker's buffer (the
+ *   the rule): accept4, recv, send, shutdown, close -- no epoll
+ *   registration, no allocation.  The one read and the reply share the worker's buffer (the
  *   prefix sits just before the read area, so the reply is one send).
  * - A connection that must wait (no request yet, a partial write, a
  *   lingering close, any line/echo client) gets a 64-byte struct conn from a
@@ -14,10 +14,12 @@
  *   fires at the head's deadline.  No per-connection timer.
  */
 #include <errno.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "serve.h"
@@ -30,6 +32,7 @@
 #define LINGER_BYTES (1u << 20) /* ... and this much at most */
 #define CONN_CHUNK 256		/* struct conns allocated together */
 #define ACCEPT_PAUSE_MS 100	/* out of descriptors: retry accepting this often */
+#define SAFE_REPLY 1152		/* Linux's smallest initial receive window (rcvbuf 2304) */
 
 static const char line_too_long_msg[] = "error: line too long\n";
 
@@ -432,6 +435,13 @@ static int flush_out(struct worker *w, struct conn *c)
 	return 0;
 }
 
+/* Bytes sent but not yet acknowledged by the peer, or -1. */
+static int unacked(int fd)
+{
+	int v;
+	return ioctl(fd, SIOCOUTQ, &v) == 0 ? v : -1;
+}
+
 /* ---- once mode --------------------------------------------------------- */
 
 /* Answers the one read (n bytes at rbuf + prefix_len, or n < 0 an error). */
@@ -461,9 +471,19 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 	CTR_ADD(w, bytes_out, s);
 	if ((size_t)s == len) {
 		/* The read returned less than asked, so it emptied the receive
-		 * queue (or saw EOF): a plain close sends FIN, not RST. */
-		if ((size_t)n < cfg->max_bytes) {
+		 * queue (or saw EOF): the request is all here.  The reply must
+		 * also be out of our hands: one that fits Linux's smallest
+		 * receive window is (the kernel sends it within send()), a
+		 * larger one is checked (SIOCOUTQ; a slow reader's window may
+		 * hold it back, and an RST would destroy the rest).  Shut the write
+		 * side first so the FIN follows the reply at once: a client that
+		 * sends more as soon as the reply arrives then finds reply + FIN
+		 * queued before any RST its extra bytes provoke (in CLOSE_WAIT
+		 * an RST no longer hides the EOF).  After EOF a close is enough. */
+		if ((size_t)n < cfg->max_bytes && (len <= SAFE_REPLY || unacked(fd) == 0)) {
 			int reason = n == 0 ? R_EOF : R_DONE;
+			if (n > 0)
+				sockit_shutdown(fd, SHUT_WR);
 			if (c != NULL)
 				conn_close(w, c, reason);
 			else
@@ -740,17 +760,29 @@ static void accept_pause(struct worker *w, int err)
 	sockit_timer_start(w->loop, &w->accept_timer, ACCEPT_PAUSE_MS, 0);
 }
 
-/* 1 if one more connection fits under --max-conns.  Each worker admits up
- * to its quota on its own counter; beyond it, it sums every worker's (a few
- * relaxed loads, only near the limit). */
-static int room_for_one(struct worker *w)
+/* The other workers' active connections, read with relaxed loads. */
+static uint64_t others_active(const struct worker *w)
 {
-	if (w->ctr.active < w->quota)
-		return 1;
 	uint64_t total = 0;
 	for (int i = 0; i < w->sh->nworkers; i++)
-		total += __atomic_load_n(&w->sh->workers[i].ctr.active, __ATOMIC_RELAXED);
-	return total < w->cfg->max_conns;
+		if (i != w->id)
+			total += __atomic_load_n(&w->sh->workers[i].ctr.active, __ATOMIC_RELAXED);
+	return total;
+}
+
+/* 1 if one more connection fits under --max-conns (global).  Far from the
+ * limit the other workers' count read at the start of this wake is good
+ * enough; within a margin of it, they are re-read for every connection.
+ * No lock, no read-modify-write: two workers admitting at the same instant
+ * at the very limit may overshoot it by one each. */
+static int room_for_one(struct worker *w)
+{
+	uint64_t max = w->cfg->max_conns;
+	uint64_t margin = (uint64_t)ACCEPT_BATCH * (uint64_t)w->sh->nworkers;
+	if (w->ctr.active + w->others + margin < max)
+		return 1;
+	w->others = others_active(w);
+	return w->ctr.active + w->others < max;
 }
 
 static void refuse(struct worker *w, int fd, const sockit_addr *peer, const char *why)
@@ -773,6 +805,8 @@ void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 	const struct serve_config *cfg = w->cfg;
 	int acl = cfg->nallow > 0 || cfg->ndeny > 0;
 	int need_peer = acl || w->sh->ips != NULL || w->log->level >= LOG_DEBUG;
+	if (w->sh->nworkers > 1)
+		w->others = others_active(w);
 	for (int i = 0; i < ACCEPT_BATCH && w->tcp_fd == lfd; i++) {
 		sockit_addr peer;
 		int fd = io_accept(lfd, need_peer ? &peer : NULL);

@@ -11,6 +11,7 @@ import socketserver
 import struct
 import sys
 import threading
+import time
 
 PREFIX = b"Received: "
 
@@ -33,7 +34,8 @@ def _reset(sock):
 
 class BenchServer:
     """mode: once | line | echo | udp.
-    behaviour: ok | wrong_prefix | truncate | reset | stall | extra."""
+    behaviour: ok | wrong_prefix | truncate | reset | stall | extra |
+    slow (each reply 150 ms late) | late (udp: every 5th reply 300 ms late)."""
 
     def __init__(self, mode, behaviour="ok", prefix=PREFIX):
         self.mode, self.behaviour, self.prefix = mode, behaviour, prefix
@@ -99,6 +101,8 @@ class BenchServer:
         if b == "reset":
             _reset(s)
             return
+        if b == "slow":
+            time.sleep(0.15)
         reply = self.reply_for(data)
         if b == "truncate":
             reply = reply[:-3]
@@ -121,6 +125,8 @@ class BenchServer:
             if b == "reset" and self.count.n > 3:
                 _reset(s)
                 return
+            if b == "slow":
+                time.sleep(0.15)
             reply = self.reply_for(line)
             if b == "truncate" and self.count.n > 3:
                 s.sendall(reply[:-3])
@@ -146,10 +152,19 @@ class BenchServer:
             reply = self.reply_for(data)
             if b == "truncate":
                 reply = reply[:-3]
-            try:
-                s.sendto(reply, addr)
-            except OSError:
-                pass
+            if b == "slow" or (b == "late" and self.count.n % 5 == 0):
+                t = threading.Timer(0.15 if b == "slow" else 0.3, self._sendto,
+                                    (reply, addr))
+                t.daemon = True
+                t.start()
+                continue
+            self._sendto(reply, addr)
+
+    def _sendto(self, reply, addr):
+        try:
+            self.sock.sendto(reply, addr)
+        except OSError:
+            pass
 
     def stop(self):
         self.stop_event.set()

@@ -87,7 +87,11 @@ class Proc:
             os.kill(self.pid, sig)
 
     def wait(self, timeout=10.0):
-        return self.p.wait(timeout=timeout)
+        """Waits for the exit; then for the stderr reader to reach EOF, so
+        stderr_text() holds everything the process wrote."""
+        rc = self.p.wait(timeout=timeout)
+        self._t.join(timeout=5)
+        return rc
 
     def stop(self):
         if self.p.poll() is None:
@@ -163,6 +167,13 @@ def serve():
     yield start
     for s in started:
         s.stop()
+    # a sanitizer build (SOCKIT_BIN=build/asan/sockit) reports here even when
+    # the report came after the test's last assertion
+    for s in started:
+        text = s.stderr_text()
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            if marker in text:
+                pytest.fail(f"sanitizer report from {' '.join(s.args)}:\n{text}")
 
 
 @pytest.fixture

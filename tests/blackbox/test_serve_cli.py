@@ -219,3 +219,22 @@ def test_json_log_usage_error_still_exit_2(run_sockit):
     r = run_sockit(["serve", "--log-format", "json", "--workers", "0"], timeout=10)
     assert r.returncode == 2
     assert b"--workers" in r.stderr
+
+
+def test_repeated_warnings_are_rate_limited(serve):
+    """40 refused clients in a burst do not make 40 log lines."""
+    srv = serve(["--deny", "127.0.0.0/8"])
+    before = len(srv.stderr_text().splitlines())
+    for _ in range(40):
+        with socket.create_connection(srv.addr, timeout=5) as s:
+            s.settimeout(5)
+            try:
+                s.sendall(b"x")  # once mode defers accepting silent clients
+                s.recv(10)
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+    c = srv.counters()
+    assert c["refused_denied"] == 40, c
+    lines = srv.stderr_text().splitlines()[before:]
+    lines = [ln for ln in lines if "counters" not in ln]
+    assert len(lines) <= 10, lines

@@ -146,7 +146,10 @@ def test_descriptor_exhaustion_no_spin_and_recovery(serve):
         time.sleep(1.0)
         cpu1, t1 = proc_cpu_seconds(srv.pid), time.monotonic()
         used = cpu1 - cpu0
-        assert used < 0.5 * (t1 - t0), f"server used {used:.2f}s CPU in {t1 - t0:.2f}s: spinning"
+        # A server that pauses accepting uses ~0 s here; one that spins on a
+        # readable listener uses a whole core when it can get it, and still
+        # ~0.3 core on a 2-core machine loaded 3-4x over.
+        assert used < 0.15 * (t1 - t0), f"server used {used:.2f}s CPU in {t1 - t0:.2f}s: spinning"
         assert srv.p.poll() is None, srv.stderr_text()
     finally:
         for s in held:
@@ -337,3 +340,44 @@ def test_deny_applies_to_v4_mapped_clients_on_dualstack(serve):
         s.sendall(b"mapped")
         assert closed_without_reply(s, timeout=10)
     assert exchange(("::1", srv.port), b"v6", family=socket.AF_INET6) == PREFIX + b"v6"
+
+
+def _soft_nofile_64():
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+
+
+def test_raises_soft_fd_limit_to_hard(serve):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard <= 64:
+        pytest.skip(f"hard RLIMIT_NOFILE is {hard}")
+    srv = serve(preexec_fn=_soft_nofile_64)
+    with open(f"/proc/{srv.pid}/limits") as f:
+        line = next(ln for ln in f if ln.startswith("Max open files"))
+    soft = int(line.split()[3])
+    assert soft == hard, line
+    assert exchange(srv.addr, b"fd") == PREFIX + b"fd"
+
+
+def test_default_max_conns_fits_a_small_fd_limit(serve):
+    """Under `ulimit -n 64` and no --max-conns, extra clients are refused
+    (counted) rather than left to EMFILE; served again after they leave."""
+    raise_nofile(4096)
+    srv = serve(["--mode", "line", "--workers", "1"], preexec_fn=_limit_nofile_64)
+    held = []
+    try:
+        for _ in range(80):
+            held.append(connect(srv.addr, timeout=5))
+        c = srv.wait_counter("refused_maxconns", 1)
+        assert c["refused_maxconns"] >= 1, c
+        assert 1 <= c["active"] < 64, c
+    finally:
+        for s in held:
+            s.close()
+
+    def served():
+        try:
+            return exchange(srv.addr, b"again\n", shut_wr=True, timeout=5) == PREFIX + b"again\n"
+        except OSError:
+            return False
+    assert wait_until(served, timeout=20, interval=0.2), srv.stderr_text()

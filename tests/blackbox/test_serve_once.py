@@ -158,3 +158,47 @@ def test_once_idle_timeout_closes_silent_client(serve):
     c = srv.wait_counter("closed_timeout", 1)
     assert c["closed_timeout"] >= 1, c
     assert exchange(srv.addr, b"still here") == PREFIX + b"still here"
+
+
+@pytest.mark.parametrize("n", [5000, 8000])
+def test_once_slow_reader_that_sends_more_gets_whole_reply(serve, n):
+    """A client with a small receive window (the reply cannot all be
+    delivered at once) that sends more bytes after its request: the server
+    must still be holding the connection open (lingering), so those bytes
+    are discarded instead of resetting it and destroying the undelivered
+    rest of the reply."""
+    srv = serve(["--max-bytes", "64k"])
+    data = payload(n)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connect
+        s.settimeout(10)
+        s.connect(srv.addr)
+        s.sendall(data)
+        r, _, _ = select.select([s], [], [], 10)
+        assert r, "no reply within 10 s"
+        time.sleep(0.2)  # the server has sent what the window takes
+        s.sendall(b"extra" * 100)
+        time.sleep(0.1)  # an RST provoked by them would be here by now
+        reply = recv_to_eof(s)
+    assert len(reply) == len(PREFIX) + n
+    assert reply == PREFIX + data
+
+
+def test_once_big_read_slow_reader_no_reset(serve):
+    """--max-bytes 1m and a 200 kB request the first read takes only part
+    of: the rest of the request arrives after the reply; a client that
+    reads slowly (small window) must still get the whole reply and a clean
+    EOF, not a reset that destroys what was not yet delivered."""
+    srv = serve(["--max-bytes", "1m"])
+    data = payload(200000)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
+        s.settimeout(10)
+        s.connect(srv.addr)
+        s.sendall(data)
+        time.sleep(0.2)
+        reply = recv_to_eof(s, timeout=20)
+    assert reply.startswith(PREFIX)
+    got = reply[len(PREFIX):]
+    assert len(got) > 16384, len(got)  # more than the window: it was in flight
+    assert data.startswith(got)

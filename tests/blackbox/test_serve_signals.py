@@ -3,6 +3,7 @@ counters, and the final counters line."""
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -59,6 +60,24 @@ def test_signal_drains_in_flight_connection(serve, sig):
     assert c["accepted"] == 1 and c["active"] == 0, c
     assert c["bytes_in"] == 6 + 13, c
     assert c["bytes_out"] == 2 * len(PREFIX) + 6 + 13, c
+
+
+def test_sigterm_drains_connection_that_has_not_sent_yet(serve):
+    """line mode: connected and accepted but silent when SIGTERM comes; it
+    then sends its line and still gets the reply."""
+    srv = serve(["--mode", "line", "--drain-timeout", "20s"])
+    with connect(srv.addr) as s:
+        c = srv.wait_counter("active", 1)  # accepted by the server
+        assert c["active"] == 1, c
+        srv.signal(signal.SIGTERM)
+        assert wait_until(lambda: signal_consumed(srv.pid, signal.SIGTERM), timeout=5,
+                          interval=0.01)
+        time.sleep(0.2)
+        s.sendall(b"late but in flight\n")
+        assert recv_exact(s, len(PREFIX) + 19) == PREFIX + b"late but in flight\n"
+    assert srv.wait(timeout=10) == 0, srv.stderr_text()
+    c = final_counters(srv)
+    assert c["accepted"] == 1 and c["closed_eof"] == 1, c
 
 
 def test_sigterm_once_mode_exit_counters_exact(serve):
@@ -160,3 +179,59 @@ def test_sigpipe_does_not_kill(serve):
         s.close()  # unread echo data: our kernel resets, the server's writes fail
     assert wait_until(lambda: exchange(srv.addr, b"ok", shut_wr=True) == b"ok", timeout=10)
     assert srv.p.poll() is None
+
+
+def test_sigterm_drains_pending_output(serve):
+    """line mode: a client with a small window has megabytes of replies still
+    to read (and lines still to send) when SIGTERM comes: all of it is
+    delivered during the drain, then exit 0."""
+    srv = serve(["--mode", "line", "--drain-timeout", "20s"])
+    # 8 MB of replies: more than the kernel buffers (4 MB send buffer at
+    # most, our small receive window), so some stays in the server
+    lines = [f"{i:05d} {'x' * 20000}\n".encode() for i in range(400)]
+    total_out = sum(len(PREFIX) + len(ln) for ln in lines)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
+        s.settimeout(10)
+        s.connect(srv.addr)
+        s.sendall(lines[0])
+        assert recv_exact(s, len(PREFIX) + len(lines[0])) == PREFIX + lines[0]
+        err = []
+
+        def send_rest():
+            try:
+                s.sendall(b"".join(lines[1:]))
+                s.shutdown(socket.SHUT_WR)
+            except OSError as e:
+                err.append(e)
+        t = threading.Thread(target=send_rest, daemon=True)
+        t.start()
+        time.sleep(0.3)  # replies pile up: the server is blocked on our window
+        before = srv.counters()
+        assert before["bytes_out"] < total_out, before  # really in flight
+        srv.signal(signal.SIGTERM)
+        assert wait_until(lambda: signal_consumed(srv.pid, signal.SIGTERM), timeout=5,
+                          interval=0.01)
+        time.sleep(0.2)
+        assert srv.p.poll() is None, "exited with output still pending:\n" + srv.stderr_text()
+        reply = recv_to_eof(s, timeout=30)
+        t.join(10)
+        assert not err, err
+    want = b"".join(PREFIX + ln for ln in lines[1:])
+    assert len(reply) == len(want)
+    assert reply == want
+    assert srv.wait(timeout=10) == 0, srv.stderr_text()
+    c = final_counters(srv)
+    assert c["closed_eof"] == 1 and c["active"] == 0, c
+
+
+def test_sigterm_with_udp_exits_0(serve):
+    srv = serve(["--udp"], udp=True)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(5)
+        u.sendto(b"d", srv.udp_addr)
+        assert u.recvfrom(100)[0] == PREFIX + b"d"
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=10) == 0, srv.stderr_text()
+    c = final_counters(srv)
+    assert c["dgrams_in"] == 1 and c["dgrams_out"] == 1, c
