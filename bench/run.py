@@ -306,6 +306,7 @@ def measure_load(args, name, wl, mode, conns, logdir):
         "window_s": wall, "other_cpu_s": other, "irq_cpu_s": irq, "steal_cpu_s": steal,
         # "Noisy": other processes (or the hypervisor) took over 5% of the CPUs.
         "noisy": (other + steal) > 0.05 * wall * ncpu,
+        "bench": res,  # sockit bench's whole JSON result
     })
     if not alive:
         run["failed"] = "server died during the run: " + srv.output_tail()
