@@ -115,6 +115,11 @@ void bench_tmpl_free(struct bench_tmpl *tm);
 /* Writes id as id_len lowercase hex digits (the low 4 * id_len bits). */
 void bench_id_format(char *dst, size_t id_len, uint64_t id);
 
+/* Adds 1 << shift to the id_len hex digits at txt (wrapping like the
+ * number's low 4 * id_len bits): the text of the next id, without
+ * formatting it anew. */
+void bench_id_next(char *txt, size_t id_len, unsigned shift);
+
 /* 1 if data[0..n) equals bytes off..off+n of the expected reply to the
  * request whose id is idtxt (id_len hex digits, as bench_id_format wrote). */
 int bench_reply_match(const struct bench_tmpl *tm, const char *idtxt, size_t off, const char *data,

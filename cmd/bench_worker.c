@@ -1,13 +1,15 @@
 /* bench_worker.c -- one load-generating thread: its loop, connections, clocks and histograms.
  *
- * Costs, per request, on the hot path: no allocation; a request is the
- * template copied with its id patched in; replies are compared in place
- * against the template (no expected-reply buffer per request).  TCP reads
- * go into one scratch buffer per thread; a read shorter than the buffer
- * ends the batch (level-triggered epoll reports the rest), so a would-block
- * read is rare.  Pipelined requests of a connection leave in one send per
- * wake-up.  Timeouts are checked by one sweep timer per thread, not one
- * timer per request.
+ * Costs, per request, on the hot path: exactly the system calls needed
+ * (lib/nbio: one attempt each, without the clock read and poll of
+ * sockit_send/recv with timeout 0; lib/dgram: up to 64 datagrams a call);
+ * no allocation; a request is the template copied with its id patched in;
+ * replies are compared in place against the template.  TCP reads go into
+ * one scratch buffer per thread; a read shorter than the buffer ends the
+ * batch (level-triggered epoll reports the rest), so a would-block read is
+ * rare.  Pipelined requests of a connection leave in one send per wake-up.
+ * Timeouts are checked by one sweep timer per thread, not one timer per
+ * request.
  *
  * Request ids: id = seq << (slot_bits + thread_bits) | thread << slot_bits
  * | slot, so ids are unique in the run and a UDP reply names its slot.
@@ -21,10 +23,14 @@
 
 #include "bench.h"
 #include "dgram.h"
+#include "nbio.h"
 #include "sockit_loop.h"
+#include "ticker.h"
 
 #define RBUF_SIZE (64 * 1024) /* TCP reads */
 #define MS 1000000ull
+/* -R: the pacer wakes at most this often (it sends all that is due). */
+#define PACE_MIN_NS 100000ull
 
 enum cstate { C_IDLE, C_CONNECTING, C_OPEN };
 
@@ -42,6 +48,7 @@ struct conn {
 	enum cstate state;
 	unsigned interest;
 	uint64_t seq;
+	char nexttxt[16]; /* the next id in hex */
 	uint64_t conn_t0; /* connect() called */
 	struct req *ring; /* depth entries */
 	unsigned head, count;
@@ -87,14 +94,17 @@ struct bench_worker {
 	struct udp_io *udp; /* udp mode only */
 
 	unsigned slot_bits, thread_bits;
-	uint64_t quota;	   /* measured requests left to start (-n) */
-	uint64_t inflight; /* requests started and not finished */
+	unsigned low_digits; /* hex digits that hold slot and thread */
+	uint64_t quota;	     /* measured requests left to start (-n) */
+	uint64_t inflight;   /* requests started and not finished */
 	int stopping;
 
-	/* -R: request k is due at sched_base + k * interval_ns */
-	double interval_ns;
+	/* -R: request k is due at sched_base + k * interval_ns (integers: the
+	 * ticker's period is exactly a multiple, so it never drifts early) */
+	uint64_t interval_ns;
 	uint64_t sched_base;
 	uint64_t k_issued;
+	int tick_fd;	  /* the pacer's ticker (ns resolution), or -1: loop timer */
 	unsigned *tokens; /* free capacity: a FIFO of connection indexes */
 	unsigned tok_head, tok_count, tok_cap;
 
@@ -126,8 +136,7 @@ static uint64_t now_ns(void)
 
 static int would_block(ssize_t rc)
 {
-	/* The library's timeout-0 calls report a would-block as -ETIMEDOUT. */
-	return rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -ETIMEDOUT;
+	return rc == -EAGAIN; /* nbio and dgram say "not now" so, and only so */
 }
 
 static enum bench_err classify(ssize_t rc, int connecting)
@@ -243,16 +252,37 @@ static unsigned bits_for(unsigned n)
 	return b;
 }
 
-static uint64_t next_id(struct bench_worker *w, struct conn *c)
+void bench_id_next(char *txt, size_t id_len, unsigned shift)
 {
-	uint64_t id = c->seq++ << (w->slot_bits + w->thread_bits);
-	return id | (uint64_t)w->index << w->slot_bits | c->slot;
+	static const char hex[] = "0123456789abcdef";
+	unsigned add = 1u << (shift % 4);
+	for (size_t d = shift / 4; d < id_len; d++) {
+		char *ch = &txt[id_len - 1 - d];
+		unsigned v =
+			(*ch <= '9' ? (unsigned)(*ch - '0') : (unsigned)(*ch - 'a') + 10) + add;
+		*ch = hex[v & 15];
+		if (v < 16)
+			return;
+		add = 1; /* carry */
+	}
+}
+
+/* Gives r the next id of c, in number and text (the text is kept up to
+ * date by a carry-add: no formatting per request). */
+static void next_id(struct bench_worker *w, struct conn *c, struct req *r)
+{
+	unsigned shift = w->slot_bits + w->thread_bits;
+	uint64_t low = (uint64_t)w->index << w->slot_bits | c->slot;
+	if (c->seq == 0)
+		bench_id_format(c->nexttxt, w->tm->id_len, low);
+	r->id = c->seq++ << shift | low;
+	memcpy(r->idtxt, c->nexttxt, sizeof(r->idtxt));
+	bench_id_next(c->nexttxt, w->tm->id_len, shift);
 }
 
 /* Renders the request with this id into dst. */
-static void render(const struct bench_tmpl *tm, char *dst, struct req *r)
+static void render(const struct bench_tmpl *tm, char *dst, const struct req *r)
 {
-	bench_id_format(r->idtxt, tm->id_len, r->id);
 	memcpy(dst, tm->msg, tm->size);
 	memcpy(dst, r->idtxt, tm->id_len);
 }
@@ -391,7 +421,7 @@ static int tcp_open(struct conn *c)
 	if (fd < 0)
 		return fd;
 	c->conn_t0 = now_ns();
-	int rc = sockit_connect(fd, &w->cfg->addr, 0);
+	int rc = sockit_try_connect(fd, &w->cfg->addr);
 	if (rc < 0 && rc != -EINPROGRESS) {
 		sockit_close(fd);
 		return rc;
@@ -413,7 +443,7 @@ static int tcp_flush(struct conn *c)
 	struct bench_worker *w = c->w;
 	unsigned want = SOCKIT_READABLE;
 	if (c->out_off < c->out_len) {
-		ssize_t n = sockit_send(c->fd, c->out + c->out_off, c->out_len - c->out_off, 0);
+		ssize_t n = sockit_try_send(c->fd, c->out + c->out_off, c->out_len - c->out_off);
 		if (n > 0) {
 			uint64_t now = now_ns();
 			if (c->state == C_CONNECTING) {
@@ -451,8 +481,9 @@ static int tcp_flush(struct conn *c)
 /* Queues a new request on c (line/echo), started at t0. */
 static void line_push(struct bench_worker *w, struct conn *c, uint64_t t0, uint64_t now)
 {
-	struct req *r = &c->ring[(c->head + c->count++) % w->cfg->depth];
-	r->id = next_id(w, c);
+	unsigned i = c->head + c->count++;
+	struct req *r = &c->ring[i < w->cfg->depth ? i : i - w->cfg->depth];
+	next_id(w, c, r);
 	r->t0 = t0;
 	r->sent = now;
 	w->inflight++;
@@ -503,7 +534,7 @@ static void once_start(struct conn *c, uint64_t t0, uint64_t now)
 {
 	struct bench_worker *w = c->w;
 	struct req *r = &c->ring[0];
-	r->id = next_id(w, c);
+	next_id(w, c, r);
 	r->t0 = t0;
 	r->sent = now;
 	c->head = 0;
@@ -541,7 +572,7 @@ static int tcp_consume(struct bench_worker *w, struct conn *c, const char *p, si
 		if (c->rx_off < rlen || once)
 			continue; /* once: complete at EOF */
 		record_ok(w, r, now);
-		c->head = (c->head + 1) % w->cfg->depth;
+		c->head = c->head + 1 < w->cfg->depth ? c->head + 1 : 0;
 		c->count--;
 		c->rx_off = 0;
 		request_over(w, c, now);
@@ -576,7 +607,7 @@ static void on_tcp(sockit_loop *loop, int fd, unsigned events, void *arg)
 	if (c->state == C_CONNECTING && c->out_off == c->out_len) {
 		/* connected with nothing to send (yet): see how it went */
 		if (events & SOCKIT_HANGUP) {
-			ssize_t n = sockit_recv(fd, w->rbuf, 1, 0);
+			ssize_t n = sockit_try_recv(fd, w->rbuf, 1);
 			tcp_fail(c, n < 0 ? classify(n, 1) : ERR_TRUNCATED);
 			return;
 		}
@@ -585,7 +616,7 @@ static void on_tcp(sockit_loop *loop, int fd, unsigned events, void *arg)
 	if (events & SOCKIT_READABLE) {
 		const int once = w->cfg->mode == BENCH_ONCE;
 		for (;;) {
-			ssize_t n = sockit_recv(fd, w->rbuf, RBUF_SIZE, 0);
+			ssize_t n = sockit_try_recv(fd, w->rbuf, RBUF_SIZE);
 			uint64_t now = now_ns();
 			if (n > 0) {
 				if (now >= w->clk->measure)
@@ -673,8 +704,6 @@ static void udp_flush(struct bench_worker *w)
 		for (unsigned i = 0; i < n; i++) {
 			io->out_iov[i].iov_base = w->conns[w->udp_q[i]].out;
 			io->out_iov[i].iov_len = w->tm->size;
-			io->out[i].msg_hdr =
-				(struct msghdr){.msg_iov = &io->out_iov[i], .msg_iovlen = 1};
 		}
 		int r = sockit_send_batch(w->ufd, io->out, n);
 		uint64_t now = now_ns();
@@ -700,7 +729,7 @@ static void udp_flush(struct bench_worker *w)
 static void udp_start(struct bench_worker *w, struct conn *c, uint64_t t0, uint64_t now)
 {
 	struct req *r = &c->ring[0];
-	r->id = next_id(w, c);
+	next_id(w, c, r);
 	r->t0 = t0;
 	r->sent = now;
 	c->count = 1;
@@ -731,6 +760,23 @@ static int parse_id(const char *p, size_t len, uint64_t *id)
 	return 0;
 }
 
+/* c's request got its verified reply. */
+static void udp_complete(struct bench_worker *w, struct conn *c, uint64_t now)
+{
+	record_ok(w, &c->ring[0], now);
+	c->count = 0;
+	request_over(w, c, now);
+	if (w->cfg->rate == 0) {
+		if (may_start(w, now))
+			udp_start(w, c, now, now);
+	} else {
+		pace(w, now);
+	}
+}
+
+/* Checks one reply datagram: the fast path finds its slot from the id's
+ * last digits; anything else is sorted out slowly (late, truncated,
+ * mismatch). */
 static void udp_reply(struct bench_worker *w, const char *p, size_t n, uint64_t now)
 {
 	const struct bench_tmpl *tm = w->tm;
@@ -738,7 +784,25 @@ static void udp_reply(struct bench_worker *w, const char *p, size_t n, uint64_t 
 	int ours = 0; /* the id names one of our slots */
 	uint64_t id = 0;
 	const char *idtxt = "????????????????"; /* no id: matches no reply */
-	if (n >= tm->id_off + tm->id_len && parse_id(p + tm->id_off, tm->id_len, &id) == 0) {
+	const size_t id_end = tm->id_off + tm->id_len;
+	if (n == tm->reply_len && parse_id(p + id_end - w->low_digits, w->low_digits, &id) == 0) {
+		/* Fast path: the last few digits name the slot; the whole id
+		 * must then be the one outstanding there. */
+		unsigned slot = (unsigned)(id & ((1ull << w->slot_bits) - 1));
+		unsigned thread = (unsigned)((id >> w->slot_bits) & ((1ull << w->thread_bits) - 1));
+		if (slot < w->nconns && thread == w->index && w->conns[slot].count &&
+		    memcmp(p + tm->id_off, w->conns[slot].ring[0].idtxt, tm->id_len) == 0) {
+			c = &w->conns[slot];
+			if (memcmp(p, tm->expect, tm->id_off) != 0 ||
+			    memcmp(p + id_end, tm->expect + id_end, n - id_end) != 0) {
+				udp_fail(w, c, ERR_MISMATCH, now);
+				return;
+			}
+			udp_complete(w, c, now);
+			return;
+		}
+	}
+	if (c == NULL && n >= id_end && parse_id(p + tm->id_off, tm->id_len, &id) == 0) {
 		idtxt = p + tm->id_off; /* the reply must be the one to its own id */
 		uint64_t mask = tm->id_len >= 16 ? UINT64_MAX : (1ull << (4 * tm->id_len)) - 1;
 		unsigned slot = (unsigned)(id & ((1ull << w->slot_bits) - 1));
@@ -768,15 +832,7 @@ static void udp_reply(struct bench_worker *w, const char *p, size_t n, uint64_t 
 		w->res.late++; /* its request timed out (or it came twice) */
 		return;
 	}
-	record_ok(w, &c->ring[0], now);
-	c->count = 0;
-	request_over(w, c, now);
-	if (w->cfg->rate == 0) {
-		if (may_start(w, now))
-			udp_start(w, c, now, now);
-	} else {
-		pace(w, now);
-	}
+	udp_complete(w, c, now);
 }
 
 /* An ICMP error (e.g. port unreachable) fails the oldest outstanding datagram. */
@@ -858,6 +914,46 @@ static void start_on(struct bench_worker *w, struct conn *c, uint64_t t0, uint64
 	}
 }
 
+/* Without a ticker, the loop's millisecond timer wakes pace() when the next
+ * request is due (up to 1 ms late: the send lag shows it). */
+static void arm_pacer(struct bench_worker *w, uint64_t due, uint64_t now)
+{
+	if (w->tick_fd < 0)
+		sockit_timer_start(w->loop, &w->t_pace, (due - now + MS - 1) / MS, 0);
+}
+
+static void on_tick(sockit_loop *loop, int fd, unsigned events, void *arg);
+
+/* The ticker fires at every due time, or every PACE_MIN_NS when requests
+ * are due more often (pace sends all that is due). */
+static int start_ticker(struct bench_worker *w)
+{
+	int fd = sockit_ticker_new();
+	if (fd < 0)
+		return fd;
+	uint64_t period = w->interval_ns;
+	if (period < PACE_MIN_NS)
+		period = (PACE_MIN_NS + w->interval_ns - 1) / w->interval_ns * w->interval_ns;
+	int rc = sockit_ticker_arm(fd, w->sched_base, period);
+	if (rc == 0)
+		rc = sockit_loop_watch(w->loop, fd, SOCKIT_READABLE, on_tick, w);
+	if (rc < 0) {
+		sockit_close(fd);
+		return rc;
+	}
+	w->tick_fd = fd;
+	return 0;
+}
+
+static void on_tick(sockit_loop *loop, int fd, unsigned events, void *arg)
+{
+	struct bench_worker *w = arg;
+	(void)loop;
+	(void)events;
+	if (sockit_ticker_ack(fd) > 0)
+		pace(w, now_ns());
+}
+
 /* -R: starts every request that is due and has a free slot; arms the pacer
  * for the next one. */
 static void pace(struct bench_worker *w, uint64_t now)
@@ -865,9 +961,9 @@ static void pace(struct bench_worker *w, uint64_t now)
 	if (w->stopping)
 		return;
 	for (;;) {
-		uint64_t due = w->sched_base + (uint64_t)((double)w->k_issued * w->interval_ns);
+		uint64_t due = w->sched_base + w->k_issued * w->interval_ns;
 		if (due > now) {
-			sockit_timer_start(w->loop, &w->t_pace, (due - now + MS - 1) / MS, 0);
+			arm_pacer(w, due, now);
 			break;
 		}
 		if (w->tok_count == 0)
@@ -1019,6 +1115,8 @@ static void *worker_main(void *arg)
 	sockit_timer_start(w->loop, &w->t_sweep, w->sweep_ns / MS, w->sweep_ns / MS);
 	if (w->cfg->mode == BENCH_UDP)
 		udp_open(w);
+	if (w->cfg->rate > 0)
+		start_ticker(w); /* without it, the loop's timer paces */
 	if (!w->stopping) {
 		if (w->cfg->rate > 0) {
 			pace(w, now);
@@ -1035,8 +1133,10 @@ static void *worker_main(void *arg)
 	/* -R: how far behind schedule the tool (or the server) was */
 	if (w->cfg->rate > 0 && w->res.stop_ns > w->sched_base) {
 		uint64_t due =
-			(uint64_t)((double)(w->res.stop_ns - w->sched_base) / w->interval_ns);
+			(w->res.stop_ns - w->sched_base + w->interval_ns - 1) / w->interval_ns;
 		w->res.rate_behind = due > w->k_issued ? due - w->k_issued : 0;
+		if (w->clk->end == UINT64_MAX && w->quota == 0)
+			w->res.rate_behind = 0; /* -n: every request was sent */
 	}
 	for (unsigned i = 0; i < w->nconns; i++)
 		if (w->cfg->mode != BENCH_UDP && w->conns[i].fd >= 0)
@@ -1044,6 +1144,9 @@ static void *worker_main(void *arg)
 	if (w->ufd >= 0)
 		sockit_loop_close(w->loop, w->ufd);
 	w->ufd = -1;
+	if (w->tick_fd >= 0)
+		sockit_loop_close(w->loop, w->tick_fd);
+	w->tick_fd = -1;
 	sockit_timer_stop(w->loop, &w->t_end);
 	sockit_timer_stop(w->loop, &w->t_sweep);
 	sockit_timer_stop(w->loop, &w->t_pace);
@@ -1071,6 +1174,9 @@ static int udp_io_new(struct bench_worker *w)
 		io->in_iov[i] = (struct iovec){.iov_base = io->bufs + i * len, .iov_len = len};
 		io->in[i].msg_hdr = (struct msghdr){.msg_iov = &io->in_iov[i], .msg_iovlen = 1};
 	}
+	for (unsigned i = 0; i < UDP_BATCH; i++) {
+		io->out[i].msg_hdr = (struct msghdr){.msg_iov = &io->out_iov[i], .msg_iovlen = 1};
+	}
 	return 0;
 }
 
@@ -1088,6 +1194,7 @@ struct bench_worker *bench_worker_new(const struct bench_config *cfg, const stru
 	w->nconns = conns;
 	w->quota = quota;
 	w->ufd = -1;
+	w->tick_fd = -1;
 	unsigned depth = cfg->depth;
 	w->out_cap =
 		cfg->mode == BENCH_LINE || cfg->mode == BENCH_ECHO ? depth * tm->size : tm->size;
@@ -1113,6 +1220,11 @@ struct bench_worker *bench_worker_new(const struct bench_config *cfg, const stru
 	}
 	w->slot_bits = bits_for(conns);
 	w->thread_bits = bits_for(cfg->threads);
+	w->low_digits = (w->slot_bits + w->thread_bits + 3) / 4;
+	if (w->low_digits < 1)
+		w->low_digits = 1;
+	if (w->low_digits > tm->id_len)
+		w->low_digits = (unsigned)tm->id_len;
 	for (unsigned i = 0; i < conns; i++) {
 		struct conn *c = &w->conns[i];
 		c->w = w;
@@ -1122,9 +1234,10 @@ struct bench_worker *bench_worker_new(const struct bench_config *cfg, const stru
 		c->out = &w->outs[(size_t)i * w->out_cap];
 	}
 	if (rate > 0) {
-		w->interval_ns = 1e9 / rate;
+		double ns = 1e9 / rate;
+		w->interval_ns = ns < 1 ? 1 : (uint64_t)(ns + 0.5);
 		/* threads start their schedules staggered across one interval */
-		w->sched_base = clk->start + (uint64_t)(w->interval_ns * index / cfg->threads);
+		w->sched_base = clk->start + w->interval_ns * index / cfg->threads;
 		for (unsigned d = 0; d < depth; d++)
 			for (unsigned i = 0; i < conns; i++)
 				token_put(w, i);

@@ -94,6 +94,10 @@ void serve_log(const struct serve_log *lg, enum log_level level, const char *fmt
 void serve_log_limited(const struct serve_log *lg, struct log_ratelimit *rl, uint64_t now_ms,
 		       enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/* A runtime failure, printed at every level: text "sockit serve: MSG" (as
+ * the other subcommands' errors), JSON an object at level "error". */
+void serve_log_fail(const struct serve_log *lg, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* The listening line, printed at every level. */
 void serve_log_listening(const struct serve_log *lg, const char *proto, const char *addr,
 			 const char *mode);
@@ -152,7 +156,8 @@ struct worker {
 	int done;	    /* set (atomic) when the worker's loop has ended */
 	int draining;
 	int accept_paused;
-	uint64_t others; /* the other workers' active count, as last read */
+	uint64_t others;    /* the other workers' active count, as last read */
+	uint64_t others_ms; /* ... at this loop time */
 	uint64_t defer_ms;
 
 	char *rbuf; /* prefix + read buffer: rbuf + prefix_len is where reads go */
@@ -174,6 +179,8 @@ struct worker {
 	struct log_ratelimit rl_udp;	 /* UDP errors */
 	struct log_ratelimit rl_refused; /* refused clients */
 	int emfile_episode;
+	int accept_one, accept_busy; /* see accept_adapt() */
+	uint64_t accept_ms;
 
 	struct serve_counters ctr __attribute__((aligned(64)));
 } __attribute__((aligned(64)));

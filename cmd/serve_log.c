@@ -145,6 +145,24 @@ void serve_log_limited(const struct serve_log *lg, struct log_ratelimit *rl, uin
 	va_end(ap);
 }
 
+void serve_log_fail(const struct serve_log *lg, const char *fmt, ...)
+{
+	char msg[LINE_MAX_LEN / 2];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	struct line l;
+	if (lg->format == LOGF_JSON) {
+		begin(lg, &l, LOG_ERROR, msg);
+	} else {
+		l.len = 0;
+		puts_(&l, "sockit serve: ");
+		puts_(&l, msg);
+	}
+	finish(lg, &l);
+}
+
 void serve_log_listening(const struct serve_log *lg, const char *proto, const char *addr,
 			 const char *mode)
 {

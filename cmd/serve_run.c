@@ -52,7 +52,7 @@ static void print_counters(struct run_ctx *x)
 
 void worker_maybe_finish(struct worker *w)
 {
-	if (w->draining && w->ctr.active == 0)
+	if (w->draining && w->ctr.active == 0 && w->linger.head == NULL)
 		sockit_loop_stop(w->loop);
 }
 
@@ -162,12 +162,12 @@ static void format_hostport(const char *host, int port, char *buf, size_t len)
 	snprintf(buf, len, strchr(host, ':') != NULL ? "[%s]:%d" : "%s:%d", host, port);
 }
 
-static int cannot_listen(const char *host, int port, const char *proto, int err)
+static int cannot_listen(const struct serve_log *lg, const char *host, int port, const char *proto,
+			 int err)
 {
 	char hp[300];
 	format_hostport(host, port, hp, sizeof(hp));
-	fprintf(stderr, "sockit serve: cannot listen on %s%s: %s\n", hp, proto,
-		sockit_strerror(err));
+	serve_log_fail(lg, "cannot listen on %s%s: %s", hp, proto, sockit_strerror(err));
 	return err;
 }
 
@@ -210,14 +210,14 @@ static int open_group(struct run_ctx *x, int type, int port, int quiet_inuse)
 		if (rc < 0)
 			return quiet_inuse && rc == -EADDRINUSE
 				       ? rc
-				       : cannot_listen(host, port, proto, rc);
+				       : cannot_listen(&x->log, host, port, proto, rc);
 	}
 	for (int i = 0; i < x->sh.nworkers; i++) {
 		int fd = sockit_create_server(host, port, type, 0, flags);
 		if (fd < 0)
 			return quiet_inuse && fd == -EADDRINUSE
 				       ? fd
-				       : cannot_listen(host, port, proto, fd);
+				       : cannot_listen(&x->log, host, port, proto, fd);
 		struct worker *w = &x->sh.workers[i];
 		if (type == SOCK_STREAM)
 			w->tcp_fd = fd;
@@ -229,7 +229,7 @@ static int open_group(struct run_ctx *x, int type, int port, int quiet_inuse)
 			if (rc >= 0)
 				rc = sockit_addr_format_ip(&a, ip, sizeof(ip));
 			if (rc < 0)
-				return cannot_listen(host, port, proto, rc);
+				return cannot_listen(&x->log, host, port, proto, rc);
 			port = sockit_addr_port(&a);
 			host = ip; /* the others bind exactly where the first did */
 		}
@@ -312,8 +312,8 @@ static int workers_setup(struct run_ctx *x)
 		struct worker *w = &x->sh.workers[i];
 		w->loop = sockit_loop_new();
 		if (w->loop == NULL) {
-			fprintf(stderr, "sockit serve: cannot create an event loop: %s\n",
-				sockit_strerror(-errno));
+			serve_log_fail(&x->log, "cannot create an event loop: %s",
+				       sockit_strerror(-errno));
 			return -1;
 		}
 		sockit_loop_on_wake(w->loop, worker_on_wake, w);
@@ -321,8 +321,8 @@ static int workers_setup(struct run_ctx *x)
 		if (rc >= 0)
 			rc = udp_worker_init(w);
 		if (rc < 0) {
-			fprintf(stderr, "sockit serve: cannot start worker %d: %s\n", i,
-				sockit_strerror(rc));
+			serve_log_fail(&x->log, "cannot start worker %d: %s", i,
+				       sockit_strerror(rc));
 			return -1;
 		}
 	}
@@ -338,8 +338,8 @@ static int run(struct run_ctx *x)
 		struct worker *w = &x->sh.workers[started];
 		int err = pthread_create(&w->thread, NULL, worker_main, w);
 		if (err != 0) {
-			fprintf(stderr, "sockit serve: cannot start a worker thread: %s\n",
-				sockit_strerror(-err));
+			serve_log_fail(&x->log, "cannot start a worker thread: %s",
+				       sockit_strerror(-err));
 			x->failed = 1;
 			break;
 		}
@@ -389,7 +389,7 @@ int serve_run(struct serve_config *cfg)
 	void *mem = NULL;
 	size_t bytes = sizeof(struct worker) * (size_t)cfg->workers;
 	if (posix_memalign(&mem, 64, bytes) != 0) {
-		fprintf(stderr, "sockit serve: out of memory\n");
+		serve_log_fail(&x.log, "out of memory");
 		return 1;
 	}
 	memset(mem, 0, bytes);
@@ -405,13 +405,12 @@ int serve_run(struct serve_config *cfg)
 	}
 	int rc = 1;
 	if (cfg->max_conns_per_ip > 0 && (x.sh.ips = ip_table_new(cfg->max_conns_per_ip)) == NULL) {
-		fprintf(stderr, "sockit serve: out of memory\n");
+		serve_log_fail(&x.log, "out of memory");
 		goto out;
 	}
 	x.loop = x.sh.main_loop = sockit_loop_new();
 	if (x.loop == NULL) {
-		fprintf(stderr, "sockit serve: cannot create an event loop: %s\n",
-			sockit_strerror(-errno));
+		serve_log_fail(&x.log, "cannot create an event loop: %s", sockit_strerror(-errno));
 		goto out;
 	}
 	sockit_timer_init(&x.drain_timer, on_drain_timer, &x);
@@ -421,8 +420,7 @@ int serve_run(struct serve_config *cfg)
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
 		int src = sockit_loop_signal(x.loop, sigs[i], on_signal, &x);
 		if (src < 0) {
-			fprintf(stderr, "sockit serve: cannot watch signals: %s\n",
-				sockit_strerror(src));
+			serve_log_fail(&x.log, "cannot watch signals: %s", sockit_strerror(src));
 			goto out;
 		}
 	}

@@ -50,9 +50,10 @@ enum conn_state {
 };
 
 enum {
-	F_EOF = 0x1,   /* the client's EOF was read */
-	F_EMPTY = 0x2, /* once: the client sent nothing before EOF */
-	F_LIMIT = 0x4, /* line too long: finish with closed_limit */
+	F_EOF = 0x1,	 /* the client's EOF was read */
+	F_EMPTY = 0x2,	 /* once: the client sent nothing before EOF */
+	F_LIMIT = 0x4,	 /* line too long: finish with closed_limit */
+	F_COUNTED = 0x8, /* lingering: already counted as closed, slots released */
 };
 
 enum { L_NONE, L_IDLE, L_LINGER };
@@ -75,18 +76,46 @@ struct conn_chunk {
 };
 
 /* ---- The byte I/O seam: where a TLS layer or a PROXY header parser will
- * sit.  -EAGAIN means "nothing now"; other negatives are fatal. ---------- */
+ * sit.  -EAGAIN means "nothing now"; other negatives are fatal.  The raw
+ * calls live here, and only here, because the server's hot path cannot
+ * afford what the general-purpose sockit_* wrappers add per call. ------- */
 
+/* recv/send themselves (EINTR retried, never waiting): sockit_recv() and
+ * sockit_send() with timeout 0 also read the clock for their deadline on
+ * every call, about 3% of a line-mode server's CPU. */
 static ssize_t io_recv(int fd, void *buf, size_t len)
 {
-	ssize_t n = sockit_recv(fd, buf, len, 0);
-	return n == -ETIMEDOUT || n == -EWOULDBLOCK ? -EAGAIN : n;
+	for (;;) {
+		ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR)
+			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
+}
+
+static ssize_t io_send_flags(int fd, const void *buf, size_t len, int flags)
+{
+	for (;;) {
+		ssize_t n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL | flags);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR)
+			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
 }
 
 static ssize_t io_send(int fd, const void *buf, size_t len)
 {
-	ssize_t n = sockit_send(fd, buf, len, 0);
-	return n == -ETIMEDOUT || n == -EWOULDBLOCK ? -EAGAIN : n;
+	return io_send_flags(fd, buf, len, 0);
+}
+
+/* send(MSG_MORE): the data waits in the socket for the FIN that follows
+ * at once (shutdown or close), so reply and FIN leave in one segment --
+ * one packet less to send, receive and acknowledge. */
+static ssize_t io_send_more(int fd, const void *buf, size_t len)
+{
+	return io_send_flags(fd, buf, len, MSG_MORE);
 }
 
 /* accept4 itself: sockit_accept() also asks fcntl(F_GETFL) each call to
@@ -271,29 +300,42 @@ static void count_close(struct worker *w, int fd, int reason)
 	}
 	if (w->log->level >= LOG_DEBUG)
 		serve_log(w->log, LOG_DEBUG, "closed fd %d (%s)", fd, reason_name(reason));
-	if (w->draining)
-		worker_maybe_finish(w);
 }
 
-/* Closes a descriptor that never had a struct conn (never watched). */
-static void close_bare(struct worker *w, int fd, struct ip_entry *ip, int reason)
+/* Ends a connection's accounting (its slots free, its reason counted)
+ * before the client can see the end: a client that reconnects as soon as
+ * it reads EOF always finds its slot free, on any worker. */
+static void conn_done(struct worker *w, int fd, struct ip_entry *ip, int reason)
 {
-	sockit_close(fd);
 	release_slot(w, ip);
 	count_close(w, fd, reason);
+}
+
+/* Closes a descriptor that never had a struct conn (never watched); shut
+ * != 0 sends the FIN first (see once_reply). */
+static void close_bare(struct worker *w, int fd, struct ip_entry *ip, int reason, int shut)
+{
+	conn_done(w, fd, ip, reason);
+	if (shut)
+		sockit_shutdown(fd, SHUT_WR);
+	sockit_close(fd);
+	if (w->draining)
+		worker_maybe_finish(w);
 }
 
 static void conn_close(struct worker *w, struct conn *c, int reason)
 {
 	int fd = c->fd;
+	if (!(c->flags & F_COUNTED))
+		conn_done(w, fd, c->ip, reason);
 	list_remove(w, c);
 	sockit_loop_close(w->loop, fd);
 	free(c->in);
 	free(c->out);
-	release_slot(w, c->ip);
 	c->next = w->free_conns;
 	w->free_conns = c;
-	count_close(w, fd, reason);
+	if (w->draining)
+		worker_maybe_finish(w);
 }
 
 static int finish_reason(const struct conn *c)
@@ -328,15 +370,21 @@ static int conn_watch(struct worker *w, struct conn *c, unsigned events)
 
 /* Shuts the write side and discards input until EOF, LINGER_MS or
  * LINGER_BYTES, so unread input never turns our close into an RST that
- * would overtake the reply.  c may be NULL (a fast-path connection). */
-static void start_linger(struct worker *w, struct conn *c, int fd, struct ip_entry *ip)
+ * would overtake the reply.  c may be NULL (a fast-path connection).  The
+ * exchange is over for the client: the connection is counted as closed
+ * (reason) and leaves the limits now; the lingering descriptor stays on
+ * the worker's linger list. */
+static void start_linger(struct worker *w, struct conn *c, int fd, struct ip_entry *ip, int reason)
 {
 	int fresh = c == NULL;
+	conn_done(w, fd, ip, reason);
 	sockit_shutdown(fd, SHUT_WR);
-	if (fresh && (c = conn_new(w, fd, ip)) == NULL) {
-		close_bare(w, fd, ip, R_DONE);
+	if (fresh && (c = conn_new(w, fd, NULL)) == NULL) {
+		sockit_close(fd);
 		return;
 	}
+	c->flags |= F_COUNTED;
+	c->ip = NULL;
 	c->state = ST_LINGER;
 	c->discarded = 0;
 	c->last_ms = sockit_loop_now_ms(w->loop);
@@ -452,12 +500,17 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 		if (c != NULL)
 			conn_close(w, c, R_RESET);
 		else
-			close_bare(w, fd, ip, R_RESET);
+			close_bare(w, fd, ip, R_RESET, 0);
 		return;
 	}
 	CTR_ADD(w, bytes_in, n);
 	size_t len = cfg->prefix_len + (size_t)n;
-	ssize_t s = io_send(fd, w->rbuf, len);
+	/* The request is all here (the read returned less than asked, so it
+	 * emptied the receive queue, or saw EOF) and the reply fits Linux's
+	 * smallest receive window (so send() hands it all to the client at
+	 * once): we close right after it, and its FIN rides with it. */
+	int quick = (size_t)n < cfg->max_bytes && len <= SAFE_REPLY;
+	ssize_t s = quick ? io_send_more(fd, w->rbuf, len) : io_send(fd, w->rbuf, len);
 	if (s == -EAGAIN)
 		s = 0;
 	if (s < 0) {
@@ -465,38 +518,39 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 		if (c != NULL)
 			conn_close(w, c, reason);
 		else
-			close_bare(w, fd, ip, reason);
+			close_bare(w, fd, ip, reason, 0);
 		return;
 	}
 	CTR_ADD(w, bytes_out, s);
 	if ((size_t)s == len) {
-		/* The read returned less than asked, so it emptied the receive
-		 * queue (or saw EOF): the request is all here.  The reply must
-		 * also be out of our hands: one that fits Linux's smallest
-		 * receive window is (the kernel sends it within send()), a
-		 * larger one is checked (SIOCOUTQ; a slow reader's window may
-		 * hold it back, and an RST would destroy the rest).  Shut the write
-		 * side first so the FIN follows the reply at once: a client that
-		 * sends more as soon as the reply arrives then finds reply + FIN
-		 * queued before any RST its extra bytes provoke (in CLOSE_WAIT
-		 * an RST no longer hides the EOF).  After EOF a close is enough. */
-		if ((size_t)n < cfg->max_bytes && (len <= SAFE_REPLY || unacked(fd) == 0)) {
+		/* Close at once if the request is all here and the reply is out
+		 * of our hands: quick (above), or a larger reply that SIOCOUTQ
+		 * says is acknowledged (a slow reader's window may hold it back,
+		 * and an RST would destroy the rest).  The write side is shut
+		 * first so the FIN goes with the reply: a client that sends more
+		 * as soon as the reply arrives then finds reply + FIN queued
+		 * before any RST its extra bytes provoke (in CLOSE_WAIT an RST
+		 * no longer hides the EOF).  After EOF a close is enough. */
+		if (quick || ((size_t)n < cfg->max_bytes && unacked(fd) == 0)) {
 			int reason = n == 0 ? R_EOF : R_DONE;
+			if (c == NULL) {
+				close_bare(w, fd, ip, reason, n > 0);
+				return;
+			}
+			conn_done(w, fd, c->ip, reason);
+			c->flags |= F_COUNTED;
 			if (n > 0)
 				sockit_shutdown(fd, SHUT_WR);
-			if (c != NULL)
-				conn_close(w, c, reason);
-			else
-				close_bare(w, fd, ip, reason);
+			conn_close(w, c, reason);
 		} else {
-			start_linger(w, c, fd, ip);
+			start_linger(w, c, fd, ip, R_DONE);
 		}
 		return;
 	}
 	/* Partial write: keep the rest, finish when it drains. */
 	int fresh = c == NULL;
 	if (fresh && (c = conn_new(w, fd, ip)) == NULL) {
-		close_bare(w, fd, ip, R_LIMIT);
+		close_bare(w, fd, ip, R_LIMIT, 0);
 		return;
 	}
 	if (n == 0)
@@ -523,7 +577,7 @@ static void once_start(struct worker *w, int fd, struct ip_entry *ip)
 	}
 	struct conn *c = conn_new(w, fd, ip);
 	if (c == NULL) {
-		close_bare(w, fd, ip, R_LIMIT);
+		close_bare(w, fd, ip, R_LIMIT, 0);
 		return;
 	}
 	c->state = ST_WAIT;
@@ -641,7 +695,7 @@ static void stream_settle(struct worker *w, struct conn *c)
 {
 	if (c->out == NULL) {
 		if (c->flags & F_LIMIT) {
-			start_linger(w, c, c->fd, c->ip);
+			start_linger(w, c, c->fd, c->ip, R_LIMIT);
 			return;
 		}
 		if (c->state == ST_FLUSH) {
@@ -649,7 +703,7 @@ static void stream_settle(struct worker *w, struct conn *c)
 			if (c->flags & F_EOF)
 				conn_close(w, c, finish_reason(c));
 			else
-				start_linger(w, c, c->fd, c->ip);
+				start_linger(w, c, c->fd, c->ip, finish_reason(c));
 			return;
 		}
 		if (c->flags & F_EOF) {
@@ -705,7 +759,7 @@ static void stream_start(struct worker *w, int fd, struct ip_entry *ip)
 {
 	struct conn *c = conn_new(w, fd, ip);
 	if (c == NULL) {
-		close_bare(w, fd, ip, R_LIMIT);
+		close_bare(w, fd, ip, R_LIMIT, 0);
 		return;
 	}
 	sockit_set_nodelay(fd, 1); /* replies are batched already; don't let Nagle wait */
@@ -771,7 +825,7 @@ static uint64_t others_active(const struct worker *w)
 }
 
 /* 1 if one more connection fits under --max-conns (global).  Far from the
- * limit the other workers' count read at the start of this wake is good
+ * limit the other workers' count read within the last millisecond is good
  * enough; within a margin of it, they are re-read for every connection.
  * No lock, no read-modify-write: two workers admitting at the same instant
  * at the very limit may overshoot it by one each. */
@@ -797,6 +851,30 @@ static void refuse(struct worker *w, int fd, const sockit_addr *peer, const char
 	}
 }
 
+/* Accepting until EAGAIN costs one failed accept4 per wake: a waste when
+ * each wake finds one client (light load, or the load spread over
+ * workers).  Then take one per wake: if more wait, the level-triggered
+ * listener is reported again at once (an epoll_wait that does not sleep,
+ * no dearer than the failed accept4).  Back to batches when wakes come
+ * back to back, where one failed accept4 per batch is cheaper. */
+static void accept_adapt(struct worker *w, int got, uint64_t now)
+{
+	if (!w->accept_one) {
+		if (got <= 1) {
+			w->accept_one = 1;
+			w->accept_busy = 0;
+		}
+		return;
+	}
+	if (got == 1 && now == w->accept_ms) {
+		if (++w->accept_busy >= 4)
+			w->accept_one = 0;
+	} else {
+		w->accept_busy = 0;
+	}
+	w->accept_ms = now;
+}
+
 void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 {
 	(void)loop;
@@ -805,14 +883,20 @@ void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 	const struct serve_config *cfg = w->cfg;
 	int acl = cfg->nallow > 0 || cfg->ndeny > 0;
 	int need_peer = acl || w->sh->ips != NULL || w->log->level >= LOG_DEBUG;
-	if (w->sh->nworkers > 1)
+	/* Refresh the others' count at most once a millisecond: it is a
+	 * cache line they write all the time. */
+	uint64_t now = sockit_loop_now_ms(w->loop);
+	if (w->sh->nworkers > 1 && now != w->others_ms) {
 		w->others = others_active(w);
-	for (int i = 0; i < ACCEPT_BATCH && w->tcp_fd == lfd; i++) {
+		w->others_ms = now;
+	}
+	int limit = w->accept_one ? 1 : ACCEPT_BATCH, got = 0;
+	for (int i = 0; i < limit && w->tcp_fd == lfd; i++) {
 		sockit_addr peer;
 		int fd = io_accept(lfd, need_peer ? &peer : NULL);
 		if (fd < 0) {
 			if (fd == -EAGAIN || fd == -EWOULDBLOCK || fd == -ETIMEDOUT)
-				return;
+				break;
 			if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
 				accept_pause(w, fd);
 				return;
@@ -822,6 +906,7 @@ void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 					  LOG_WARN, "accept: %s", sockit_strerror(fd));
 			continue;
 		}
+		got++;
 		if (w->emfile_episode) {
 			w->emfile_episode = 0;
 			serve_log(w->log, LOG_INFO, "descriptors available again; accepting");
@@ -854,6 +939,7 @@ void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 		else
 			stream_start(w, fd, ip);
 	}
+	accept_adapt(w, got, now);
 }
 
 /* ---- Worker life --------------------------------------------------------- */

@@ -37,6 +37,14 @@ static int banned_port(const sockit_addr *a)
 	return port == 0 || port == 7 || port == 13 || port == 19;
 }
 
+/* 1 if replies to a travel over IPv6 (a v4-mapped source on a dual-stack
+ * socket travels over IPv4, with IPv4's smaller limit). */
+static int is_v6_path(const sockit_addr *a)
+{
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
+	return a->ss.ss_family == AF_INET6 && !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr);
+}
+
 static int recv_batch(int fd, struct mmsghdr *m, unsigned n)
 {
 	for (;;) {
@@ -111,7 +119,7 @@ static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 				rlen += cfg->prefix_len;
 			else
 				data += cfg->prefix_len;
-			size_t max = from->ss.ss_family == AF_INET6 ? UDP6_MAX : UDP4_MAX;
+			size_t max = is_v6_path(from) ? UDP6_MAX : UDP4_MAX;
 			if (rlen > max)
 				rlen = max;
 			u->iov_out[nout].iov_base = data;

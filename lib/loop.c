@@ -30,9 +30,9 @@
  * current one belongs to an earlier owner and is dropped; the current mask
  * is re-tested before each callback (as ae.c re-tests fe->mask).
  *
- * Time is read once per wake-up (after the poll).  Timer deadlines count
- * from that cached time, so a timer started long after the last wake-up,
- * outside any callback, fires early by that much (libuv behaves the same).
+ * Time is read once per wake-up (after the poll), and timers started from
+ * callbacks count from that cached time.  A timer started outside the loop
+ * (between iterations) reads the clock first, so it never fires early.
  */
 
 #include <errno.h>
@@ -72,6 +72,8 @@ struct fd_entry {
 	uint8_t mask;
 	uint8_t flags;
 };
+_Static_assert(sizeof(void *) != 8 || sizeof(struct fd_entry) == 24,
+	       "every fd pays for an entry: keep it at 24 bytes");
 
 struct sig_entry {
 	sockit_signal_cb cb;
@@ -88,8 +90,9 @@ struct sockit_loop {
 
 	uint64_t now_ns;
 	int stop;
-	int in_timers; /* running expired timers: new ones wait for next pass */
-	int ncalls;    /* callbacks run in this iteration */
+	int in_iteration; /* inside run_once: now_ns is fresh enough */
+	int in_timers;	  /* running expired timers: new ones wait for next pass */
+	int ncalls;	  /* callbacks run in this iteration */
 
 	sockit_loop_cb before_sleep, on_wake;
 	void *before_sleep_arg, *on_wake_arg;
@@ -322,6 +325,8 @@ int sockit_timer_start(sockit_loop *loop, sockit_timer *t, uint64_t timeout_ms, 
 {
 	if (!loop || !t || !t->cb)
 		return -EINVAL;
+	if (!loop->in_iteration)
+		loop->now_ns = clock_now_ns();
 	if (t->index != SIZE_MAX)
 		heap_remove(loop, t);
 	if (loop->nheap == loop->heap_cap) {
@@ -480,6 +485,7 @@ int sockit_loop_signal(sockit_loop *loop, int signo, sockit_signal_cb cb, void *
 sockit_loop *sockit_loop_new(void)
 {
 	sockit_loop *loop = calloc(1, sizeof(*loop));
+	int rc;
 
 	if (!loop)
 		return NULL;
@@ -487,14 +493,19 @@ sockit_loop *sockit_loop_new(void)
 	loop->sigfd = -1;
 	sigemptyset(&loop->sigmask);
 	loop->now_ns = clock_now_ns();
-	if (backend_init(&loop->be) < 0) {
+	rc = backend_init(&loop->be);
+	if (rc < 0) {
 		free(loop);
+		errno = -rc;
 		return NULL;
 	}
 	loop->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (loop->wakefd < 0 ||
-	    watch_fd(loop, loop->wakefd, SOCKIT_READABLE, wake_io, NULL, FD_INTERNAL) < 0) {
+	rc = loop->wakefd < 0
+		     ? -errno
+		     : watch_fd(loop, loop->wakefd, SOCKIT_READABLE, wake_io, NULL, FD_INTERNAL);
+	if (rc < 0) {
 		sockit_loop_free(loop);
+		errno = -rc;
 		return NULL;
 	}
 	return loop;
@@ -542,6 +553,7 @@ int sockit_loop_run_once(sockit_loop *loop, int timeout_ms)
 	int t, n;
 
 	loop->ncalls = 0;
+	loop->in_iteration = 1;
 	if (loop->before_sleep)
 		loop->before_sleep(loop, loop->before_sleep_arg);
 	t = timers_timeout(loop);
@@ -551,18 +563,18 @@ int sockit_loop_run_once(sockit_loop *loop, int timeout_ms)
 		t = 0;
 	n = backend_poll(&loop->be, t, loop->fired);
 	loop->now_ns = clock_now_ns();
-	if (n < 0)
-		return n;
-	dispatch(loop, n);
-	run_timers(loop);
-	return loop->ncalls;
+	if (n > 0)
+		dispatch(loop, n);
+	if (n >= 0 && loop->nheap > 0 && loop->heap[0]->when_ns <= loop->now_ns)
+		run_timers(loop);
+	loop->in_iteration = 0;
+	return n < 0 ? n : loop->ncalls;
 }
 
 int sockit_loop_run(sockit_loop *loop)
 {
 	int rc = 0;
 
-	loop->now_ns = clock_now_ns();
 	while (!loop->stop) {
 		rc = sockit_loop_run_once(loop, -1);
 		if (rc < 0)

@@ -74,17 +74,12 @@ static int backend_poll(struct backend *b, int timeout_ms, struct loop_fired *fi
 	for (int i = 0; i < n; i++) {
 		uint32_t e = b->events[i].events;
 		uint64_t data = b->events[i].data.u64;
-		unsigned mask = 0;
 
-		if (e & EPOLLIN)
-			mask |= SOCKIT_READABLE;
-		if (e & EPOLLOUT)
-			mask |= SOCKIT_WRITABLE;
-		if (e & (EPOLLERR | EPOLLHUP))
-			mask |= SOCKIT_HANGUP;
 		fired[i].fd = (int)(uint32_t)data;
 		fired[i].gen = (uint32_t)(data >> 32);
-		fired[i].events = mask;
+		fired[i].events = (e & EPOLLIN ? SOCKIT_READABLE : 0) |
+				  (e & EPOLLOUT ? SOCKIT_WRITABLE : 0) |
+				  (e & (EPOLLERR | EPOLLHUP) ? SOCKIT_HANGUP : 0);
 	}
 	return n;
 }

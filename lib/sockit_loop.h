@@ -17,7 +17,8 @@ extern "C" {
  * O(log n) start/stop, O(1) to find the next deadline.
  *
  * Re-entrancy: any callback may watch, unwatch or close any fd (the one
- * being dispatched included), start or stop any timer, or stop the loop.
+ * being dispatched included), start or stop any timer, or stop the loop
+ * (but not run or free the loop it is called from).
  * Events already collected for an fd that was unwatched (or closed and
  * reused for a new watch) in the same iteration are dropped, never
  * delivered to the new owner.
@@ -34,14 +35,16 @@ typedef struct sockit_loop sockit_loop;
 
 typedef void (*sockit_io_cb)(sockit_loop *loop, int fd, unsigned events, void *arg);
 
-/* Creates a loop.  Returns NULL only when out of memory or descriptors. */
+/* Creates a loop.  Returns NULL only when out of memory or descriptors
+ * (errno says which). */
 sockit_loop *sockit_loop_new(void);
 /* Frees the loop.  Does not close the watched fds (the caller owns them). */
 void sockit_loop_free(sockit_loop *loop);
 
 /* Sets the interest for fd to events (READABLE|WRITABLE), replacing any
  * earlier interest, callback and argument.  events 0 keeps the fd known but
- * silent.  Returns 0, -EINVAL, -ENOMEM, or epoll_ctl's error. */
+ * silent (out of the kernel's set: going 0 <-> non-0 costs one epoll_ctl).
+ * Returns 0, -EINVAL, -ENOMEM, -EBADF, or epoll_ctl's error. */
 int sockit_loop_watch(sockit_loop *loop, int fd, unsigned events, sockit_io_cb cb, void *arg);
 
 /* Changes only the interest mask of an fd already watched (cheap: no
@@ -105,7 +108,9 @@ typedef void (*sockit_loop_cb)(sockit_loop *loop, void *arg);
 int sockit_loop_run(sockit_loop *loop);
 
 /* Waits at most timeout_ms (-1: until something happens) for events and
- * timers, dispatches them, and returns the number of callbacks run. */
+ * timers, dispatches them, and returns the number of callbacks run (fd,
+ * timer, signal and wake callbacks; not before-sleep), or a negative code
+ * if waiting failed.  Does not sleep if a stop is pending. */
 int sockit_loop_run_once(sockit_loop *loop, int timeout_ms);
 
 /* Makes sockit_loop_run() return after the current iteration. */

@@ -48,6 +48,15 @@ def test_wrong_prefix_option_is_what_is_checked(run_sockit, bench_server):
     assert rc == 1 and d["errors"]["mismatch"] > 0
 
 
+def test_prefix_with_quotes_round_trips_in_json(run_sockit, bench_server):
+    prefix = 'say "ok"\\ '
+    srv = bench_server("udp", prefix=prefix.encode())
+    rc, d, _ = bench(run_sockit, ["-m", "udp", "-n", "20", "--prefix", prefix,
+                                  "127.0.0.1", srv.port])
+    assert rc == 0 and d["requests"] == 20
+    assert d["prefix"] == prefix
+
+
 def test_refused_connection(run_sockit):
     port = free_port()
     t0 = time.monotonic()

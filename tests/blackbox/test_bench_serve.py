@@ -64,3 +64,10 @@ def test_prefix_against_sockit_serve(run_sockit, serve):
     assert rc == 0 and d["requests"] == 50
     rc, d, _ = bench(run_sockit, ["-m", "line", "-n", "50", "127.0.0.1", srv.port])
     assert rc == 1 and d["errors"]["mismatch"] > 0
+
+
+def test_ipv6_against_sockit_serve(run_sockit, serve):
+    srv = serve(["-H", "::1", "-m", "line", "--workers", "1"])
+    rc, d, err = bench(run_sockit, ["-m", "line", "-n", "200", "-c", "2", "::1", srv.port])
+    assert rc == 0, err
+    assert d["requests"] == 200 and d["host"] == "::1"

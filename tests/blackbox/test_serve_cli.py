@@ -238,3 +238,43 @@ def test_repeated_warnings_are_rate_limited(serve):
     lines = srv.stderr_text().splitlines()[before:]
     lines = [ln for ln in lines if "counters" not in ln]
     assert len(lines) <= 10, lines
+
+
+@pytest.mark.parametrize("level,shown", [("error", False), ("warn", True)])
+def test_log_level_filters_warnings(serve, level, shown):
+    """A refused client is a warning: shown at warn, not at error (the
+    listening line is printed at every level)."""
+    srv = serve(["--deny", "127.0.0.0/8", "--log-level", level])
+    before = srv.stderr_text()
+    with socket.create_connection(srv.addr, timeout=5) as s:
+        s.settimeout(5)
+        try:
+            s.sendall(b"x")
+            s.recv(10)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+    srv.counters()
+    new = [ln for ln in srv.stderr_text()[len(before):].splitlines() if "counters" not in ln]
+    assert bool(new) == shown, new
+
+
+def test_json_log_runtime_failure_is_json(run_sockit):
+    """With --log-format json every stderr line is JSON, the fatal
+    'cannot listen' error included (usage errors are exempt: they come
+    before the options are understood)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = run_sockit(["serve", "--log-format", "json", "-p", str(port)], timeout=10)
+    assert r.returncode == 1, r.stderr
+    lines = [ln for ln in r.stderr.decode().splitlines() if ln.strip()]
+    assert lines, r.stderr
+    objs = []
+    for ln in lines:
+        try:
+            objs.append(json.loads(ln))
+        except ValueError:
+            pytest.fail(f"stderr line is not JSON: {ln!r}")
+    assert any(o.get("level") == "error" and f"127.0.0.1:{port}" in json.dumps(o)
+               for o in objs), objs

@@ -3,6 +3,7 @@ reply per line) and `--mode echo` (RFC 862)."""
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -168,3 +169,78 @@ def test_client_reset_while_server_writes(serve, mode):
     want = b"fine\n" if mode == "echo" else PREFIX + b"fine\n"
     assert exchange(srv.addr, b"fine\n", shut_wr=True) == want
     assert srv.p.poll() is None
+
+
+def test_line_max_line_boundary(serve):
+    """--max-line N counts a line's content without its '\\n' ('\\r' is
+    content): N bytes pass, N+1 get the error."""
+    srv = serve(["--mode", "line", "--max-line", "10"])
+    assert exchange(srv.addr, b"0123456789\n", shut_wr=True) == PREFIX + b"0123456789\n"
+    assert exchange(srv.addr, b"012345678\r\n", shut_wr=True) == PREFIX + b"012345678\r\n"
+    with connect(srv.addr) as s:
+        s.sendall(b"0123456789A\n")
+        assert recv_to_eof(s) == TOO_LONG
+    with connect(srv.addr) as s:
+        s.sendall(b"0123456789\r\n")
+        assert recv_to_eof(s) == TOO_LONG
+    # split across many small writes: the limit is on the line, not a read
+    with connect(srv.addr) as s:
+        for ch in b"abcdefghij":
+            s.sendall(bytes([ch]))
+        s.sendall(b"\n")
+        assert recv_exact(s, len(PREFIX) + 11) == PREFIX + b"abcdefghij\n"
+        for ch in b"abcdefghijk":
+            s.sendall(bytes([ch]))
+        assert recv_to_eof(s) == TOO_LONG
+
+
+def test_line_too_long_after_pipelined_lines_slow_reader(serve):
+    """Replies still in flight to a slow reader when a too-long line ends
+    the connection, and the client keeps sending: the close must linger,
+    not reset, or the undelivered replies are destroyed."""
+    srv = serve(["--mode", "line", "--max-line", "100"])
+    lines = [b"%03d %s\n" % (i, b"y" * 80) for i in range(100)]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connect
+        s.settimeout(10)
+        s.connect(srv.addr)
+        s.sendall(b"".join(lines) + b"x" * 200 + b"\n")
+        time.sleep(0.2)  # the server has answered what it could and hit the limit
+        try:
+            s.sendall(b"more\n" * 100)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # reported below as the missing replies
+        time.sleep(0.1)  # an RST provoked by them would be here by now
+        reply, was_reset = recv_until_close(s, timeout=15)
+    want = b"".join(PREFIX + ln for ln in lines) + TOO_LONG
+    assert not was_reset and len(reply) == len(want), (len(reply), len(want), was_reset)
+    assert reply == want
+
+
+def test_echo_idle_timeout(serve):
+    srv = serve(["--mode", "echo", "--idle-timeout", "700ms"])
+    with connect(srv.addr) as s:
+        s.sendall(b"once")
+        assert recv_exact(s, 4) == b"once"
+        data, _ = recv_until_close(s, timeout=15)
+        assert data == b""
+    c = srv.wait_counter("closed_timeout", 1)
+    assert c["closed_timeout"] == 1, c
+
+
+@pytest.mark.parametrize("mode", ["echo", "line"])
+@pytest.mark.parametrize("cap", ["1", "4k"])
+def test_tiny_max_pending_still_makes_progress(serve, mode, cap):
+    """A pending-output cap smaller than one read must slow a connection
+    down, never wedge it."""
+    srv = serve(["--mode", mode, "--max-pending", cap])
+    lines = [b"%06d %s\n" % (i, b"q" * 500) for i in range(1000)]  # ~0.5 MB
+    data = b"".join(lines)
+    with connect(srv.addr) as s:
+        t = send_all_then_shut(s, data)
+        reply = recv_to_eof(s, timeout=30)
+        t.join(10)
+        assert not t.err, t.err
+    want = data if mode == "echo" else b"".join(PREFIX + ln for ln in lines)
+    assert len(reply) == len(want)
+    assert reply == want

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from conftest import exchange, proc_status
+from conftest import exchange, proc_status, wait_until
 
 PREFIX = b"Received: "
 
@@ -66,6 +66,7 @@ def test_workers_serve(serve, workers):
     for i in range(40):
         msg = f"w{workers} #{i}".encode()
         assert exchange(srv.addr, msg) == PREFIX + msg
+    wait_until(lambda: proc_status(srv.pid, "Threads") >= workers, timeout=10)
     threads = proc_status(srv.pid, "Threads")
     assert threads >= workers, f"--workers {workers} but {threads} threads"
     assert tcp_listeners(srv.port) == workers
@@ -78,3 +79,52 @@ def test_workers_many_modes(serve):
         for _ in range(10):
             assert exchange(srv.addr, data, shut_wr=True) == want
         srv.stop()
+
+
+def test_host_name_localhost(serve):
+    srv = serve(["-H", "localhost"])
+    assert srv.host in ("127.0.0.1", "[::1]"), srv.host
+    fam = socket.AF_INET6 if srv.host.startswith("[") else socket.AF_INET
+    assert exchange(srv.addr, b"name", family=fam) == PREFIX + b"name"
+
+
+def test_unassignable_address_exit_1_names_it(run_sockit):
+    # TEST-NET-1: not on this machine, so bind fails at once (no traffic)
+    r = run_sockit(["serve", "-H", "192.0.2.1", "-p", "0"], timeout=10)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 1, (r.returncode, err)
+    assert "192.0.2.1" in err, err
+
+
+def test_many_workers(serve):
+    srv = serve(["--workers", "8", "--mode", "line"])
+    assert wait_until(lambda: proc_status(srv.pid, "Threads") >= 8, timeout=10)
+    for i in range(30):
+        assert exchange(srv.addr, b"%d\n" % i, shut_wr=True) == PREFIX + b"%d\n" % i
+
+
+def udp_sockets(port, table="/proc/net/udp"):
+    n = 0
+    with open(table) as f:
+        next(f)
+        for line in f:
+            if int(line.split()[1].rsplit(":", 1)[1], 16) == port:
+                n += 1
+    return n
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_workers_udp_sockets(serve, workers):
+    """--udp: each worker has its own SO_REUSEPORT UDP socket too, and
+    datagrams are answered whichever gets them."""
+    srv = serve(["--udp", "--workers", str(workers)], udp=True)
+    assert udp_sockets(srv.udp_port) == workers
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(12)]
+    try:
+        for i, s in enumerate(socks):  # different source ports spread over workers
+            s.settimeout(5)
+            s.sendto(b"w%d" % i, srv.udp_addr)
+            assert s.recvfrom(100)[0] == PREFIX + b"w%d" % i
+    finally:
+        for s in socks:
+            s.close()

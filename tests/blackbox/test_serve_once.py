@@ -9,6 +9,7 @@ connection after its reply: we keep what was read before the reset.
 """
 import select
 import socket
+import threading
 import time
 
 import pytest
@@ -202,3 +203,35 @@ def test_once_big_read_slow_reader_no_reset(serve):
     got = reply[len(PREFIX):]
     assert len(got) > 16384, len(got)  # more than the window: it was in flight
     assert data.startswith(got)
+
+
+def test_long_prefix_all_modes(serve):
+    """A 4000-byte prefix (the CLI allows up to 4 KiB) in front of full-size
+    reads: no buffer is sized for the default prefix only."""
+    pre = bytes(65 + i % 26 for i in range(4000))
+    once = serve(["--prefix", pre.decode(), "--udp"], udp=True)
+    data = payload(1024)
+    assert exchange(once.addr, data) == pre + data
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(5)
+        big = payload(65507)
+        u.sendto(big, once.udp_addr)
+        reply, _ = u.recvfrom(1 << 17)
+        assert reply == (pre + big)[:65507]
+    line = serve(["--prefix", pre.decode(), "--mode", "line"])
+    lines = b"".join(b"%d %s\n" % (i, b"z" * 3000) for i in range(50))
+    want = b"".join(pre + b"%d %s\n" % (i, b"z" * 3000) for i in range(50))
+    with connect(line.addr) as s:
+        # send from a thread: 350 kB of replies may exceed what the kernel
+        # buffers while we are still sending
+        t = threading.Thread(target=lambda: (s.sendall(lines), s.shutdown(socket.SHUT_WR)),
+                             daemon=True)
+        t.start()
+        assert recv_to_eof(s) == want
+        t.join(10)
+
+
+def test_prefix_too_long_is_usage_error(run_sockit):
+    r = run_sockit(["serve", "-p", "0", "--prefix", "P" * 100000], timeout=10)
+    assert r.returncode == 2
+    assert b"--prefix" in r.stderr

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from conftest import (COUNTER_KEYS, COUNTERS_RE, connect, exchange, parse_counters,
-                      recv_exact, recv_to_eof, recv_until_close, wait_until)
+from conftest import (COUNTER_KEYS, COUNTERS_RE, closed_without_reply, connect, exchange,
+                      parse_counters, recv_exact, recv_to_eof, recv_until_close, reset_close,
+                      wait_until)
 
 PREFIX = b"Received: "
 
@@ -235,3 +236,64 @@ def test_sigterm_with_udp_exits_0(serve):
     assert srv.wait(timeout=10) == 0, srv.stderr_text()
     c = final_counters(srv)
     assert c["dgrams_in"] == 1 and c["dgrams_out"] == 1, c
+
+
+def test_sigusr1_burst_is_harmless(serve):
+    srv = serve(["--mode", "line"])
+    with connect(srv.addr) as s:
+        for i in range(50):
+            srv.signal(signal.SIGUSR1)
+            s.sendall(b"%d\n" % i)
+            want = PREFIX + b"%d\n" % i
+            assert recv_exact(s, len(want)) == want
+    assert wait_until(lambda: len(COUNTERS_RE.findall(srv.stderr_text())) >= 1, timeout=5)
+    assert srv.p.poll() is None
+    assert exchange(srv.addr, b"after\n", shut_wr=True) == PREFIX + b"after\n"
+
+
+def test_counters_exact_after_mixed_traffic(serve):
+    """Two workers, a known mix of endings: the exit counters say exactly
+    what happened and add up."""
+    srv = serve(["--mode", "line", "--workers", "2", "--max-line", "100",
+                 "--idle-timeout", "1s", "--max-conns-per-ip", "3"])
+    for i in range(10):  # 10 x EOF, 10 bytes in, 20 out each
+        assert exchange(srv.addr, b"%09d\n" % i, shut_wr=True) == PREFIX + b"%09d\n" % i
+    for _ in range(4):  # 4 x reset after one round trip (2 bytes in, 12 out)
+        s = connect(srv.addr)
+        s.sendall(b"r\n")
+        assert recv_exact(s, len(PREFIX) + 2) == PREFIX + b"r\n"
+        reset_close(s)
+    for _ in range(3):  # 3 x too long (the 200 bytes read are counted in)
+        with connect(srv.addr) as s:
+            s.sendall(b"L" * 200 + b"\n")
+            assert recv_to_eof(s) == b"error: line too long\n"
+    idle = [connect(srv.addr) for _ in range(2)]  # 2 x idle timeout
+    for s in idle:
+        assert closed_without_reply(s, timeout=15)
+        s.close()
+    srv.wait_counter("closed_timeout", 2)
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0, srv.stderr_text()
+    c = final_counters(srv)
+    assert c["accepted"] == 19, c
+    assert c["closed_eof"] == 10, c
+    assert c["closed_reset"] == 4, c
+    assert c["closed_limit"] == 3, c
+    assert c["closed_timeout"] == 2, c
+    assert c["closed_done"] == 0 and c["active"] == 0, c
+    assert c["bytes_out"] == 10 * 20 + 4 * 12 + 3 * 21, c
+    assert c["bytes_in"] >= 10 * 10 + 4 * 2 + 3 * 101, c
+    assert c["refused_perip"] == 0, c
+
+
+def test_drain_timeout_zero_closes_at_once(serve):
+    srv = serve(["--mode", "line", "--drain-timeout", "0", "--idle-timeout", "60s"])
+    with connect(srv.addr) as s:
+        s.sendall(b"x\n")
+        assert recv_exact(s, len(PREFIX) + 2) == PREFIX + b"x\n"
+        srv.signal(signal.SIGTERM)
+        data, _ = recv_until_close(s, timeout=10)
+        assert data == b""
+    assert srv.wait(timeout=10) == 0, srv.stderr_text()
+    c = final_counters(srv)
+    assert c["active"] == 0 and c["accepted"] == 1, c

@@ -180,3 +180,107 @@ def test_udp_deny_list(serve):
     ok = serve(["--udp-only", "--allow", "127.0.0.1/32"], udp=True, tcp=False)
     with udp_client() as s:
         assert ask(s, ok.udp_addr, b"allowed") == PREFIX + b"allowed"
+
+
+def test_udp_ipv6_maximum_size_truncated(serve):
+    """IPv6 carries up to 65527 bytes of UDP payload on loopback."""
+    srv = serve(["-H", "::1", "--udp-only"], udp=True, tcp=False)
+    data = bytes((i * 5 + 2) % 256 for i in range(65527))
+    with udp_client(socket.AF_INET6) as s:
+        reply = ask(s, srv.udp_addr, data)
+    assert len(reply) == 65527
+    assert reply == (PREFIX + data)[:65527]
+
+
+def test_udp_rate_limit_is_per_source_address(serve):
+    """Exhausting 127.0.0.1's allowance leaves ::1 (another source) alone."""
+    srv = serve(["-H", "::", "--dualstack", "--udp-only", "--udp-rate", "5",
+                 "--workers", "1"], udp=True, tcp=False)
+    with udp_client() as v4:
+        for i in range(40):
+            v4.sendto(b"flood", ("127.0.0.1", srv.udp_port))
+        c = srv.wait_counter("dgrams_dropped_rate", 20)
+        assert c["dgrams_dropped_rate"] >= 20, c
+    with udp_client(socket.AF_INET6) as v6:
+        assert ask(v6, ("::1", srv.udp_port), b"other source") == PREFIX + b"other source"
+
+
+def test_udp_dualstack_v4_client_maximum_size(serve):
+    """A v4 client of a dual-stack socket (seen as ::ffff:127.0.0.1) is
+    still limited to IPv4's 65507 bytes: the reply is cut to that."""
+    srv = serve(["-H", "::", "--dualstack", "--udp-only"], udp=True, tcp=False)
+    data = bytes((i * 3 + 1) % 256 for i in range(65507))
+    with udp_client() as s:
+        reply = ask(s, ("127.0.0.1", srv.udp_port), data)
+    assert len(reply) == 65507
+    assert reply == (PREFIX + data)[:65507]
+
+
+def test_udp_burst_from_many_sources_each_gets_its_own(serve):
+    """Batched receive/send (recvmmsg/sendmmsg) must pair every reply with
+    its own datagram's sender: 30 clients, 10 rounds of one datagram each."""
+    srv = serve(["--udp-only", "--workers", "1"], udp=True, tcp=False)
+    clients = [udp_client() for _ in range(30)]
+    try:
+        # rounds of 30 datagrams: a burst the server's socket buffer surely
+        # holds (UDP may drop a bigger one on a busy machine: not our point)
+        for k in range(10):
+            for i, s in enumerate(clients):
+                s.sendto(f"c{i}-m{k}".encode(), srv.udp_addr)
+            for i, s in enumerate(clients):
+                s.settimeout(5)
+                data, src = s.recvfrom(4096)
+                assert src[1] == srv.udp_port
+                assert data == PREFIX + f"c{i}-m{k}".encode()
+        for s in clients:
+            assert no_reply(s, 0.01)
+    finally:
+        for s in clients:
+            s.close()
+
+
+def test_udp_deny_v4_mapped_on_dualstack(serve):
+    srv = serve(["-H", "::", "--dualstack", "--udp-only", "--deny", "127.0.0.0/8"],
+                udp=True, tcp=False)
+    with udp_client() as s:
+        s.sendto(b"mapped", ("127.0.0.1", srv.udp_port))
+        assert no_reply(s, 0.5)
+    with udp_client(socket.AF_INET6) as s:
+        assert ask(s, ("::1", srv.udp_port), b"six") == PREFIX + b"six"
+    c = srv.counters()
+    assert c["refused_denied"] == 1, c
+
+
+def test_udp_echo_mode_banned_port_dropped(serve):
+    """Echo mode is the reflection risk: a datagram 'from' the echo port
+    (7) must not be echoed back to it."""
+    srv = serve(["--udp-only", "--mode", "echo", "--workers", "1"], udp=True, tcp=False)
+    try:
+        bad = udp_client(bind=("127.0.0.1", 7))
+    except PermissionError:
+        pytest.skip("binding a privileged port needs root")
+    except OSError as e:
+        pytest.skip(f"port 7 is busy here: {e}")
+    with bad:
+        bad.sendto(b"ping-pong", srv.udp_addr)
+        with udp_client() as good:
+            assert ask(good, srv.udp_addr, b"fine") == b"fine"
+        assert no_reply(bad, 0.3)
+    c = srv.wait_counter("dgrams_dropped_port", 1)
+    assert c["dgrams_dropped_port"] == 1, c
+
+
+def test_udp_echo_empty_datagram(serve):
+    srv = serve(["--udp-only", "--mode", "echo"], udp=True, tcp=False)
+    with udp_client() as s:
+        assert ask(s, srv.udp_addr, b"") == b""
+        assert ask(s, srv.udp_addr, b"after") == b"after"
+
+
+def test_udp_line_mode_is_prefix_plus_datagram(serve):
+    """Only echo changes UDP replies: in line mode a datagram (newlines and
+    all) still gets prefix + data as one datagram."""
+    srv = serve(["--udp-only", "--mode", "line"], udp=True, tcp=False)
+    with udp_client() as s:
+        assert ask(s, srv.udp_addr, b"a\nb\n") == PREFIX + b"a\nb\n"
+        assert no_reply(s, 0.2)

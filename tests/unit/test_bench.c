@@ -31,6 +31,31 @@ static void test_id_format_is_hex(void **state)
 	}
 }
 
+/* Counting up by 1 << shift in text agrees with formatting each number. */
+static void test_id_next_counts(void **state)
+{
+	(void)state;
+	for (unsigned shift = 0; shift < 70; shift += 3) {
+		for (size_t len = 8; len <= 16; len += 8) {
+			uint64_t id = shift < 64 ? 0xfffffff0ull << (shift % 32) : 0;
+			id |= 5; /* low bits, as thread/slot bits, never change */
+			char txt[16], want[16];
+			bench_id_format(txt, len, id);
+			for (int i = 0; i < 3000; i++) {
+				bench_id_next(txt, len, shift);
+				if (shift < 64)
+					id += 1ull << shift;
+				bench_id_format(want, len, id);
+				if (memcmp(txt, want, len) != 0) {
+					print_error("shift %u len %zu step %d: %.*s != %.*s\n",
+						    shift, len, i, (int)len, txt, (int)len, want);
+					fail();
+				}
+			}
+		}
+	}
+}
+
 static void test_template_and_match(void **state)
 {
 	(void)state;
@@ -85,6 +110,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_id_format_is_hex),
+		cmocka_unit_test(test_id_next_counts),
 		cmocka_unit_test(test_template_and_match),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

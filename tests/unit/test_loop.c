@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -22,6 +23,22 @@
 
 /* Every wait in these tests ends by this deadline. */
 #define DEADLINE_MS 10000
+
+/* epoll_wait is wrapped (test_loop.ldflags): while fail_errno is set, the
+ * next fail_count calls fail with it instead of waiting. */
+int __real_epoll_wait(int epfd, struct epoll_event *events, int max, int timeout);
+int __wrap_epoll_wait(int epfd, struct epoll_event *events, int max, int timeout);
+static int fail_errno, fail_count;
+
+int __wrap_epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
+{
+	if (fail_count > 0) {
+		fail_count--;
+		errno = fail_errno;
+		return -1;
+	}
+	return __real_epoll_wait(epfd, events, max, timeout);
+}
 
 static uint64_t mono_ms(void)
 {
@@ -89,6 +106,40 @@ static void tcase_init(struct tcase *c, int id, struct log *log)
 	sockit_timer_init(&c->t, log_cb, c);
 }
 
+/* Timer starts made from inside a callback, where every start counts from
+ * the same cached time: equal timeouts make equal deadlines, and the order
+ * does not depend on how fast the test runs. */
+struct starts {
+	int n;
+	struct {
+		sockit_timer *t;
+		uint64_t ms;
+	} s[16];
+};
+
+static void starts_run(sockit_loop *loop, void *arg)
+{
+	struct starts *st = arg;
+
+	for (int i = 0; i < st->n; i++) {
+		assert_int_equal(sockit_timer_start(loop, st->s[i].t, st->s[i].ms, 0), 0);
+		assert_true(sockit_timer_active(st->s[i].t));
+	}
+}
+
+static void start_in_loop(sockit_loop *loop, struct starts *st)
+{
+	sockit_loop_on_wake(loop, starts_run, st);
+	assert_int_equal(sockit_loop_wake(loop), 0);
+}
+
+static void add_start(struct starts *st, sockit_timer *t, uint64_t ms)
+{
+	st->s[st->n].t = t;
+	st->s[st->n].ms = ms;
+	st->n++;
+}
+
 static void test_timer_order(void **state)
 {
 	/* Deadlines with repeats; equal deadlines fire in start order. */
@@ -98,14 +149,15 @@ static void test_timer_order(void **state)
 	sockit_loop *loop = sockit_loop_new();
 	struct tcase c[N];
 	struct log log = {.n = 0};
+	struct starts st = {.n = 0};
 
 	(void)state;
 	assert_non_null(loop);
 	for (int i = 0; i < N; i++) {
 		tcase_init(&c[i], i, &log);
-		assert_int_equal(sockit_timer_start(loop, &c[i].t, ms[i], 0), 0);
-		assert_true(sockit_timer_active(&c[i].t));
+		add_start(&st, &c[i].t, ms[i]);
 	}
+	start_in_loop(loop, &st);
 	while (log.n < N) {
 		int before = log.n;
 
@@ -122,30 +174,48 @@ static void test_timer_order(void **state)
 
 /* Many timers through the heap: the firing order is the stable sort of the
  * timeouts by start order, whatever order they were started in. */
+enum { STABLE_N = 300 };
+
+struct stable {
+	struct tcase c[STABLE_N];
+	uint64_t ms[STABLE_N];
+};
+
+/* Runs inside a callback, so every start sees the same cached time and
+ * equal timeouts make equal deadlines. */
+static void stable_start(sockit_loop *loop, void *arg)
+{
+	struct stable *st = arg;
+
+	for (int i = 0; i < STABLE_N; i++)
+		assert_int_equal(sockit_timer_start(loop, &st->c[i].t, st->ms[i], 0), 0);
+	/* Stop every seventh, restart every fifth (moves it to the back of its tie). */
+	for (int i = 0; i < STABLE_N; i += 7)
+		sockit_timer_stop(loop, &st->c[i].t);
+	for (int i = 0; i < STABLE_N; i += 5)
+		if (i % 7 != 0)
+			assert_int_equal(sockit_timer_start(loop, &st->c[i].t, st->ms[i], 0), 0);
+}
+
 static void test_timer_heap_stable(void **state)
 {
-	enum { N = 300 };
+	enum { N = STABLE_N };
 	sockit_loop *loop = sockit_loop_new();
-	struct tcase *c = calloc(N, sizeof(*c));
+	struct stable *st = calloc(1, sizeof(*st));
 	struct log log = {.n = 0};
-	uint64_t ms[N];
+	uint64_t *ms = st->ms;
 	unsigned seed = 12345;
 
 	(void)state;
 	assert_non_null(loop);
-	assert_non_null(c);
+	assert_non_null(st);
 	for (int i = 0; i < N; i++) {
 		seed = seed * 1103515245u + 12345u;
 		ms[i] = (seed >> 16) % 8; /* many ties */
-		tcase_init(&c[i], i, &log);
-		assert_int_equal(sockit_timer_start(loop, &c[i].t, ms[i], 0), 0);
+		tcase_init(&st->c[i], i, &log);
 	}
-	/* Stop every seventh, restart every fifth (moves it to the back of its tie). */
-	for (int i = 0; i < N; i += 7)
-		sockit_timer_stop(loop, &c[i].t);
-	for (int i = 0; i < N; i += 5)
-		if (i % 7 != 0)
-			assert_int_equal(sockit_timer_start(loop, &c[i].t, ms[i], 0), 0);
+	sockit_loop_on_wake(loop, stable_start, st);
+	assert_int_equal(sockit_loop_wake(loop), 0);
 	int want[N], nwant = 0;
 	for (uint64_t d = 0; d < 8; d++) {
 		for (int pass = 0; pass < 2; pass++)
@@ -160,7 +230,7 @@ static void test_timer_heap_stable(void **state)
 	for (int i = 0; i < nwant; i++)
 		assert_int_equal(log.ids[i], want[i]);
 	sockit_loop_free(loop);
-	free(c);
+	free(st);
 }
 
 static void test_timer_cancel(void **state)
@@ -196,11 +266,13 @@ static void test_timer_restart_moves(void **state)
 	tcase_init(&a, 1, &log);
 	tcase_init(&b, 2, &log);
 	tcase_init(&c, 3, &log);
-	assert_int_equal(sockit_timer_start(loop, &a.t, 5, 0), 0);
-	assert_int_equal(sockit_timer_start(loop, &b.t, 20, 0), 0);
-	assert_int_equal(sockit_timer_start(loop, &c.t, 200, 0), 0);
-	assert_int_equal(sockit_timer_start(loop, &a.t, 60, 0), 0); /* later */
-	assert_int_equal(sockit_timer_start(loop, &c.t, 1, 0), 0);  /* earlier */
+	struct starts st = {.n = 0};
+	add_start(&st, &a.t, 5);
+	add_start(&st, &b.t, 20);
+	add_start(&st, &c.t, 200);
+	add_start(&st, &a.t, 60); /* later */
+	add_start(&st, &c.t, 1);  /* earlier */
+	start_in_loop(loop, &st);
 	run_until(loop, &a.fired);
 	assert_int_equal(log.n, 3);
 	assert_int_equal(log.ids[0], 3);
@@ -256,6 +328,25 @@ static void test_timer_no_spin(void **state)
 			assert_true(sockit_loop_run_once(loop, -1) >= 0);
 		assert_true(sleeps <= 2);
 	}
+	sockit_loop_free(loop);
+}
+
+/* A timer started outside the loop long after its last wake-up counts from
+ * the real time, not from the stale cached one. */
+static void test_timer_started_outside_loop(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	struct tcase a;
+
+	(void)state;
+	tcase_init(&a, 1, NULL);
+	assert_int_equal(sockit_loop_run_once(loop, 0), 0);
+	usleep(60000);
+	uint64_t t0 = mono_ms();
+	assert_int_equal(sockit_timer_start(loop, &a.t, 30, 0), 0);
+	assert_int_equal(sockit_loop_wake(loop), 0); /* an early wake-up reads the clock */
+	run_until(loop, &a.fired);
+	assert_true(mono_ms() >= t0 + 30);
 	sockit_loop_free(loop);
 }
 
@@ -729,7 +820,10 @@ static void test_fd_invalid(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(sockit_loop_watch(loop, fd, SOCKIT_READABLE, io_cb, &io), -EPERM);
 	assert_int_equal(sockit_loop_unwatch(loop, fd), -ENOENT);
-	close(fd);
+	/* close of an fd the loop does not know still closes it. */
+	assert_int_equal(sockit_loop_close(loop, fd), 0);
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+	assert_int_equal(errno, EBADF);
 	assert_int_equal(sockit_loop_run_once(loop, 0), 0);
 	assert_int_equal(io.calls, 0);
 	close(sv[0]);
@@ -909,6 +1003,76 @@ static void test_stop_and_before_sleep(void **state)
 	sockit_loop_free(loop);
 }
 
+static void stop_cb(sockit_loop *loop, sockit_timer *t)
+{
+	(void)t;
+	sockit_loop_stop(loop);
+}
+
+/* EINTR from the wait is no error; any other failure is reported. */
+static void test_wait_eintr_and_failure(void **state)
+{
+	sockit_loop *loop = sockit_loop_new();
+	sockit_timer t;
+	struct io io;
+	int sv[2];
+
+	(void)state;
+	make_pair(sv);
+	io_init(&io, sv[0]);
+	io.drain = 1;
+	assert_int_equal(sockit_loop_watch(loop, sv[0], SOCKIT_READABLE, io_cb, &io), 0);
+	put_byte(sv[1]);
+	fail_errno = EINTR;
+	fail_count = 1;
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 0);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1); /* the event is still there */
+	assert_int_equal(io.calls, 1);
+
+	sockit_timer_init(&t, stop_cb, NULL);
+	assert_int_equal(sockit_timer_start(loop, &t, 1, 0), 0);
+	fail_count = 3;
+	assert_int_equal(sockit_loop_run(loop), 0);
+	assert_int_equal(fail_count, 0);
+
+	fail_errno = ENOMEM;
+	fail_count = 1;
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), -ENOMEM);
+	fail_count = 1;
+	assert_int_equal(sockit_loop_run(loop), -ENOMEM);
+	fail_count = 0;
+	assert_int_equal(sockit_loop_run_once(loop, 0), 0);
+	assert_int_equal(sockit_loop_close(loop, sv[0]), 0);
+	close(sv[1]);
+	sockit_loop_free(loop);
+}
+
+/* Out of descriptors: NULL with errno set, and nothing leaked on the way. */
+static void test_new_without_fds(void **state)
+{
+	struct rlimit old, low;
+	int next = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	(void)state;
+	assert_true(next >= 0);
+	close(next); /* the lowest free number */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	for (int room = 0; room < 2; room++) {
+		low = old;
+		low.rlim_cur = (rlim_t)next + (rlim_t)room; /* room for 0, then 1 new fd */
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+		errno = 0;
+		sockit_loop *loop = sockit_loop_new();
+		int err = errno;
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+		assert_null(loop);
+		assert_int_equal(err, EMFILE);
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		assert_int_equal(fd, next);
+		close(fd);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -918,6 +1082,7 @@ int main(void)
 		cmocka_unit_test(test_timer_restart_moves),
 		cmocka_unit_test(test_timer_not_early_and_now),
 		cmocka_unit_test(test_timer_no_spin),
+		cmocka_unit_test(test_timer_started_outside_loop),
 		cmocka_unit_test(test_timer_repeat_and_self_stop),
 		cmocka_unit_test(test_timer_stops_other_due),
 		cmocka_unit_test(test_timer_started_in_callback),
@@ -933,6 +1098,8 @@ int main(void)
 		cmocka_unit_test(test_signals),
 		cmocka_unit_test(test_wake_from_thread),
 		cmocka_unit_test(test_stop_and_before_sleep),
+		cmocka_unit_test(test_wait_eintr_and_failure),
+		cmocka_unit_test(test_new_without_fds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
