@@ -14,6 +14,7 @@ static const struct {
 	/* one line per subcommand */
 	{"serve", cmd_serve, "the tutorial's acknowledgement server (once, line, echo; TCP, UDP)"},
 	{"connect", cmd_connect, "a netcat-style client (one-shot, relay, UDP, -z)"},
+	{"bench", cmd_bench, "load a server and check every reply"},
 	{NULL, NULL, NULL},
 };
 

@@ -1,0 +1,30 @@
+/* nbio.h -- one non-blocking attempt at connect/send/recv, for event loops.
+ *
+ * Internal to sockit (not installed).  sockit_send()/sockit_recv() with
+ * timeout 0 read the clock for their deadline and poll once on EAGAIN;
+ * sockit_connect() asks fcntl(F_GETFL) first.  A loop that already knows
+ * the fd is non-blocking and ready needs none of that: these make exactly
+ * one system call (EINTR retried).  Results follow sockit.h: >= 0 or a
+ * negative errno, with -EAGAIN for "not now" (never -EWOULDBLOCK or
+ * -ETIMEDOUT).  Sends use MSG_NOSIGNAL.
+ */
+#ifndef SOCKIT_NBIO_H
+#define SOCKIT_NBIO_H
+
+#include <sys/types.h>
+
+#include "sockit.h"
+
+/* send(MSG_DONTWAIT | MSG_NOSIGNAL): the bytes taken, or -EAGAIN, -EPIPE, ... */
+ssize_t sockit_try_send(int fd, const void *buf, size_t len);
+
+/* recv(MSG_DONTWAIT): the bytes read (0 at EOF), or -EAGAIN, -ECONNRESET, ... */
+ssize_t sockit_try_recv(int fd, void *buf, size_t len);
+
+/* connect() on a non-blocking fd: 0 if connected at once, -EINPROGRESS
+ * while the handshake goes on (watch for writability; the first send or
+ * recv reports a failure), or the error (-ECONNREFUSED, -EAGAIN when out
+ * of local ports, ...). */
+int sockit_try_connect(int fd, const sockit_addr *a);
+
+#endif /* SOCKIT_NBIO_H */
