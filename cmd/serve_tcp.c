@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include "nbio.h"
 #include "serve.h"
 
 #define ACCEPT_BATCH 64		/* accepts per wake, so connections are not starved */
@@ -76,38 +77,20 @@ struct conn_chunk {
 };
 
 /* ---- The byte I/O seam: where a TLS layer or a PROXY header parser will
- * sit.  -EAGAIN means "nothing now"; other negatives are fatal.  The raw
- * calls live here, and only here, because the server's hot path cannot
- * afford what the general-purpose sockit_* wrappers add per call. ------- */
+ * sit.  -EAGAIN means "nothing now"; other negatives are fatal.  Each is
+ * one system call: the library's timeout-0 calls read no clock and poll
+ * nothing, and the listener is known non-blocking. ---------------------- */
 
-/* recv/send themselves (EINTR retried, never waiting): sockit_recv() and
- * sockit_send() with timeout 0 also read the clock for their deadline on
- * every call, about 3% of a line-mode server's CPU. */
 static ssize_t io_recv(int fd, void *buf, size_t len)
 {
-	for (;;) {
-		ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
-		if (n >= 0)
-			return n;
-		if (errno != EINTR)
-			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	}
-}
-
-static ssize_t io_send_flags(int fd, const void *buf, size_t len, int flags)
-{
-	for (;;) {
-		ssize_t n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL | flags);
-		if (n >= 0)
-			return n;
-		if (errno != EINTR)
-			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	}
+	ssize_t n = sockit_recv(fd, buf, len, 0);
+	return n == -ETIMEDOUT ? -EAGAIN : n;
 }
 
 static ssize_t io_send(int fd, const void *buf, size_t len)
 {
-	return io_send_flags(fd, buf, len, 0);
+	ssize_t n = sockit_send(fd, buf, len, 0);
+	return n == -ETIMEDOUT ? -EAGAIN : n;
 }
 
 /* send(MSG_MORE): the data waits in the socket for the FIN that follows
@@ -115,26 +98,15 @@ static ssize_t io_send(int fd, const void *buf, size_t len)
  * one packet less to send, receive and acknowledge. */
 static ssize_t io_send_more(int fd, const void *buf, size_t len)
 {
-	return io_send_flags(fd, buf, len, MSG_MORE);
+	ssize_t n = sockit_send_flags(fd, buf, len, MSG_MORE, 0);
+	return n == -ETIMEDOUT ? -EAGAIN : n;
 }
 
-/* accept4 itself: sockit_accept() also asks fcntl(F_GETFL) each call to
- * know whether it may wait, a syscall per connection we cannot afford. */
+/* sockit_accept() with timeout 0 would also ask fcntl(F_GETFL) whether the
+ * listener blocks: a syscall per connection.  Ours never blocks. */
 static int io_accept(int lfd, sockit_addr *peer)
 {
-	for (;;) {
-		socklen_t *lenp = NULL;
-		if (peer != NULL) {
-			peer->len = sizeof(peer->ss);
-			lenp = &peer->len;
-		}
-		int fd = accept4(lfd, peer != NULL ? (struct sockaddr *)&peer->ss : NULL, lenp,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd >= 0)
-			return fd;
-		if (errno != EINTR)
-			return -errno;
-	}
+	return sockit_try_accept(lfd, peer, SOCK_NONBLOCK);
 }
 
 /* ---- Buffers ----------------------------------------------------------- */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "dgram.h"
 #include "serve.h"
 
 #define UDP_BATCH 32
@@ -45,28 +46,6 @@ static int is_v6_path(const sockit_addr *a)
 	return a->ss.ss_family == AF_INET6 && !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr);
 }
 
-static int recv_batch(int fd, struct mmsghdr *m, unsigned n)
-{
-	for (;;) {
-		int r = recvmmsg(fd, m, n, MSG_DONTWAIT, NULL);
-		if (r >= 0)
-			return r;
-		if (errno != EINTR)
-			return -errno;
-	}
-}
-
-static int send_batch(int fd, struct mmsghdr *m, unsigned n)
-{
-	for (;;) {
-		int r = sendmmsg(fd, m, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (r >= 0)
-			return r;
-		if (errno != EINTR)
-			return -errno;
-	}
-}
-
 static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 {
 	(void)events;
@@ -87,7 +66,7 @@ static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 			h->msg_iov = &u->iov_in[i];
 			h->msg_iovlen = 1;
 		}
-		int n = recv_batch(fd, u->in, UDP_BATCH);
+		int n = sockit_recv_batch(fd, u->in, UDP_BATCH);
 		if (n < 0) {
 			if (n != -EAGAIN && n != -EWOULDBLOCK)
 				serve_log_limited(w->log, &w->rl_udp, now, LOG_WARN,
@@ -133,7 +112,7 @@ static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 			nout++;
 		}
 		for (unsigned sent = 0; sent < nout;) {
-			int r = send_batch(fd, u->out + sent, nout - sent);
+			int r = sockit_send_batch(fd, u->out + sent, nout - sent);
 			if (r < 0) {
 				serve_log_limited(w->log, &w->rl_udp, now, LOG_WARN, "udp send: %s",
 						  sockit_strerror(r));

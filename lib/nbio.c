@@ -1,4 +1,4 @@
-/* nbio.c -- one non-blocking connect/send/recv: a single system call, EINTR retried. */
+/* nbio.c -- one non-blocking connect/send/recv/accept: a single system call, EINTR retried. */
 #include <errno.h>
 #include <sys/socket.h>
 
@@ -38,4 +38,24 @@ int sockit_try_connect(int fd, const sockit_addr *a)
 		return 0;
 	/* EINTR: the handshake goes on in the background, as with EINPROGRESS. */
 	return errno == EINTR ? -EINPROGRESS : -errno;
+}
+
+int sockit_try_accept(int fd, sockit_addr *peer, int flags)
+{
+	if (fd < 0 || (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) != 0)
+		return -EINVAL;
+	for (;;) {
+		struct sockaddr *sa = NULL;
+		socklen_t *lenp = NULL;
+		if (peer != NULL) {
+			peer->len = sizeof(peer->ss);
+			sa = (struct sockaddr *)&peer->ss;
+			lenp = &peer->len;
+		}
+		int nfd = accept4(fd, sa, lenp, flags | SOCK_CLOEXEC);
+		if (nfd >= 0)
+			return nfd;
+		if (errno != EINTR)
+			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
 }

@@ -1,4 +1,4 @@
-/* nbio.h -- one non-blocking attempt at connect/send/recv, for event loops.
+/* nbio.h -- one non-blocking attempt at connect/send/recv/accept, for event loops.
  *
  * Internal to sockit (not installed).  sockit_send()/sockit_recv() with
  * timeout 0 read the clock for their deadline and poll once on EAGAIN;
@@ -26,5 +26,12 @@ ssize_t sockit_try_recv(int fd, void *buf, size_t len);
  * recv reports a failure), or the error (-ECONNREFUSED, -EAGAIN when out
  * of local ports, ...). */
 int sockit_try_connect(int fd, const sockit_addr *a);
+
+/* accept4(SOCK_CLOEXEC | flags) on a NON-BLOCKING listener (flags may be
+ * SOCK_NONBLOCK, for the new fd): the new fd, -EAGAIN when none is queued,
+ * or -errno.  peer may be NULL (the kernel then copies no address).
+ * sockit_accept() with timeout 0 adds an fcntl(F_GETFL) per call, because
+ * a blocking listener would block; here the caller vouches it does not. */
+int sockit_try_accept(int fd, sockit_addr *peer, int flags);
 
 #endif /* SOCKIT_NBIO_H */

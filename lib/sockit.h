@@ -134,12 +134,20 @@ int sockit_listen(int fd, int backlog); /* backlog <= 0: SOMAXCONN */
 int sockit_connect(int fd, const sockit_addr *a, int timeout_ms);
 
 /* Accepts one connection (accept4 with SOCK_CLOEXEC | flags, where flags
- * may be SOCK_NONBLOCK).  peer may be NULL.  Returns the new fd. */
+ * may be SOCK_NONBLOCK).  peer may be NULL.  Returns the new fd.  Cost:
+ * timeout -1 is one accept4 on a ready listener; timeout >= 0 adds one
+ * fcntl(F_GETFL), since only a blocking listener must be polled first. */
 int sockit_accept(int fd, sockit_addr *peer, int flags, int timeout_ms);
 
-/* One send / recv: returns the bytes moved (recv: 0 means EOF). */
+/* One send / recv: returns the bytes moved (recv: 0 means EOF).  With
+ * timeout 0 each is exactly one system call (no clock read, no poll). */
 ssize_t sockit_send(int fd, const void *buf, size_t len, int timeout_ms);
 ssize_t sockit_recv(int fd, void *buf, size_t len, int timeout_ms);
+
+/* sockit_send with send(2) flags, e.g. MSG_MORE (more data or a FIN
+ * follows: the kernel may hold this in the socket to join it).
+ * MSG_NOSIGNAL is always added. */
+ssize_t sockit_send_flags(int fd, const void *buf, size_t len, int flags, int timeout_ms);
 
 /* Datagrams.  from may be NULL. */
 ssize_t sockit_sendto(int fd, const void *buf, size_t len, const sockit_addr *to, int timeout_ms);

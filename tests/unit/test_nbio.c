@@ -1,5 +1,7 @@
-/* test_nbio.c -- one-attempt connect/send/recv: -EAGAIN for "not now", EINTR retried, errors. */
+/* test_nbio.c -- one-attempt connect/send/recv/accept: -EAGAIN for "not now", EINTR retried,
+ * errors. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -93,11 +95,47 @@ static void test_connect(void **state)
 	assert_int_equal(sockit_try_connect(0, NULL), -EINVAL);
 }
 
+static void test_accept(void **state)
+{
+	(void)state;
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(l, 4), 0);
+	sockit_addr a = {.len = sizeof(sin)};
+	socklen_t sl = sizeof(a.ss);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a.ss, &sl), 0);
+	assert_int_equal(sockit_try_accept(l, NULL, 0), -EAGAIN); /* none queued: no wait */
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(c, (struct sockaddr *)&a.ss, a.len), 0);
+	sockit_addr peer;
+	int fd = -EAGAIN;
+	for (int i = 0; i < 1000 && (fd = sockit_try_accept(l, &peer, SOCK_NONBLOCK)) == -EAGAIN;
+	     i++)
+		usleep(1000);
+	assert_true(fd >= 0);
+	assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	sockit_addr local;
+	sl = sizeof(local.ss);
+	assert_int_equal(getsockname(c, (struct sockaddr *)&local.ss, &sl), 0);
+	local.len = sl;
+	assert_int_equal(peer.len, sl);
+	assert_int_equal(sockit_addr_port(&peer), sockit_addr_port(&local));
+	close(fd);
+	close(c);
+	assert_int_equal(sockit_try_accept(l, NULL, 0x7), -EINVAL);
+	assert_int_equal(sockit_try_accept(-1, NULL, 0), -EINVAL);
+	close(l);
+	assert_int_equal(sockit_try_accept(l, NULL, 0), -EBADF);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_send_recv),
 		cmocka_unit_test(test_connect),
+		cmocka_unit_test(test_accept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

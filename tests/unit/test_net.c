@@ -34,6 +34,7 @@ struct inject {
 	int no_nosignal; /* sends made without MSG_NOSIGNAL */
 };
 static struct inject send_inj, recv_inj;
+static int last_send_flags; /* the flags of the latest send */
 
 ssize_t __real_send(int fd, const void *buf, size_t len, int flags);
 ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags);
@@ -66,6 +67,7 @@ static ssize_t next_step(struct inject *inj, size_t len)
 
 ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags)
 {
+	last_send_flags = flags;
 	if (!(flags & MSG_NOSIGNAL))
 		send_inj.no_nosignal++;
 	ssize_t lim = next_step(&send_inj, len);
@@ -103,11 +105,51 @@ int __wrap_getaddrinfo(const char *node, const char *service, const struct addri
 	return head != NULL ? 0 : rc;
 }
 
+/* Counting shims: -Wl,--wrap=poll,clock_gettime,fcntl.  The counters
+ * prove what a call costs in system calls beyond its one I/O call. */
+static int poll_calls, clock_calls, fcntl_calls;
+int __real_poll(struct pollfd *fds, nfds_t nfds, int timeout);
+int __wrap_poll(struct pollfd *fds, nfds_t nfds, int timeout);
+int __real_clock_gettime(clockid_t clk, struct timespec *ts);
+int __wrap_clock_gettime(clockid_t clk, struct timespec *ts);
+int __real_fcntl(int fd, int cmd, ...);
+int __wrap_fcntl(int fd, int cmd, ...);
+
+int __wrap_poll(struct pollfd *fds, nfds_t nfds, int timeout)
+{
+	poll_calls++;
+	return __real_poll(fds, nfds, timeout);
+}
+
+int __wrap_clock_gettime(clockid_t clk, struct timespec *ts)
+{
+	clock_calls++;
+	return __real_clock_gettime(clk, ts);
+}
+
+/* F_GETFL/F_GETFD/F_SETFL/F_SETFD only: an int argument or none. */
+int __wrap_fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	int arg = va_arg(ap, int);
+	va_end(ap);
+	fcntl_calls++;
+	return __real_fcntl(fd, cmd, arg);
+}
+
+static void reset_counts(void)
+{
+	poll_calls = clock_calls = fcntl_calls = 0;
+	send_inj.calls = recv_inj.calls = 0;
+}
+
 static int reset_injection(void **state)
 {
 	(void)state;
 	memset(&send_inj, 0, sizeof(send_inj));
 	memset(&recv_inj, 0, sizeof(recv_inj));
+	reset_counts();
 	return 0;
 }
 
@@ -604,6 +646,118 @@ static void test_create_server_flags(void **state)
 	assert_int_equal(sockit_create_server("127.0.0.1", 70000, SOCK_STREAM, 0, 0), -EINVAL);
 }
 
+/* ---- Timeout 0 is one system call --------------------------------------- */
+
+static void test_timeout0_one_syscall(void **state)
+{
+	(void)state;
+	int c, s;
+	tcp_pair(&c, &s);
+	char buf[16];
+	/* Nothing queued: one recv, "would block" is -ETIMEDOUT; no clock, no poll. */
+	reset_counts();
+	assert_int_equal(sockit_recv(c, buf, sizeof(buf), 0), -ETIMEDOUT);
+	assert_int_equal(recv_inj.calls, 1);
+	assert_int_equal(poll_calls, 0);
+	assert_int_equal(clock_calls, 0);
+	assert_int_equal(fcntl_calls, 0);
+	/* A send and the recv that takes it: one call each. */
+	reset_counts();
+	assert_int_equal(sockit_send(s, "ping", 4, 0), 4);
+	assert_int_equal(send_inj.calls, 1);
+	assert_true(last_send_flags & MSG_DONTWAIT); /* a blocking fd cannot block */
+	char got[4];
+	assert_int_equal(sockit_recv(c, got, 4, -1), 4); /* -1: no clock either */
+	assert_int_equal(poll_calls + clock_calls + fcntl_calls, 0);
+	/* A full send buffer: one send, -ETIMEDOUT, still nothing else. */
+	assert_int_equal(sockit_set_sndbuf(s, 4096), 0);
+	char *big = calloc(1, 1u << 20);
+	assert_non_null(big);
+	ssize_t n;
+	while ((n = sockit_send(s, big, 1u << 20, 0)) > 0)
+		;
+	free(big);
+	assert_int_equal(n, -ETIMEDOUT);
+	reset_counts();
+	assert_int_equal(sockit_send(s, "x", 1, 0), -ETIMEDOUT);
+	assert_int_equal(send_inj.calls, 1);
+	assert_int_equal(poll_calls + clock_calls + fcntl_calls, 0);
+	sockit_close(c);
+	sockit_close(s);
+	/* recvfrom on an empty UDP socket, sendto: the same. */
+	int u = sockit_create_server("127.0.0.1", 0, SOCK_DGRAM, 0, 0);
+	assert_ok(u);
+	sockit_addr self;
+	assert_int_equal(sockit_getsockname(u, &self), 0);
+	reset_counts();
+	assert_int_equal(sockit_recvfrom(u, buf, sizeof(buf), NULL, 0), -ETIMEDOUT);
+	assert_int_equal(sockit_sendto(u, "d", 1, &self, 0), 1);
+	assert_int_equal(poll_calls + clock_calls + fcntl_calls, 0);
+	sockit_close(u);
+}
+
+static void test_accept_costs(void **state)
+{
+	(void)state;
+	int nb = sockit_create_server("127.0.0.1", 0, SOCK_STREAM, 4, SOCKIT_NONBLOCK);
+	assert_ok(nb);
+	/* timeout 0: must learn whether the listener blocks (one fcntl), never polls. */
+	reset_counts();
+	assert_int_equal(sockit_accept(nb, NULL, 0, 0), -ETIMEDOUT);
+	assert_int_equal(fcntl_calls, 1);
+	assert_int_equal(poll_calls + clock_calls, 0);
+	/* timeout -1 with a client queued: accept4 alone, no fcntl, clock or poll. */
+	int c = sockit_create_connection("127.0.0.1", bound_port(nb), 5000);
+	assert_ok(c);
+	struct pollfd p = {.fd = nb, .events = POLLIN};
+	assert_int_equal(__real_poll(&p, 1, 5000), 1);
+	reset_counts();
+	sockit_addr peer;
+	int s = sockit_accept(nb, &peer, SOCK_NONBLOCK, -1);
+	assert_ok(s);
+	assert_int_equal(fcntl_calls + poll_calls + clock_calls, 0);
+	assert_int_equal(sockit_addr_port(&peer) > 0, 1);
+	sockit_close(s);
+	sockit_close(c);
+	/* A blocking listener with timeout 0 still never waits. */
+	int bl = sockit_create_server("127.0.0.1", 0, SOCK_STREAM, 4, 0);
+	assert_ok(bl);
+	int64_t t0 = mono_ms();
+	assert_int_equal(sockit_accept(bl, NULL, 0, 0), -ETIMEDOUT);
+	assert_in_range(mono_ms() - t0, 0, 1000);
+	sockit_close(bl);
+	sockit_close(nb);
+}
+
+static void test_send_flags(void **state)
+{
+	(void)state;
+	int c, s;
+	tcp_pair(&c, &s);
+	/* The caller's flags reach send(2), with MSG_NOSIGNAL added. */
+	assert_int_equal(sockit_send_flags(s, "more", 4, MSG_MORE, 1000), 4);
+	assert_true(last_send_flags & MSG_MORE);
+	assert_true(last_send_flags & MSG_NOSIGNAL);
+	assert_int_equal(send_inj.no_nosignal, 0);
+	/* timeout 0 adds MSG_DONTWAIT, is one call, and keeps the flags. */
+	reset_counts();
+	assert_int_equal(sockit_send_flags(s, "!", 1, MSG_MORE, 0), 1);
+	assert_int_equal(send_inj.calls, 1);
+	assert_int_equal(last_send_flags & (MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT),
+			 MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
+	assert_int_equal(poll_calls + clock_calls + fcntl_calls, 0);
+	/* The held data leaves with the FIN. */
+	assert_int_equal(sockit_shutdown(s, SHUT_WR), 0);
+	char buf[8];
+	assert_int_equal(sockit_recv_exact(c, buf, sizeof(buf), 5000), 5);
+	assert_memory_equal(buf, "more!", 5);
+	/* Without flags: plain send, still MSG_NOSIGNAL; errors pass through. */
+	assert_int_equal(sockit_send_flags(-1, "x", 1, 0, 0), -EINVAL);
+	assert_int_equal(sockit_send_flags(c, NULL, 1, 0, 0), -EINVAL);
+	sockit_close(c);
+	sockit_close(s);
+}
+
 /* ---- Bad arguments: negative codes, never a crash ----------------------- */
 
 static void test_bad_arguments(void **state)
@@ -687,6 +841,9 @@ int main(void)
 		cmocka_unit_test_setup(test_create_server_udp, reset_injection),
 		cmocka_unit_test_setup(test_create_server_flags, reset_injection),
 		cmocka_unit_test_setup(test_bad_arguments, reset_injection),
+		cmocka_unit_test_setup(test_timeout0_one_syscall, reset_injection),
+		cmocka_unit_test_setup(test_accept_costs, reset_injection),
+		cmocka_unit_test_setup(test_send_flags, reset_injection),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
