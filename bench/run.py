@@ -94,12 +94,12 @@ def tree_cpu_ticks(root):
     kids = {}
     for pid, (ppid, _) in stats.items():
         kids.setdefault(ppid, []).append(pid)
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
         if pid in stats:
             total += stats[pid][1]
-        todo.extend(kids.get(pid, []))
+        pending.extend(kids.get(pid, []))
     return total
 
 
