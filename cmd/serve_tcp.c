@@ -78,19 +78,17 @@ struct conn_chunk {
 
 /* ---- The byte I/O seam: where a TLS layer or a PROXY header parser will
  * sit.  -EAGAIN means "nothing now"; other negatives are fatal.  Each is
- * one system call: the library's timeout-0 calls read no clock and poll
- * nothing, and the listener is known non-blocking. ---------------------- */
+ * one system call: lib/nbio's single attempts (as bench uses them), and
+ * the library's timeout-0 send where a flag is needed. ---------------------- */
 
 static ssize_t io_recv(int fd, void *buf, size_t len)
 {
-	ssize_t n = sockit_recv(fd, buf, len, 0);
-	return n == -ETIMEDOUT ? -EAGAIN : n;
+	return sockit_try_recv(fd, buf, len);
 }
 
 static ssize_t io_send(int fd, const void *buf, size_t len)
 {
-	ssize_t n = sockit_send(fd, buf, len, 0);
-	return n == -ETIMEDOUT ? -EAGAIN : n;
+	return sockit_try_send(fd, buf, len);
 }
 
 /* send(MSG_MORE): the data waits in the socket for the FIN that follows
