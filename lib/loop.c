@@ -2,28 +2,31 @@
 
 /*
  * The backend contract.  A backend is one file, lib/loop_NAME.c, #included
- * below (as Redis ae.c includes ae_epoll.c); callers never see it.  It
- * defines exactly:
+ * below (as Redis ae.c includes ae_epoll.c); callers never see it.  Each
+ * defines its state and five functions, NAME_ prefixed:
  *
- *   static const char backend_name[];     e.g. "epoll"
- *   struct backend { ... };                its state, embedded in the loop
- *   static int  backend_init(struct backend *b);     0 or -errno
- *   static void backend_free(struct backend *b);
- *   static int  backend_set(struct backend *b, int fd, uint32_t gen,
- *                           unsigned old_mask, unsigned new_mask);
+ *   struct NAME_backend { ... };          embedded in the loop
+ *   static int  NAME_init(struct NAME_backend *b);     0 or -errno
+ *   static void NAME_free(struct NAME_backend *b);
+ *   static int  NAME_set(struct NAME_backend *b, int fd, uint32_t gen,
+ *                        unsigned old_mask, unsigned new_mask);
  *       Changes the interest (SOCKIT_READABLE|SOCKIT_WRITABLE) of fd from
  *       old_mask to new_mask (they differ).  Mask 0 means "not watched":
  *       0 -> x registers, x -> 0 deregisters.  gen must come back with
  *       every event of this registration.  0 or -errno.
- *   static void backend_forget(struct backend *b, int fd, unsigned old_mask);
+ *   static void NAME_forget(struct NAME_backend *b, int fd, unsigned old_mask);
  *       fd (watched with old_mask, maybe 0) is about to be closed; no
  *       syscall needed where the kernel forgets closed fds (epoll).
- *   static int  backend_poll(struct backend *b, int timeout_ms,
- *                            struct loop_fired *fired);
+ *   static int  NAME_poll(struct NAME_backend *b, int timeout_ms,
+ *                         struct loop_fired *fired);
  *       Waits up to timeout_ms (-1: no limit) and fills at most LOOP_BATCH
  *       entries of fired (fd, gen, SOCKIT_* events; error or hang-up as
- *       SOCKIT_HANGUP).  Returns their number, 0 on timeout or EINTR, or
+ *       SOCKIT_HANGUP; or fd -1 for a completed operation, see
+ *       loop_ops.h).  Returns their number, 0 on timeout or EINTR, or
  *       -errno.  Level-triggered: undrained fds come back next time.
+ *
+ * The loop picks its backend when created (sockit_loop_new_backend) and
+ * calls through the small switches below: one predictable branch.
  *
  * Stale events: every table entry carries a generation, bumped whenever
  * the fd is forgotten.  An event whose generation is not the entry's
@@ -45,6 +48,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,12 +58,64 @@
 #define LOOP_BATCH 256
 
 struct loop_fired {
-	int fd;
+	int fd; /* -1: the completion of operation op */
 	uint32_t gen;
-	unsigned events;
+	unsigned events; /* for an operation: the CQE's flags */
+	int res;
+	void *op;
 };
 
 #include "loop_epoll.c"
+#include "loop_ops.h"
+#include "loop_uring.c"
+
+enum backend_kind { BACKEND_EPOLL, BACKEND_URING };
+static const char *const backend_names[] = {"epoll", "io_uring"};
+
+struct backend {
+	enum backend_kind kind;
+	union {
+		struct epoll_backend epoll;
+		struct uring_backend uring;
+	};
+};
+
+static int backend_init(struct backend *b, enum backend_kind kind)
+{
+	b->kind = kind;
+	return kind == BACKEND_URING ? uring_init(&b->uring) : epoll_init(&b->epoll);
+}
+
+static void backend_free(struct backend *b)
+{
+	if (b->kind == BACKEND_URING)
+		uring_free(&b->uring);
+	else
+		epoll_free(&b->epoll);
+}
+
+static int backend_set(struct backend *b, int fd, uint32_t gen, unsigned old_mask,
+		       unsigned new_mask)
+{
+	if (b->kind == BACKEND_URING)
+		return uring_set(&b->uring, fd, gen, old_mask, new_mask);
+	return epoll_set(&b->epoll, fd, gen, old_mask, new_mask);
+}
+
+static void backend_forget(struct backend *b, int fd, unsigned old_mask)
+{
+	if (b->kind == BACKEND_URING)
+		uring_forget(&b->uring, fd, old_mask);
+	else
+		epoll_forget(&b->epoll, fd, old_mask);
+}
+
+static int backend_poll(struct backend *b, int timeout_ms, struct loop_fired *fired)
+{
+	if (b->kind == BACKEND_URING)
+		return uring_poll(&b->uring, timeout_ms, fired);
+	return epoll_poll(&b->epoll, timeout_ms, fired);
+}
 
 #define FD_KNOWN 0x1u	 /* watched (maybe with mask 0) */
 #define FD_INTERNAL 0x2u /* the loop's own wake/signal fd: callbacks not counted */
@@ -104,6 +160,9 @@ struct sockit_loop {
 
 	struct loop_fired fired[LOOP_BATCH];
 	struct backend be;
+
+	struct loop_op *free_ops; /* operation slots (io_uring) */
+	void *op_chunks;	  /* their memory, a list */
 };
 
 static uint64_t clock_now_ns(void)
@@ -484,16 +543,29 @@ int sockit_loop_signal(sockit_loop *loop, int signo, sockit_signal_cb cb, void *
 
 sockit_loop *sockit_loop_new(void)
 {
-	sockit_loop *loop = calloc(1, sizeof(*loop));
+	return sockit_loop_new_backend(NULL);
+}
+
+sockit_loop *sockit_loop_new_backend(const char *name)
+{
+	enum backend_kind kind = BACKEND_EPOLL;
+	sockit_loop *loop;
 	int rc;
 
+	if (name && strcmp(name, "io_uring") == 0) {
+		kind = BACKEND_URING;
+	} else if (name && strcmp(name, "epoll") != 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	loop = calloc(1, sizeof(*loop));
 	if (!loop)
 		return NULL;
 	loop->wakefd = -1;
 	loop->sigfd = -1;
 	sigemptyset(&loop->sigmask);
 	loop->now_ns = clock_now_ns();
-	rc = backend_init(&loop->be);
+	rc = backend_init(&loop->be, kind);
 	if (rc < 0) {
 		free(loop);
 		errno = -rc;
@@ -521,16 +593,27 @@ void sockit_loop_free(sockit_loop *loop)
 		close(loop->wakefd);
 	if (loop->sigfd >= 0)
 		close(loop->sigfd);
-	backend_free(&loop->be);
+	backend_free(&loop->be); /* the kernel cancels what is in flight */
+	while (loop->op_chunks) {
+		void *next = *(void **)loop->op_chunks;
+		free(loop->op_chunks);
+		loop->op_chunks = next;
+	}
 	free(loop->heap);
 	free(loop->fds);
 	free(loop);
 }
 
+static void op_complete(sockit_loop *loop, const struct loop_fired *f);
+
 static void dispatch(sockit_loop *loop, int n)
 {
 	for (int i = 0; i < n; i++) {
 		const struct loop_fired *f = &loop->fired[i];
+		if (f->fd < 0) {
+			op_complete(loop, f);
+			continue;
+		}
 		struct fd_entry *e = table_get(loop, f->fd);
 		unsigned events = f->events;
 
@@ -605,7 +688,166 @@ uint64_t sockit_loop_now_ns(const sockit_loop *loop)
 	return loop->now_ns;
 }
 
-const char *sockit_loop_backend(void)
+const char *sockit_loop_backend(const sockit_loop *loop)
 {
-	return backend_name;
+	return backend_names[loop->be.kind];
+}
+
+/* ---- Completion operations (loop_ops.h) --------------------------------- */
+
+/* One slot per operation in flight, from a free list; chunks are kept
+ * until the loop is freed (the peak in flight, not the total). */
+struct loop_op {
+	loop_op_cb cb;
+	void *arg;
+	struct loop_op *next; /* on the free list */
+	int fd;
+	int cancelled;
+	char buf[LOOP_SEND_MAX];
+};
+#define OPS_PER_CHUNK 32
+
+static struct loop_op *op_get(sockit_loop *loop)
+{
+	if (!loop->free_ops) {
+		/* One pointer (the chunk list) ahead of the slots, padded. */
+		char *chunk = malloc(64 + OPS_PER_CHUNK * sizeof(struct loop_op));
+		if (!chunk)
+			return NULL;
+		*(void **)chunk = loop->op_chunks;
+		loop->op_chunks = chunk;
+		struct loop_op *ops = (struct loop_op *)(chunk + 64);
+		for (int i = 0; i < OPS_PER_CHUNK; i++) {
+			ops[i].next = loop->free_ops;
+			loop->free_ops = &ops[i];
+		}
+	}
+	struct loop_op *op = loop->free_ops;
+	loop->free_ops = op->next;
+	op->cancelled = 0;
+	return op;
+}
+
+static void op_put(sockit_loop *loop, struct loop_op *op)
+{
+	op->next = loop->free_ops;
+	loop->free_ops = op;
+}
+
+static void op_complete(sockit_loop *loop, const struct loop_fired *f)
+{
+	struct loop_op *op = f->op;
+	int more = (f->events & IORING_CQE_F_MORE) != 0;
+	loop_op_cb cb = op->cb;
+	void *arg = op->arg;
+
+	if (!more)
+		op_put(loop, op); /* before the callback, which may start another */
+	loop->ncalls++;
+	if (cb)
+		cb(loop, arg, f->res, more);
+}
+
+static uint64_t ud_op(const struct loop_op *op)
+{
+	return UD_OP << UD_KIND_SHIFT | (uint64_t)(uintptr_t)op;
+}
+
+int loop_ops_available(const sockit_loop *loop)
+{
+	return loop->be.kind == BACKEND_URING;
+}
+
+int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int flags, int shut,
+		    loop_op_cb cb, void *arg)
+{
+	struct uring_backend *u = &loop->be.uring;
+
+	if (loop->be.kind != BACKEND_URING)
+		return -ENOTSUP;
+	if (len > LOOP_SEND_MAX)
+		return -EMSGSIZE;
+	/* The whole chain, or nothing: its links must be consecutive. */
+	unsigned need = shut ? 3 : 2;
+	if (u->sq_entries - (u->sq_local - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE)) < need &&
+	    uring_enter(u, 0, 0) < 0)
+		return -EBUSY;
+	if (u->sq_entries - (u->sq_local - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE)) < need)
+		return -EBUSY;
+	struct loop_op *op = op_get(loop);
+	if (!op)
+		return -ENOMEM;
+	op->cb = cb;
+	op->arg = arg;
+	op->fd = fd;
+	memcpy(op->buf, buf, len);
+
+	/* Hard links: the shutdown and the close run even when the send
+	 * fails; only the send posts a completion (the others only if they
+	 * fail, and those are ignored). */
+	struct io_uring_sqe *sqe = uring_sqe(u);
+	sqe->opcode = IORING_OP_SEND;
+	sqe->fd = fd;
+	sqe->addr = (uint64_t)(uintptr_t)op->buf;
+	sqe->len = (uint32_t)len;
+	sqe->msg_flags = (uint32_t)(MSG_NOSIGNAL | flags);
+	sqe->flags = IOSQE_IO_HARDLINK;
+	sqe->user_data = ud_op(op);
+	if (shut) {
+		sqe = uring_sqe(u);
+		sqe->opcode = IORING_OP_SHUTDOWN;
+		sqe->fd = fd;
+		sqe->len = SHUT_WR;
+		sqe->flags = IOSQE_IO_HARDLINK | (u->skip_ok ? IOSQE_CQE_SKIP_SUCCESS : 0);
+		sqe->user_data = UD_IGNORE;
+	}
+	sqe = uring_sqe(u);
+	sqe->opcode = IORING_OP_CLOSE;
+	sqe->fd = fd;
+	sqe->flags = u->skip_ok ? IOSQE_CQE_SKIP_SUCCESS : 0;
+	sqe->user_data = UD_IGNORE;
+	return 0;
+}
+
+struct loop_op *loop_accept_multi(sockit_loop *loop, int lfd, int flags, loop_op_cb cb, void *arg)
+{
+	struct uring_backend *u = &loop->be.uring;
+
+	if (loop->be.kind != BACKEND_URING) {
+		errno = ENOTSUP;
+		return NULL;
+	}
+	struct loop_op *op = op_get(loop);
+	if (!op) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	struct io_uring_sqe *sqe = uring_sqe(u);
+	if (!sqe) {
+		op_put(loop, op);
+		errno = EBUSY;
+		return NULL;
+	}
+	op->cb = cb;
+	op->arg = arg;
+	op->fd = lfd;
+	sqe->opcode = IORING_OP_ACCEPT;
+	sqe->fd = lfd;
+	sqe->accept_flags = (uint32_t)(SOCK_CLOEXEC | flags);
+	sqe->ioprio = IORING_ACCEPT_MULTISHOT;
+	sqe->user_data = ud_op(op);
+	return op;
+}
+
+void loop_op_cancel(sockit_loop *loop, struct loop_op *op)
+{
+	if (loop->be.kind != BACKEND_URING || op->cancelled)
+		return;
+	struct io_uring_sqe *sqe = uring_sqe(&loop->be.uring);
+	if (!sqe)
+		return;
+	op->cancelled = 1;
+	sqe->opcode = IORING_OP_ASYNC_CANCEL;
+	sqe->addr = ud_op(op);
+	sqe->user_data = UD_IGNORE;
 }

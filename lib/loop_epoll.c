@@ -4,37 +4,35 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-static const char backend_name[] = "epoll";
-
-struct backend {
+struct epoll_backend {
 	int epfd;
 	struct epoll_event events[LOOP_BATCH];
 };
 
-static int backend_init(struct backend *b)
+static int epoll_init(struct epoll_backend *b)
 {
 	b->epfd = epoll_create1(EPOLL_CLOEXEC);
 	return b->epfd < 0 ? -errno : 0;
 }
 
-static void backend_free(struct backend *b)
+static void epoll_free(struct epoll_backend *b)
 {
 	if (b->epfd >= 0)
 		close(b->epfd);
 	b->epfd = -1;
 }
 
-static uint32_t backend_events(unsigned mask)
+static uint32_t epoll_interest(unsigned mask)
 {
 	return (mask & SOCKIT_READABLE ? EPOLLIN : 0) | (mask & SOCKIT_WRITABLE ? EPOLLOUT : 0);
 }
 
 /* Interest 0 means "not in the epoll set": an fd with an empty mask would
  * still report EPOLLERR/EPOLLHUP, level-triggered, forever. */
-static int backend_set(struct backend *b, int fd, uint32_t gen, unsigned old_mask,
-		       unsigned new_mask)
+static int epoll_set(struct epoll_backend *b, int fd, uint32_t gen, unsigned old_mask,
+		     unsigned new_mask)
 {
-	struct epoll_event ev = {.events = backend_events(new_mask),
+	struct epoll_event ev = {.events = epoll_interest(new_mask),
 				 .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd};
 	int op;
 
@@ -58,14 +56,14 @@ static int backend_set(struct backend *b, int fd, uint32_t gen, unsigned old_mas
 }
 
 /* The fd is about to be closed: the kernel drops it from the set itself. */
-static void backend_forget(struct backend *b, int fd, unsigned old_mask)
+static void epoll_forget(struct epoll_backend *b, int fd, unsigned old_mask)
 {
 	(void)b;
 	(void)fd;
 	(void)old_mask;
 }
 
-static int backend_poll(struct backend *b, int timeout_ms, struct loop_fired *fired)
+static int epoll_poll(struct epoll_backend *b, int timeout_ms, struct loop_fired *fired)
 {
 	int n = epoll_wait(b->epfd, b->events, LOOP_BATCH, timeout_ms);
 

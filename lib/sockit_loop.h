@@ -35,9 +35,15 @@ typedef struct sockit_loop sockit_loop;
 
 typedef void (*sockit_io_cb)(sockit_loop *loop, int fd, unsigned events, void *arg);
 
-/* Creates a loop.  Returns NULL only when out of memory or descriptors
- * (errno says which). */
+/* Creates a loop on the default backend, epoll.  Returns NULL only when
+ * out of memory or descriptors (errno says which). */
 sockit_loop *sockit_loop_new(void);
+/* Creates a loop on backend name: "epoll", or "io_uring" (readiness
+ * through one-shot polls re-armed each iteration, everything submitted
+ * with the wait in one system call).  NULL means the default.  Returns
+ * NULL with errno EINVAL for an unknown name, or the kernel's reason when
+ * it refuses the backend (ENOSYS, EPERM where io_uring is disabled). */
+sockit_loop *sockit_loop_new_backend(const char *name);
 /* Frees the loop.  Does not close the watched fds (the caller owns them). */
 void sockit_loop_free(sockit_loop *loop);
 
@@ -129,8 +135,8 @@ void sockit_loop_on_wake(sockit_loop *loop, sockit_loop_cb cb, void *arg);
 uint64_t sockit_loop_now_ms(const sockit_loop *loop);
 uint64_t sockit_loop_now_ns(const sockit_loop *loop);
 
-/* The backend's name ("epoll"). */
-const char *sockit_loop_backend(void);
+/* The loop's backend: "epoll" or "io_uring". */
+const char *sockit_loop_backend(const sockit_loop *loop);
 
 #ifdef __cplusplus
 }

@@ -999,7 +999,7 @@ static void test_stop_and_before_sleep(void **state)
 	assert_int_equal(sockit_loop_run(loop), 0);
 	assert_int_equal(h.ticks, 5);
 	sockit_timer_stop(loop, &t);
-	assert_string_equal(sockit_loop_backend(), "epoll");
+	assert_string_equal(sockit_loop_backend(loop), "epoll");
 	sockit_loop_free(loop);
 }
 

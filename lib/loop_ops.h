@@ -1,0 +1,50 @@
+/* loop_ops.h -- completion operations of a loop on io_uring.
+ *
+ * Internal to sockit (not installed).  With the io_uring backend the loop
+ * can hand the kernel whole operations that run inside its next wait,
+ * instead of one system call each.  With epoll they return -ENOTSUP and
+ * the caller does the work itself, so every caller keeps its plain path.
+ *
+ * Callbacks run from the loop's dispatch, like fd callbacks, with the
+ * loop's time fresh.
+ */
+#ifndef SOCKIT_LOOP_OPS_H
+#define SOCKIT_LOOP_OPS_H
+
+#include <stddef.h>
+
+#include "sockit_loop.h"
+
+/* Largest payload loop_send_close() takes (it is copied). */
+#define LOOP_SEND_MAX 1984
+
+struct loop_op;
+
+/* res: the operation's result (>= 0 or -errno).  more: 1 when a multishot
+ * operation stays armed and will complete again. */
+typedef void (*loop_op_cb)(sockit_loop *loop, void *arg, int res, int more);
+
+/* 1 if loop takes the operations below. */
+int loop_ops_available(const sockit_loop *loop);
+
+/* Queues: send(fd, buf, len, MSG_NOSIGNAL | flags), then, whatever it
+ * returned, shutdown(fd, SHUT_WR) if shut, then close(fd).  buf is copied.
+ * fd must not be watched by the loop; it belongs to the loop from now on.
+ * cb (may be NULL) gets the send's result.  Returns 0, or -ENOTSUP (epoll),
+ * -EMSGSIZE (len over LOOP_SEND_MAX), -ENOMEM or -EBUSY: then nothing was
+ * queued and fd is still the caller's. */
+int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int flags, int shut,
+		    loop_op_cb cb, void *arg);
+
+/* Multishot accept4(lfd, NULL, NULL, SOCK_CLOEXEC | flags): cb gets each
+ * new fd, or -errno.  When cb's more is 0 the operation has ended (an
+ * error such as -EMFILE, a cancel, or the kernel's own limit) and the
+ * handle is gone; start another to go on.  Returns the handle, or NULL with
+ * errno (ENOTSUP, ENOMEM, EBUSY). */
+struct loop_op *loop_accept_multi(sockit_loop *loop, int lfd, int flags, loop_op_cb cb, void *arg);
+
+/* Asks the kernel to cancel op; its callback still runs, with more 0 (and
+ * usually -ECANCELED).  Until then op stays valid. */
+void loop_op_cancel(sockit_loop *loop, struct loop_op *op);
+
+#endif /* SOCKIT_LOOP_OPS_H */

@@ -1,0 +1,407 @@
+/* loop_uring.c -- the io_uring backend of the loop; #included by loop.c, never compiled alone.
+ *
+ * Readiness, as the contract asks: a one-shot IORING_OP_POLL_ADD per
+ * watched fd, re-armed before the next wait while the fd stays watched.
+ * Arming checks the fd at once, so an fd that is still readable comes back
+ * in the next iteration: level-triggered, as epoll.  All the SQEs of one
+ * iteration (arms, removals, and the completion operations of loop_ops.h)
+ * go to the kernel with the wait itself: one io_uring_enter per iteration.
+ *
+ * Completion operations (loop_ops.c) add what epoll cannot: work the kernel
+ * does inside that same io_uring_enter instead of one system call each --
+ * a reply's send + shutdown + close, a multishot accept.
+ *
+ * Raw system calls and <linux/io_uring.h>: libc and the kernel's headers
+ * are all the library needs.
+ */
+
+#include <errno.h>
+#include <linux/io_uring.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define URING_SQ_ENTRIES 1024u
+#define URING_CQ_ENTRIES 4096u
+
+/* user_data: the top two bits say what a completion belongs to. */
+#define UD_KIND_SHIFT 62
+#define UD_IGNORE 0ull /* removals, the silent links of a chain */
+#define UD_POLL 1ull   /* readiness: [61:32] arm sequence, [31:0] fd */
+#define UD_OP 2ull     /* a struct loop_op pointer in [61:0] */
+
+/* The readiness state of one fd number (8 bytes). */
+struct uring_fd {
+	uint32_t gen; /* the registration's generation, given back with its events */
+	uint16_t seq; /* arm sequence: a completion of an older arm is stale */
+	uint8_t mask; /* interest */
+	uint8_t state;
+};
+#define UFD_ARMED 0x1u /* a poll is in the kernel */
+#define UFD_REARM 0x2u /* on the re-arm list */
+
+struct uring_backend {
+	int fd;
+	unsigned *sq_head, *sq_tail, *sq_array, sq_mask, sq_entries;
+	unsigned *cq_head, *cq_tail, cq_mask;
+	struct io_uring_sqe *sqes;
+	struct io_uring_cqe *cqes;
+	void *sq_map, *cq_map;
+	size_t sq_map_len, cq_map_len, sqes_len;
+	unsigned sq_local; /* SQEs filled, published to sq_tail before each enter */
+	unsigned features;
+	int disabled; /* created IORING_SETUP_R_DISABLED: enabled by its first user */
+	int skip_ok;  /* IOSQE_CQE_SKIP_SUCCESS is known */
+
+	struct uring_fd *fds;
+	size_t nfds;
+	int *rearm; /* fds whose poll fired while still watched */
+	size_t nrearm, rearm_cap;
+};
+
+static int uring_sys_setup(unsigned entries, struct io_uring_params *p)
+{
+	return (int)syscall(__NR_io_uring_setup, entries, p);
+}
+
+static int uring_sys_enter(int fd, unsigned submit, unsigned wait, unsigned flags, void *arg,
+			   size_t argsz)
+{
+	return (int)syscall(__NR_io_uring_enter, fd, submit, wait, flags, arg, argsz);
+}
+
+static void uring_unmap(struct uring_backend *u)
+{
+	if (u->sqes)
+		munmap(u->sqes, u->sqes_len);
+	if (u->cq_map && u->cq_map != u->sq_map)
+		munmap(u->cq_map, u->cq_map_len);
+	if (u->sq_map)
+		munmap(u->sq_map, u->sq_map_len);
+	u->sqes = NULL;
+	u->sq_map = u->cq_map = NULL;
+}
+
+static int uring_map(struct uring_backend *u, const struct io_uring_params *p)
+{
+	u->sq_map_len = p->sq_off.array + p->sq_entries * sizeof(unsigned);
+	u->cq_map_len = p->cq_off.cqes + p->cq_entries * sizeof(struct io_uring_cqe);
+	if (p->features & IORING_FEAT_SINGLE_MMAP) {
+		if (u->cq_map_len > u->sq_map_len)
+			u->sq_map_len = u->cq_map_len;
+		u->cq_map_len = u->sq_map_len;
+	}
+	u->sq_map = mmap(NULL, u->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+			 u->fd, IORING_OFF_SQ_RING);
+	if (u->sq_map == MAP_FAILED) {
+		u->sq_map = NULL;
+		return -errno;
+	}
+	if (p->features & IORING_FEAT_SINGLE_MMAP) {
+		u->cq_map = u->sq_map;
+	} else {
+		u->cq_map = mmap(NULL, u->cq_map_len, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_POPULATE, u->fd, IORING_OFF_CQ_RING);
+		if (u->cq_map == MAP_FAILED) {
+			u->cq_map = NULL;
+			return -errno;
+		}
+	}
+	u->sqes_len = p->sq_entries * sizeof(struct io_uring_sqe);
+	u->sqes = mmap(NULL, u->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
+		       IORING_OFF_SQES);
+	if (u->sqes == MAP_FAILED) {
+		u->sqes = NULL;
+		return -errno;
+	}
+	char *sq = u->sq_map, *cq = u->cq_map;
+	u->sq_head = (unsigned *)(sq + p->sq_off.head);
+	u->sq_tail = (unsigned *)(sq + p->sq_off.tail);
+	u->sq_mask = *(unsigned *)(sq + p->sq_off.ring_mask);
+	u->sq_entries = *(unsigned *)(sq + p->sq_off.ring_entries);
+	u->sq_array = (unsigned *)(sq + p->sq_off.array);
+	u->cq_head = (unsigned *)(cq + p->cq_off.head);
+	u->cq_tail = (unsigned *)(cq + p->cq_off.tail);
+	u->cq_mask = *(unsigned *)(cq + p->cq_off.ring_mask);
+	u->cqes = (struct io_uring_cqe *)(cq + p->cq_off.cqes);
+	/* SQE i always sits in slot i: the index array is the identity. */
+	for (unsigned i = 0; i < u->sq_entries; i++)
+		u->sq_array[i] = i;
+	u->sq_local = *u->sq_tail;
+	return 0;
+}
+
+/* The flag sets tried, best first.  DEFER_TASKRUN runs completions only
+ * when we ask for events (no interrupting task work), and needs
+ * SINGLE_ISSUER; R_DISABLED lets the thread that runs the loop, not the
+ * one that created it, become that single issuer. */
+static const unsigned uring_flag_sets[] = {
+	IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+	IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+	IORING_SETUP_CQSIZE,
+};
+
+static int uring_init(struct uring_backend *u)
+{
+	struct io_uring_params p;
+	int rc = -ENOSYS;
+
+	memset(u, 0, sizeof(*u));
+	u->fd = -1;
+	for (size_t i = 0; i < sizeof(uring_flag_sets) / sizeof(uring_flag_sets[0]); i++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = uring_flag_sets[i];
+		p.cq_entries = URING_CQ_ENTRIES;
+		u->fd = uring_sys_setup(URING_SQ_ENTRIES, &p);
+		if (u->fd >= 0)
+			break;
+		rc = -errno;
+		if (rc != -EINVAL)
+			return rc; /* ENOSYS, EPERM (disabled by sysctl or seccomp), ENOMEM */
+	}
+	if (u->fd < 0)
+		return rc;
+	/* A wait with a timeout in one call, and no lost completions. */
+	if (!(p.features & IORING_FEAT_EXT_ARG) || !(p.features & IORING_FEAT_NODROP)) {
+		close(u->fd);
+		u->fd = -1;
+		return -ENOSYS;
+	}
+	u->features = p.features;
+	u->disabled = (p.flags & IORING_SETUP_R_DISABLED) != 0;
+	u->skip_ok = (p.features & IORING_FEAT_CQE_SKIP) != 0;
+	rc = uring_map(u, &p);
+	if (rc < 0) {
+		uring_unmap(u);
+		close(u->fd);
+		u->fd = -1;
+	}
+	return rc;
+}
+
+static void uring_free(struct uring_backend *u)
+{
+	uring_unmap(u);
+	if (u->fd >= 0)
+		close(u->fd);
+	u->fd = -1;
+	free(u->fds);
+	free(u->rearm);
+	u->fds = NULL;
+	u->rearm = NULL;
+}
+
+/* Submits what is queued and waits for min_wait completions or until
+ * timeout_ms (-1: none).  Returns >= 0, or -errno (-ETIME, -EINTR,
+ * -EBUSY...). */
+static int uring_enter(struct uring_backend *u, unsigned min_wait, int timeout_ms)
+{
+	struct __kernel_timespec ts;
+	struct io_uring_getevents_arg arg = {.sigmask_sz = _NSIG / 8};
+	unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+	unsigned submit = u->sq_local - *u->sq_tail;
+
+	if (u->disabled) {
+		if (syscall(__NR_io_uring_register, u->fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) <
+		    0)
+			return -errno;
+		u->disabled = 0;
+	}
+	__atomic_store_n(u->sq_tail, u->sq_local, __ATOMIC_RELEASE);
+	if (timeout_ms >= 0 && min_wait > 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+		arg.ts = (uint64_t)(uintptr_t)&ts;
+	}
+	int rc = uring_sys_enter(u->fd, submit, min_wait, flags, &arg, sizeof(arg));
+	return rc < 0 ? -errno : rc;
+}
+
+/* A zeroed SQE, or NULL if the kernel cannot take the queued ones now. */
+static struct io_uring_sqe *uring_sqe(struct uring_backend *u)
+{
+	if (u->sq_local - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE) >= u->sq_entries) {
+		/* Full: hand the queue over without waiting. */
+		int rc = uring_enter(u, 0, 0);
+		if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
+			return NULL;
+		if (u->sq_local - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE) >= u->sq_entries)
+			return NULL;
+	}
+	struct io_uring_sqe *sqe = &u->sqes[u->sq_local & u->sq_mask];
+	memset(sqe, 0, sizeof(*sqe));
+	u->sq_local++;
+	return sqe;
+}
+
+static uint64_t ud_poll(int fd, uint16_t seq)
+{
+	return UD_POLL << UD_KIND_SHIFT | (uint64_t)seq << 32 | (uint32_t)fd;
+}
+
+static int uring_fds_reserve(struct uring_backend *u, int fd)
+{
+	size_t want = (size_t)fd + 1, n = u->nfds ? u->nfds : 64;
+
+	if (want <= u->nfds)
+		return 0;
+	while (n < want)
+		n *= 2;
+	struct uring_fd *fds = realloc(u->fds, n * sizeof(*fds));
+	if (!fds)
+		return -ENOMEM;
+	memset(fds + u->nfds, 0, (n - u->nfds) * sizeof(*fds));
+	u->fds = fds;
+	u->nfds = n;
+	return 0;
+}
+
+static int uring_arm(struct uring_backend *u, int fd)
+{
+	struct uring_fd *f = &u->fds[fd];
+	struct io_uring_sqe *sqe = uring_sqe(u);
+
+	if (!sqe)
+		return -EBUSY;
+	f->seq++;
+	sqe->opcode = IORING_OP_POLL_ADD;
+	sqe->fd = fd;
+	sqe->poll32_events = (f->mask & SOCKIT_READABLE ? POLLIN : 0) |
+			     (f->mask & SOCKIT_WRITABLE ? POLLOUT : 0);
+	sqe->user_data = ud_poll(fd, f->seq);
+	f->state |= UFD_ARMED;
+	return 0;
+}
+
+/* Takes the armed poll of fd back (its completion, if already posted, is
+ * now stale by its sequence number). */
+static void uring_disarm(struct uring_backend *u, int fd)
+{
+	struct uring_fd *f = &u->fds[fd];
+
+	if (!(f->state & UFD_ARMED))
+		return;
+	struct io_uring_sqe *sqe = uring_sqe(u);
+	if (sqe) {
+		sqe->opcode = IORING_OP_POLL_REMOVE;
+		sqe->addr = ud_poll(fd, f->seq);
+		sqe->user_data = UD_IGNORE;
+	}
+	f->seq++;
+	f->state &= (uint8_t)~UFD_ARMED;
+}
+
+static int uring_set(struct uring_backend *u, int fd, uint32_t gen, unsigned old_mask,
+		     unsigned new_mask)
+{
+	(void)old_mask;
+	int rc = uring_fds_reserve(u, fd);
+	if (rc < 0)
+		return rc;
+	uring_disarm(u, fd);
+	u->fds[fd].gen = gen;
+	u->fds[fd].mask = (uint8_t)new_mask;
+	return new_mask ? uring_arm(u, fd) : 0;
+}
+
+/* fd is about to be closed: a poll holds a reference to the file, so it
+ * must go, or the socket would outlive its close(). */
+static void uring_forget(struct uring_backend *u, int fd, unsigned old_mask)
+{
+	(void)old_mask;
+	if (fd < 0 || (size_t)fd >= u->nfds)
+		return;
+	uring_disarm(u, fd);
+	u->fds[fd].mask = 0;
+}
+
+static void uring_rearm_later(struct uring_backend *u, int fd)
+{
+	struct uring_fd *f = &u->fds[fd];
+
+	if (f->state & UFD_REARM)
+		return;
+	if (u->nrearm == u->rearm_cap) {
+		size_t n = u->rearm_cap ? u->rearm_cap * 2 : 64;
+		int *r = realloc(u->rearm, n * sizeof(*r));
+		if (!r)
+			return; /* the fd stays silent; its next set re-arms it */
+		u->rearm = r;
+		u->rearm_cap = n;
+	}
+	u->rearm[u->nrearm++] = fd;
+	f->state |= UFD_REARM;
+}
+
+/* One completion into fired (returns 1), or nothing (stale, ignored). */
+static int uring_cqe(struct uring_backend *u, const struct io_uring_cqe *cqe,
+		     struct loop_fired *fired)
+{
+	uint64_t ud = cqe->user_data;
+
+	switch (ud >> UD_KIND_SHIFT) {
+	case UD_POLL: {
+		int fd = (int)(uint32_t)ud;
+		uint16_t seq = (uint16_t)(ud >> 32);
+		if (fd < 0 || (size_t)fd >= u->nfds)
+			return 0;
+		struct uring_fd *f = &u->fds[fd];
+		if (!(f->state & UFD_ARMED) || f->seq != seq)
+			return 0; /* removed, or an earlier arm */
+		f->state &= (uint8_t)~UFD_ARMED;
+		if (f->mask)
+			uring_rearm_later(u, fd);
+		unsigned ev = cqe->res < 0 ? POLLERR : (unsigned)cqe->res;
+		fired->fd = fd;
+		fired->gen = f->gen;
+		fired->events = (ev & POLLIN ? SOCKIT_READABLE : 0) |
+				(ev & POLLOUT ? SOCKIT_WRITABLE : 0) |
+				(ev & (POLLERR | POLLHUP | POLLNVAL) ? SOCKIT_HANGUP : 0);
+		return 1;
+	}
+	case UD_OP:
+		/* An operation's completion: dispatch() runs its callback. */
+		fired->fd = -1;
+		fired->op = (void *)(uintptr_t)(ud & ~(UD_OP << UD_KIND_SHIFT));
+		fired->res = cqe->res;
+		fired->events = cqe->flags;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int uring_poll(struct uring_backend *u, int timeout_ms, struct loop_fired *fired)
+{
+	/* Re-arm the fds that fired and are still watched. */
+	for (size_t i = 0; i < u->nrearm; i++) {
+		int fd = u->rearm[i];
+		struct uring_fd *f = &u->fds[fd];
+
+		f->state &= (uint8_t)~UFD_REARM;
+		if (f->mask && !(f->state & UFD_ARMED))
+			uring_arm(u, fd);
+	}
+	u->nrearm = 0;
+
+	unsigned head = *u->cq_head;
+	int ready = head != __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
+	int rc = uring_enter(u, ready || timeout_ms == 0 ? 0 : 1, timeout_ms);
+	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
+		return rc;
+
+	int n = 0;
+	unsigned tail = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
+	while (head != tail && n < LOOP_BATCH) {
+		n += uring_cqe(u, &u->cqes[head & u->cq_mask], &fired[n]);
+		head++;
+	}
+	__atomic_store_n(u->cq_head, head, __ATOMIC_RELEASE);
+	return n;
+}
