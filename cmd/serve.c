@@ -17,6 +17,7 @@ static const char usage_text[] =
 	"         [--max-bytes N] [--max-line N] [--max-pending N] [--allow CIDR]... [--deny "
 	"CIDR]...\n"
 	"         [--prefix STR] [--udp-rate N] [--dualstack] [--drain-timeout DUR]\n"
+	"         [--backend auto|io_uring|epoll]\n"
 	"         [--log-level error|warn|info|debug] [--log-format text|json] [--help] "
 	"[--version]\n"
 	"\n"
@@ -42,6 +43,8 @@ static const char usage_text[] =
 	"      --udp-rate N        datagrams per second per source IP (default 0 = unlimited)\n"
 	"      --dualstack         with -H ::, accept IPv4 too\n"
 	"      --drain-timeout DUR on SIGTERM/SIGINT, time for in-flight clients (default 5s)\n"
+	"      --backend B         event loop: io_uring, epoll, or auto (default: io_uring\n"
+	"                          where the kernel allows it, else epoll)\n"
 	"      --log-level LEVEL   error, warn, info (default) or debug (per connection)\n"
 	"      --log-format FMT    text (default) or json (one object per line)\n"
 	"\n"
@@ -64,6 +67,7 @@ enum {
 	OPT_UDP_RATE,
 	OPT_DUALSTACK,
 	OPT_DRAIN,
+	OPT_BACKEND,
 	OPT_LOG_LEVEL,
 	OPT_LOG_FORMAT,
 	OPT_VERSION,
@@ -88,6 +92,7 @@ static const struct option long_opts[] = {
 	{"udp-rate", required_argument, NULL, OPT_UDP_RATE},
 	{"dualstack", no_argument, NULL, OPT_DUALSTACK},
 	{"drain-timeout", required_argument, NULL, OPT_DRAIN},
+	{"backend", required_argument, NULL, OPT_BACKEND},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
 	{"help", no_argument, NULL, 'h'},
@@ -149,6 +154,7 @@ static int parse_args(int argc, char **argv, struct serve_config *cfg)
 	static const char *const modes[] = {"once", "line", "echo", NULL};
 	static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
 	static const char *const formats[] = {"text", "json", NULL};
+	static const char *const backends[] = {"auto", "io_uring", "epoll", NULL};
 	int udp = 0, udp_only = 0, v;
 	uint64_t u;
 
@@ -253,6 +259,13 @@ static int parse_args(int argc, char **argv, struct serve_config *cfg)
 					"serve",
 					"bad --drain-timeout '%s': want a duration like 5s",
 					optarg);
+			break;
+		case OPT_BACKEND:
+			if (pick(optarg, backends, &v) < 0)
+				return cli_usage("serve",
+						 "bad --backend '%s': want auto, io_uring or epoll",
+						 optarg);
+			cfg->backend = (enum serve_backend)v;
 			break;
 		case OPT_LOG_LEVEL:
 			if (pick(optarg, levels, &v) < 0)

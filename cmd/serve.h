@@ -13,6 +13,7 @@
 enum serve_mode { MODE_ONCE, MODE_LINE, MODE_ECHO };
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 enum log_format { LOGF_TEXT, LOGF_JSON };
+enum serve_backend { BACKEND_AUTO, BACKEND_IO_URING, BACKEND_EPOLL };
 
 /* Everything the command line says, validated; read-only once running. */
 struct serve_config {
@@ -36,6 +37,7 @@ struct serve_config {
 	uint64_t drain_timeout_ms;
 	enum log_level log_level;
 	enum log_format log_format;
+	enum serve_backend backend;
 };
 
 /* The counters, in the order they are printed.  One X-macro so the struct,
@@ -156,8 +158,11 @@ struct worker {
 	int done;	    /* set (atomic) when the worker's loop has ended */
 	int draining;
 	int accept_paused;
-	uint64_t others;    /* the other workers' active count, as last read */
-	uint64_t others_ms; /* ... at this loop time */
+	int ops;		   /* the loop takes completion operations (io_uring) */
+	int accept_multi;	   /* accepting through accept_op, not readiness */
+	struct loop_op *accept_op; /* the multishot accept, when armed */
+	uint64_t others;	   /* the other workers' active count, as last read */
+	uint64_t others_ms;	   /* ... at this loop time */
 	uint64_t defer_ms;
 
 	char *rbuf; /* prefix + read buffer: rbuf + prefix_len is where reads go */

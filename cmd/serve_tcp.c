@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include "loop_ops.h"
 #include "nbio.h"
 #include "serve.h"
 
@@ -462,6 +463,51 @@ static int unacked(int fd)
 
 /* ---- once mode --------------------------------------------------------- */
 
+/* The kernel's report on a reply handed over with loop_send_close(): the
+ * connection was counted as finished (done or eof) when it was queued; a
+ * failed send moves it to the resets. */
+static void reply_sent(struct worker *w, int res, int reason)
+{
+	if (res >= 0) {
+		CTR_ADD(w, bytes_out, res);
+		return;
+	}
+	if (reason == R_DONE)
+		CTR_SUB(w, closed_done, 1);
+	else
+		CTR_SUB(w, closed_eof, 1);
+	CTR_ADD(w, closed_reset, 1);
+}
+
+static void on_reply_done(sockit_loop *loop, void *arg, int res, int more)
+{
+	(void)loop;
+	(void)more;
+	reply_sent(arg, res, R_DONE);
+}
+
+static void on_reply_eof(sockit_loop *loop, void *arg, int res, int more)
+{
+	(void)loop;
+	(void)more;
+	reply_sent(arg, res, R_EOF);
+}
+
+/* io_uring: reply, FIN and close as one chain that the kernel runs inside
+ * the loop's next wait -- three system calls fewer per connection.  Returns
+ * 0, or -1 when the caller must do it itself. */
+static int once_reply_async(struct worker *w, int fd, struct ip_entry *ip, ssize_t n, size_t len)
+{
+	int reason = n == 0 ? R_EOF : R_DONE;
+	if (loop_send_close(w->loop, fd, w->rbuf, len, MSG_MORE, n > 0,
+			    reason == R_DONE ? on_reply_done : on_reply_eof, w) < 0)
+		return -1;
+	conn_done(w, fd, ip, reason);
+	if (w->draining)
+		worker_maybe_finish(w);
+	return 0;
+}
+
 /* Answers the one read (n bytes at rbuf + prefix_len, or n < 0 an error). */
 static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry *ip, ssize_t n)
 {
@@ -480,6 +526,8 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 	 * smallest receive window (so send() hands it all to the client at
 	 * once): we close right after it, and its FIN rides with it. */
 	int quick = (size_t)n < cfg->max_bytes && len <= SAFE_REPLY;
+	if (quick && c == NULL && w->ops && once_reply_async(w, fd, ip, n, len) == 0)
+		return;
 	ssize_t s = quick ? io_send_more(fd, w->rbuf, len) : io_send(fd, w->rbuf, len);
 	if (s == -EAGAIN)
 		s = 0;
@@ -760,12 +808,17 @@ static void on_sweep(sockit_loop *loop, sockit_timer *t)
 
 /* ---- Accepting ----------------------------------------------------------- */
 
+static void accept_arm(struct worker *w);
+
 static void on_accept_timer(sockit_loop *loop, sockit_timer *t)
 {
 	struct worker *w = t->data;
 	if (w->tcp_fd >= 0 && w->accept_paused) {
 		w->accept_paused = 0;
-		sockit_loop_modify(loop, w->tcp_fd, SOCKIT_READABLE);
+		if (w->accept_multi)
+			accept_arm(w);
+		else
+			sockit_loop_modify(loop, w->tcp_fd, SOCKIT_READABLE);
 	}
 }
 
@@ -780,7 +833,10 @@ static void accept_pause(struct worker *w, int err)
 			  sockit_strerror(err), ACCEPT_PAUSE_MS);
 	}
 	w->accept_paused = 1;
-	sockit_loop_modify(w->loop, w->tcp_fd, 0);
+	if (w->accept_op != NULL)
+		loop_op_cancel(w->loop, w->accept_op);
+	else if (!w->accept_multi)
+		sockit_loop_modify(w->loop, w->tcp_fd, 0);
 	sockit_timer_start(w->loop, &w->accept_timer, ACCEPT_PAUSE_MS, 0);
 }
 
@@ -845,71 +901,126 @@ static void accept_adapt(struct worker *w, int got, uint64_t now)
 	w->accept_ms = now;
 }
 
+/* Whether accepting needs the client's address. */
+static int need_peer(const struct worker *w)
+{
+	const struct serve_config *cfg = w->cfg;
+	return cfg->nallow > 0 || cfg->ndeny > 0 || w->sh->ips != NULL ||
+	       w->log->level >= LOG_DEBUG;
+}
+
+/* Refreshes the others' count at most once a millisecond: it is a cache
+ * line they write all the time. */
+static void others_refresh(struct worker *w, uint64_t now)
+{
+	if (w->sh->nworkers > 1 && now != w->others_ms) {
+		w->others = others_active(w);
+		w->others_ms = now;
+	}
+}
+
+/* A new connection fd (peer NULL when need_peer() is 0): admit or refuse. */
+static void accept_one(struct worker *w, int fd, const sockit_addr *peer)
+{
+	const struct serve_config *cfg = w->cfg;
+	if (w->emfile_episode) {
+		w->emfile_episode = 0;
+		serve_log(w->log, LOG_INFO, "descriptors available again; accepting");
+	}
+	if (peer != NULL && (cfg->nallow > 0 || cfg->ndeny > 0) && !serve_acl_allows(cfg, peer)) {
+		CTR_ADD(w, refused_denied, 1);
+		refuse(w, fd, peer, "denied by --allow/--deny");
+		return;
+	}
+	if (!room_for_one(w)) {
+		CTR_ADD(w, refused_maxconns, 1);
+		refuse(w, fd, peer, "--max-conns reached");
+		return;
+	}
+	struct ip_entry *ip = NULL;
+	if (w->sh->ips != NULL && (ip = ip_table_acquire(w->sh->ips, peer)) == NULL) {
+		CTR_ADD(w, refused_perip, 1);
+		refuse(w, fd, peer, "--max-conns-per-ip reached");
+		return;
+	}
+	CTR_ADD(w, accepted, 1);
+	CTR_ADD(w, active, 1);
+	if (w->log->level >= LOG_DEBUG) {
+		char addr[SOCKIT_ADDRSTRLEN] = "?";
+		sockit_addr_format(peer, addr, sizeof(addr));
+		serve_log(w->log, LOG_DEBUG, "accepted fd %d from %s", fd, addr);
+	}
+	if (cfg->mode == MODE_ONCE)
+		once_start(w, fd, ip);
+	else
+		stream_start(w, fd, ip);
+}
+
+/* An accept error: ECONNABORTED, EPERM (firewall), EPROTO... are one
+ * client's; running out of descriptors or memory pauses accepting. */
+static int accept_error(struct worker *w, int err)
+{
+	if (err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM) {
+		accept_pause(w, err);
+		return -1;
+	}
+	serve_log_limited(w->log, &w->rl_accept, sockit_loop_now_ms(w->loop), LOG_WARN,
+			  "accept: %s", sockit_strerror(err));
+	return 0;
+}
+
 void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 {
 	(void)loop;
 	(void)events;
 	struct worker *w = arg;
-	const struct serve_config *cfg = w->cfg;
-	int acl = cfg->nallow > 0 || cfg->ndeny > 0;
-	int need_peer = acl || w->sh->ips != NULL || w->log->level >= LOG_DEBUG;
-	/* Refresh the others' count at most once a millisecond: it is a
-	 * cache line they write all the time. */
+	int peer_wanted = need_peer(w);
 	uint64_t now = sockit_loop_now_ms(w->loop);
-	if (w->sh->nworkers > 1 && now != w->others_ms) {
-		w->others = others_active(w);
-		w->others_ms = now;
-	}
+	others_refresh(w, now);
 	int limit = w->accept_one ? 1 : ACCEPT_BATCH, got = 0;
 	for (int i = 0; i < limit && w->tcp_fd == lfd; i++) {
 		sockit_addr peer;
-		int fd = io_accept(lfd, need_peer ? &peer : NULL);
+		int fd = io_accept(lfd, peer_wanted ? &peer : NULL);
 		if (fd < 0) {
 			if (fd == -EAGAIN || fd == -EWOULDBLOCK || fd == -ETIMEDOUT)
 				break;
-			if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
-				accept_pause(w, fd);
+			if (accept_error(w, fd) < 0)
 				return;
-			}
-			/* ECONNABORTED, EPERM (firewall), EPROTO...: try the next */
-			serve_log_limited(w->log, &w->rl_accept, sockit_loop_now_ms(w->loop),
-					  LOG_WARN, "accept: %s", sockit_strerror(fd));
 			continue;
 		}
 		got++;
-		if (w->emfile_episode) {
-			w->emfile_episode = 0;
-			serve_log(w->log, LOG_INFO, "descriptors available again; accepting");
-		}
-		if (acl && !serve_acl_allows(cfg, &peer)) {
-			CTR_ADD(w, refused_denied, 1);
-			refuse(w, fd, &peer, "denied by --allow/--deny");
-			continue;
-		}
-		if (!room_for_one(w)) {
-			CTR_ADD(w, refused_maxconns, 1);
-			refuse(w, fd, need_peer ? &peer : NULL, "--max-conns reached");
-			continue;
-		}
-		struct ip_entry *ip = NULL;
-		if (w->sh->ips != NULL && (ip = ip_table_acquire(w->sh->ips, &peer)) == NULL) {
-			CTR_ADD(w, refused_perip, 1);
-			refuse(w, fd, &peer, "--max-conns-per-ip reached");
-			continue;
-		}
-		CTR_ADD(w, accepted, 1);
-		CTR_ADD(w, active, 1);
-		if (w->log->level >= LOG_DEBUG) {
-			char addr[SOCKIT_ADDRSTRLEN] = "?";
-			sockit_addr_format(&peer, addr, sizeof(addr));
-			serve_log(w->log, LOG_DEBUG, "accepted fd %d from %s", fd, addr);
-		}
-		if (cfg->mode == MODE_ONCE)
-			once_start(w, fd, ip);
-		else
-			stream_start(w, fd, ip);
+		accept_one(w, fd, peer_wanted ? &peer : NULL);
 	}
 	accept_adapt(w, got, now);
+}
+
+/* io_uring: one multishot accept hands us every new connection inside the
+ * loop's wait, no accept4 per client.  It has no room for the peer's
+ * address, so it is used only when nothing needs it (need_peer()). */
+static void on_accept_op(sockit_loop *loop, void *arg, int res, int more);
+
+static void accept_arm(struct worker *w)
+{
+	if (w->accept_op != NULL || w->tcp_fd < 0)
+		return;
+	w->accept_op = loop_accept_multi(w->loop, w->tcp_fd, SOCK_NONBLOCK, on_accept_op, w);
+	if (w->accept_op == NULL)
+		accept_pause(w, -errno); /* out of memory or ring space: retry soon */
+}
+
+static void on_accept_op(sockit_loop *loop, void *arg, int res, int more)
+{
+	struct worker *w = arg;
+	if (!more)
+		w->accept_op = NULL;
+	if (res >= 0) {
+		others_refresh(w, sockit_loop_now_ms(loop));
+		accept_one(w, res, NULL);
+	} else if (res != -ECANCELED && accept_error(w, res) < 0) {
+		return; /* paused: the timer re-arms */
+	}
+	if (!more && !w->accept_paused && !w->draining)
+		accept_arm(w);
 }
 
 /* ---- Worker life --------------------------------------------------------- */
@@ -930,13 +1041,21 @@ int tcp_worker_init(struct worker *w)
 	}
 	sockit_timer_init(&w->sweep, on_sweep, w);
 	sockit_timer_init(&w->accept_timer, on_accept_timer, w);
+	w->ops = loop_ops_available(w->loop);
 	if (w->tcp_fd < 0)
 		return 0;
+	if (w->ops && !need_peer(w)) {
+		w->accept_multi = 1;
+		accept_arm(w);
+		return w->accept_op != NULL ? 0 : -errno;
+	}
 	return sockit_loop_watch(w->loop, w->tcp_fd, SOCKIT_READABLE, tcp_on_accept, w);
 }
 
 void tcp_worker_drain(struct worker *w)
 {
+	if (w->accept_op != NULL)
+		loop_op_cancel(w->loop, w->accept_op); /* it holds the listener open */
 	if (w->tcp_fd >= 0) {
 		sockit_loop_close(w->loop, w->tcp_fd);
 		w->tcp_fd = -1;

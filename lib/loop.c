@@ -163,6 +163,7 @@ struct sockit_loop {
 
 	struct loop_op *free_ops; /* operation slots (io_uring) */
 	void *op_chunks;	  /* their memory, a list */
+	struct loop_op *ops;	  /* in flight */
 };
 
 static uint64_t clock_now_ns(void)
@@ -541,6 +542,8 @@ int sockit_loop_signal(sockit_loop *loop, int signo, sockit_signal_cb cb, void *
 
 /* ---- the loop ------------------------------------------------------------ */
 
+static void ops_drain(sockit_loop *loop);
+
 sockit_loop *sockit_loop_new(void)
 {
 	return sockit_loop_new_backend(NULL);
@@ -593,7 +596,8 @@ void sockit_loop_free(sockit_loop *loop)
 		close(loop->wakefd);
 	if (loop->sigfd >= 0)
 		close(loop->sigfd);
-	backend_free(&loop->be); /* the kernel cancels what is in flight */
+	ops_drain(loop);
+	backend_free(&loop->be);
 	while (loop->op_chunks) {
 		void *next = *(void **)loop->op_chunks;
 		free(loop->op_chunks);
@@ -696,16 +700,21 @@ const char *sockit_loop_backend(const sockit_loop *loop)
 /* ---- Completion operations (loop_ops.h) --------------------------------- */
 
 /* One slot per operation in flight, from a free list; chunks are kept
- * until the loop is freed (the peak in flight, not the total). */
+ * until the loop is freed (the peak in flight, not the total).  A slot in
+ * flight is on loop->ops, so the loop can finish or cancel them all. */
 struct loop_op {
 	loop_op_cb cb;
 	void *arg;
-	struct loop_op *next; /* on the free list */
+	struct loop_op *prev, *next; /* loop->ops, or (next only) the free list */
 	int fd;
 	int cancelled;
+	int chain; /* loop_send_close(): its close's completion ends it */
 	char buf[LOOP_SEND_MAX];
 };
 #define OPS_PER_CHUNK 32
+/* user_data of a chain's close: the op pointer with bit 0 set (slots are
+ * pointer-aligned). */
+#define OP_CLOSE_TAG 1u
 
 static struct loop_op *op_get(sockit_loop *loop)
 {
@@ -725,23 +734,50 @@ static struct loop_op *op_get(sockit_loop *loop)
 	struct loop_op *op = loop->free_ops;
 	loop->free_ops = op->next;
 	op->cancelled = 0;
+	op->chain = 0;
+	op->prev = NULL;
+	op->next = loop->ops;
+	if (loop->ops)
+		loop->ops->prev = op;
+	loop->ops = op;
 	return op;
 }
 
 static void op_put(sockit_loop *loop, struct loop_op *op)
 {
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		loop->ops = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
 	op->next = loop->free_ops;
 	loop->free_ops = op;
 }
 
+/* The last link of a loop_send_close() chain completed: the slot is
+ * free.  A cancelled close (its send was cancelled, taking the links with
+ * it) is done here, so the fd never outlives the chain. */
+static void chain_closed(sockit_loop *loop, struct loop_op *op, int res)
+{
+	if (res == -ECANCELED)
+		close(op->fd);
+	op_put(loop, op);
+}
+
 static void op_complete(sockit_loop *loop, const struct loop_fired *f)
 {
-	struct loop_op *op = f->op;
+	uintptr_t p = (uintptr_t)f->op;
+	struct loop_op *op = (struct loop_op *)(p & ~(uintptr_t)OP_CLOSE_TAG);
 	int more = (f->events & IORING_CQE_F_MORE) != 0;
+
+	if (p & OP_CLOSE_TAG) {
+		chain_closed(loop, op, f->res); /* its callback ran at the send */
+		return;
+	}
 	loop_op_cb cb = op->cb;
 	void *arg = op->arg;
-
-	if (!more)
+	if (!more && !op->chain)
 		op_put(loop, op); /* before the callback, which may start another */
 	loop->ncalls++;
 	if (cb)
@@ -780,11 +816,13 @@ int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int 
 	op->cb = cb;
 	op->arg = arg;
 	op->fd = fd;
+	op->chain = 1;
 	memcpy(op->buf, buf, len);
 
 	/* Hard links: the shutdown and the close run even when the send
-	 * fails; only the send posts a completion (the others only if they
-	 * fail, and those are ignored). */
+	 * fails.  The send's completion goes to cb; the close's frees the
+	 * slot (so the loop knows the fd is gone); the shutdown posts one
+	 * only if it fails, and that is ignored. */
 	struct io_uring_sqe *sqe = uring_sqe(u);
 	sqe->opcode = IORING_OP_SEND;
 	sqe->fd = fd;
@@ -804,8 +842,7 @@ int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int 
 	sqe = uring_sqe(u);
 	sqe->opcode = IORING_OP_CLOSE;
 	sqe->fd = fd;
-	sqe->flags = u->skip_ok ? IOSQE_CQE_SKIP_SUCCESS : 0;
-	sqe->user_data = UD_IGNORE;
+	sqe->user_data = ud_op(op) | OP_CLOSE_TAG;
 	return 0;
 }
 
@@ -850,4 +887,49 @@ void loop_op_cancel(sockit_loop *loop, struct loop_op *op)
 	sqe->opcode = IORING_OP_ASYNC_CANCEL;
 	sqe->addr = ud_op(op);
 	sqe->user_data = UD_IGNORE;
+}
+
+static void ops_wait(sockit_loop *loop, uint64_t ms)
+{
+	uint64_t end = clock_now_ns() + ms * 1000000u;
+
+	while (loop->ops && clock_now_ns() < end) {
+		int n = uring_poll(&loop->be.uring, 10, loop->fired);
+		if (n < 0)
+			break;
+		for (int i = 0; i < n; i++) {
+			const struct loop_fired *f = &loop->fired[i];
+			uintptr_t p = (uintptr_t)f->op;
+			struct loop_op *op = (struct loop_op *)(p & ~(uintptr_t)OP_CLOSE_TAG);
+			if (f->fd >= 0)
+				continue;
+			if (p & OP_CLOSE_TAG)
+				chain_closed(loop, op, f->res);
+			else if (!(f->events & IORING_CQE_F_MORE) && !op->chain)
+				op_put(loop, op);
+		}
+	}
+}
+
+/* Before the ring goes: what was queued (a reply, its close) is carried
+ * out, not dropped with the ring.  Multishot operations are cancelled at
+ * once; the rest get a second, then are cancelled too, and a reply's fd
+ * whose close never ran is closed here.  No callback runs any more. */
+static void ops_drain(sockit_loop *loop)
+{
+	if (loop->be.kind != BACKEND_URING)
+		return;
+	loop->be.uring.nrearm = 0; /* no new polls */
+	for (struct loop_op *op = loop->ops; op; op = op->next)
+		if (!op->chain)
+			loop_op_cancel(loop, op);
+	ops_wait(loop, 1000);
+	for (struct loop_op *op = loop->ops; op; op = op->next)
+		loop_op_cancel(loop, op);
+	ops_wait(loop, 100);
+	while (loop->ops) {
+		if (loop->ops->chain)
+			close(loop->ops->fd);
+		op_put(loop, loop->ops);
+	}
 }

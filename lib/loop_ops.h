@@ -6,7 +6,9 @@
  * the caller does the work itself, so every caller keeps its plain path.
  *
  * Callbacks run from the loop's dispatch, like fd callbacks, with the
- * loop's time fresh.
+ * loop's time fresh.  sockit_loop_free() carries out what is still queued
+ * (cancelling multishot operations, waiting up to a second for the rest)
+ * without running any more callbacks.
  */
 #ifndef SOCKIT_LOOP_OPS_H
 #define SOCKIT_LOOP_OPS_H

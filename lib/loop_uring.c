@@ -300,10 +300,13 @@ static void uring_disarm(struct uring_backend *u, int fd)
 static int uring_set(struct uring_backend *u, int fd, uint32_t gen, unsigned old_mask,
 		     unsigned new_mask)
 {
-	(void)old_mask;
 	int rc = uring_fds_reserve(u, fd);
 	if (rc < 0)
 		return rc;
+	/* epoll_ctl(ADD) would refuse a closed fd; a poll would only report
+	 * it, over and over.  Refuse it as epoll does. */
+	if (old_mask == 0 && new_mask != 0 && fcntl(fd, F_GETFD) < 0)
+		return -errno;
 	uring_disarm(u, fd);
 	u->fds[fd].gen = gen;
 	u->fds[fd].mask = (uint8_t)new_mask;
