@@ -58,6 +58,7 @@ SERVERS = {
     "libuv": {"label": "libuv", "modes": {"once", "line", "udp"}},
     "epoll": {"label": "minimal epoll", "modes": {"once", "line", "udp"}},
     "sockit": {"label": "sockit serve -w1", "modes": {"once", "line", "udp"}},
+    "sockit-epoll": {"label": "sockit -w1 --backend epoll", "modes": {"once", "line", "udp"}},
     "sockit2": {"label": "sockit serve -w2", "modes": {"once", "line", "udp"},
                 "idle_na": "the idle figure is taken with 1 worker"},
 }
@@ -218,6 +219,8 @@ def server_argv(name, mode, sockit, bindir):
         return [os.path.join(bindir, name + "_server"), mode, "0"]
     workers = "2" if name == "sockit2" else "1"
     argv = [sockit, "serve", "-p", "0", "--workers", workers, "--idle-timeout", "3600"]
+    if name == "sockit-epoll":
+        argv += ["--backend", "epoll"]
     if mode == "udp":
         return argv + ["--udp-only", "-m", "once"]
     return argv + ["-m", mode]
@@ -404,7 +407,8 @@ def unavailable(args):
     if not shutil.which("socat"):
         out["socat"] = "socat not installed"
     if not os.access(args.sockit, os.X_OK):
-        out["sockit"] = out["sockit2"] = "%s not found (make)" % args.sockit
+        for name in ("sockit", "sockit2", "sockit-epoll"):
+            out[name] = "%s not found (make)" % args.sockit
     return out
 
 
@@ -622,7 +626,7 @@ def targets(summary, args):
     beaten, lost = 0, []
     for wl in wls:
         for peer in args.servers:
-            if peer in ("sockit", "sockit2", BASE):
+            if peer.startswith("sockit") or peer == BASE:
                 continue
             if wl == "idle":
                 a = ((S.get("idle") or {}).get("bytes_per_conn") or {}).get(big)

@@ -708,10 +708,12 @@ struct loop_op {
 	struct loop_op *prev, *next; /* loop->ops, or (next only) the free list */
 	int fd;
 	int cancelled;
-	int chain; /* loop_send_close(): its close's completion ends it */
+	int chain; /* loop_send_close(): CHAIN_SEND, then CHAIN_CLOSE */
+	int shut;
 	char buf[LOOP_SEND_MAX];
 };
 #define OPS_PER_CHUNK 32
+enum { CHAIN_SEND = 1, CHAIN_CLOSE = 2 };
 /* user_data of a chain's close: the op pointer with bit 0 set (slots are
  * pointer-aligned). */
 #define OP_CLOSE_TAG 1u
@@ -755,14 +757,38 @@ static void op_put(sockit_loop *loop, struct loop_op *op)
 	loop->free_ops = op;
 }
 
-/* The last link of a loop_send_close() chain completed: the slot is
- * free.  A cancelled close (its send was cancelled, taking the links with
- * it) is done here, so the fd never outlives the chain. */
+static uint64_t ud_op(const struct loop_op *op)
+{
+	return UD_OP << UD_KIND_SHIFT | (uint64_t)(uintptr_t)op;
+}
+
+/* The close of a loop_send_close() completed: the slot is free.  A
+ * cancelled close is done here, so the fd never outlives the chain. */
 static void chain_closed(sockit_loop *loop, struct loop_op *op, int res)
 {
 	if (res == -ECANCELED)
 		close(op->fd);
 	op_put(loop, op);
+}
+
+/* The send of a loop_send_close() completed (res): the FIN, then the
+ * close.  shutdown() is a direct call: io_uring always runs
+ * IORING_OP_SHUTDOWN on a worker thread, a context switch per
+ * connection, which measured dearer than the system call. */
+static void chain_sent(sockit_loop *loop, struct loop_op *op, int res)
+{
+	if (op->shut && res >= 0)
+		shutdown(op->fd, SHUT_WR);
+	struct io_uring_sqe *sqe = uring_sqe(&loop->be.uring);
+	if (!sqe) {
+		close(op->fd);
+		op_put(loop, op);
+		return;
+	}
+	op->chain = CHAIN_CLOSE;
+	sqe->opcode = IORING_OP_CLOSE;
+	sqe->fd = op->fd;
+	sqe->user_data = ud_op(op) | OP_CLOSE_TAG;
 }
 
 static void op_complete(sockit_loop *loop, const struct loop_fired *f)
@@ -777,16 +803,13 @@ static void op_complete(sockit_loop *loop, const struct loop_fired *f)
 	}
 	loop_op_cb cb = op->cb;
 	void *arg = op->arg;
-	if (!more && !op->chain)
+	if (op->chain)
+		chain_sent(loop, op, f->res);
+	else if (!more)
 		op_put(loop, op); /* before the callback, which may start another */
 	loop->ncalls++;
 	if (cb)
 		cb(loop, arg, f->res, more);
-}
-
-static uint64_t ud_op(const struct loop_op *op)
-{
-	return UD_OP << UD_KIND_SHIFT | (uint64_t)(uintptr_t)op;
 }
 
 int loop_ops_available(const sockit_loop *loop)
@@ -803,46 +826,30 @@ int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int 
 		return -ENOTSUP;
 	if (len > LOOP_SEND_MAX)
 		return -EMSGSIZE;
-	/* The whole chain, or nothing: its links must be consecutive. */
-	unsigned need = shut ? 3 : 2;
-	if (u->sq_entries - (u->sq_local - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE)) < need &&
-	    uring_enter(u, 0, 0) < 0)
-		return -EBUSY;
-	if (u->sq_entries - (u->sq_local - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE)) < need)
-		return -EBUSY;
 	struct loop_op *op = op_get(loop);
 	if (!op)
 		return -ENOMEM;
+	struct io_uring_sqe *sqe = uring_sqe(u);
+	if (!sqe) {
+		op_put(loop, op);
+		return -EBUSY;
+	}
 	op->cb = cb;
 	op->arg = arg;
 	op->fd = fd;
-	op->chain = 1;
+	op->chain = CHAIN_SEND;
+	op->shut = shut;
 	memcpy(op->buf, buf, len);
 
-	/* Hard links: the shutdown and the close run even when the send
-	 * fails.  The send's completion goes to cb; the close's frees the
-	 * slot (so the loop knows the fd is gone); the shutdown posts one
-	 * only if it fails, and that is ignored. */
-	struct io_uring_sqe *sqe = uring_sqe(u);
+	/* The send's completion goes to cb, then chain_sent() shuts and
+	 * queues the close, whose completion frees the slot (so the loop
+	 * knows the fd is gone). */
 	sqe->opcode = IORING_OP_SEND;
 	sqe->fd = fd;
 	sqe->addr = (uint64_t)(uintptr_t)op->buf;
 	sqe->len = (uint32_t)len;
 	sqe->msg_flags = (uint32_t)(MSG_NOSIGNAL | flags);
-	sqe->flags = IOSQE_IO_HARDLINK;
 	sqe->user_data = ud_op(op);
-	if (shut) {
-		sqe = uring_sqe(u);
-		sqe->opcode = IORING_OP_SHUTDOWN;
-		sqe->fd = fd;
-		sqe->len = SHUT_WR;
-		sqe->flags = IOSQE_IO_HARDLINK | (u->skip_ok ? IOSQE_CQE_SKIP_SUCCESS : 0);
-		sqe->user_data = UD_IGNORE;
-	}
-	sqe = uring_sqe(u);
-	sqe->opcode = IORING_OP_CLOSE;
-	sqe->fd = fd;
-	sqe->user_data = ud_op(op) | OP_CLOSE_TAG;
 	return 0;
 }
 
@@ -905,7 +912,9 @@ static void ops_wait(sockit_loop *loop, uint64_t ms)
 				continue;
 			if (p & OP_CLOSE_TAG)
 				chain_closed(loop, op, f->res);
-			else if (!(f->events & IORING_CQE_F_MORE) && !op->chain)
+			else if (op->chain)
+				chain_sent(loop, op, f->res);
+			else if (!(f->events & IORING_CQE_F_MORE))
 				op_put(loop, op);
 		}
 	}

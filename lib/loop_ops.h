@@ -29,8 +29,11 @@ typedef void (*loop_op_cb)(sockit_loop *loop, void *arg, int res, int more);
 /* 1 if loop takes the operations below. */
 int loop_ops_available(const sockit_loop *loop);
 
-/* Queues: send(fd, buf, len, MSG_NOSIGNAL | flags), then, whatever it
- * returned, shutdown(fd, SHUT_WR) if shut, then close(fd).  buf is copied.
+/* Queues: send(fd, buf, len, MSG_NOSIGNAL | flags); when it completes,
+ * shutdown(fd, SHUT_WR) if shut and the send succeeded (a direct call:
+ * io_uring would run it on a worker thread), then close(fd) through the
+ * ring.  With MSG_MORE the reply waits for the FIN and leaves with it.
+ * buf is copied.
  * fd must not be watched by the loop; it belongs to the loop from now on.
  * cb (may be NULL) gets the send's result.  Returns 0, or -ENOTSUP (epoll),
  * -EMSGSIZE (len over LOOP_SEND_MAX), -ENOMEM or -EBUSY: then nothing was
