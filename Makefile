@@ -82,8 +82,9 @@ deps:
 
 # The whole check, as CI runs it: dependencies, warnings as errors (gcc and
 # clang), formatting, unit tests plain, under ASan+UBSan and under valgrind,
-# then the black-box suite against the ASan+UBSan binary and against the
-# plain one; the plain run's summary is the last line.
+# then the black-box suite against the ASan+UBSan binary (serve on its
+# default backend, io_uring) and against the plain one (serve on epoll);
+# the plain run's summary is the last line.
 test: deps
 	$(MAKE) --no-print-directory WERROR=1 all unit-bins examples
 	$(MAKE) --no-print-directory WERROR=1 BUILD=build/asan SAN=1 all unit-bins
@@ -94,7 +95,7 @@ test: deps
 	scripts/run-unit.sh build/asan/tests
 	scripts/run-unit.sh --valgrind build/tests
 	SOCKIT_BIN=build/asan/sockit $(PYTEST) -q -p no:cacheprovider tests/blackbox
-	$(PYTEST) -q -p no:cacheprovider tests/blackbox
+	SOCKIT_TEST_BACKEND=epoll $(PYTEST) -q -p no:cacheprovider tests/blackbox
 
 check-format:
 	@bad=$$(clang-format --dry-run --Werror $(sort $(wildcard lib/*.[ch] cmd/*.[ch] tests/unit/*.[ch] examples/*.c bench/peers/*.c)) 2>&1 | \

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "loop_ops.h"
 #include "serve.h"
 
 #define DEFER_ACCEPT_S 1 /* once mode: the kernel holds silent clients this long */
@@ -78,6 +79,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	int rc = sockit_loop_run(w->loop);
+	loop_ops_finish(w->loop); /* io_uring: only this thread may */
 	if (rc < 0)
 		serve_log(w->log, LOG_ERROR, "worker %d: event loop failed: %s", w->id,
 			  sockit_strerror(rc));

@@ -542,8 +542,6 @@ int sockit_loop_signal(sockit_loop *loop, int signo, sockit_signal_cb cb, void *
 
 /* ---- the loop ------------------------------------------------------------ */
 
-static void ops_drain(sockit_loop *loop);
-
 sockit_loop *sockit_loop_new(void)
 {
 	return sockit_loop_new_backend(NULL);
@@ -596,7 +594,7 @@ void sockit_loop_free(sockit_loop *loop)
 		close(loop->wakefd);
 	if (loop->sigfd >= 0)
 		close(loop->sigfd);
-	ops_drain(loop);
+	loop_ops_finish(loop);
 	backend_free(&loop->be);
 	while (loop->op_chunks) {
 		void *next = *(void **)loop->op_chunks;
@@ -924,9 +922,14 @@ static void ops_wait(sockit_loop *loop, uint64_t ms)
  * out, not dropped with the ring.  Multishot operations are cancelled at
  * once; the rest get a second, then are cancelled too, and a reply's fd
  * whose close never ran is closed here.  No callback runs any more. */
-static void ops_drain(sockit_loop *loop)
+void loop_ops_finish(sockit_loop *loop)
 {
 	if (loop->be.kind != BACKEND_URING)
+		return;
+	/* Poll removals queued by the last closes: without them the polls
+	 * would hold those sockets open until the ring is torn down. */
+	uring_enter(&loop->be.uring, 0, 0);
+	if (!loop->ops)
 		return;
 	loop->be.uring.nrearm = 0; /* no new polls */
 	for (struct loop_op *op = loop->ops; op; op = op->next)

@@ -48,6 +48,15 @@ int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int 
  * errno (ENOTSUP, ENOMEM, EBUSY). */
 struct loop_op *loop_accept_multi(sockit_loop *loop, int lfd, int flags, loop_op_cb cb, void *arg);
 
+/* Submits what is queued (poll removals of closed fds, replies and their
+ * closes), cancels multishot operations, waits up to a second for the
+ * rest, then cancels them and closes the fds of replies whose close never
+ * ran.  No callback runs.  sockit_loop_free() does it too, but a ring that
+ * is not shared (io_uring's SINGLE_ISSUER) only takes this from the thread
+ * that ran the loop: a thread that ends its loop calls it before handing
+ * the loop back. */
+void loop_ops_finish(sockit_loop *loop);
+
 /* Asks the kernel to cancel op; its callback still runs, with more 0 (and
  * usually -ECANCELED).  Until then op stays valid. */
 void loop_op_cancel(sockit_loop *loop, struct loop_op *op);

@@ -106,7 +106,13 @@ class Server(Proc):
     """`sockit serve` started with -p 0; .port / .udp_port read from stderr."""
 
     def __init__(self, args, env=None, preexec_fn=None, udp=False, tcp=True):
-        super().__init__([SOCKIT, "serve", "-p", "0"] + list(args), env=env,
+        args = list(args)
+        # make test runs the suite once on serve's default backend and once
+        # on the other: SOCKIT_TEST_BACKEND=epoll
+        backend = os.environ.get("SOCKIT_TEST_BACKEND")
+        if backend and "--backend" not in args:
+            args += ["--backend", backend]
+        super().__init__([SOCKIT, "serve", "-p", "0"] + args, env=env,
                          preexec_fn=preexec_fn)
         self.port = self.udp_port = None
         try:

@@ -43,6 +43,8 @@ USAGE_ERRORS = [
     (["--idle-timeout", "soon"], "--idle-timeout"),
     (["--drain-timeout", "1y"], "--drain-timeout"),
     (["--drain-timeout", ""], "--drain-timeout"),
+    (["--backend", "kqueue"], "--backend"),
+    (["--backend", ""], "--backend"),
     (["--allow", "10.0.0.0/33"], "10.0.0.0/33"),
     (["--allow", "not-an-ip"], "not-an-ip"),
     (["--deny", "1.2.3.4/x"], "1.2.3.4/x"),
@@ -114,7 +116,7 @@ def test_help_lists_options(run_sockit):
     for opt in ("-H", "-p", "--mode", "--udp", "--udp-only", "--workers", "--max-conns",
                 "--max-conns-per-ip", "--idle-timeout", "--max-bytes", "--max-line",
                 "--max-pending", "--allow", "--deny", "--prefix", "--udp-rate",
-                "--dualstack", "--drain-timeout", "--log-level", "--log-format",
+                "--dualstack", "--drain-timeout", "--backend", "--log-level", "--log-format",
                 "--help", "--version"):
         assert re.search(r"(^|[\s,\[])" + re.escape(opt) + r"([\s,=\]]|$)", out, re.M), \
             f"--help does not mention {opt}:\n{out}"
