@@ -1019,7 +1019,11 @@ static void on_accept_op(sockit_loop *loop, void *arg, int res, int more)
 	} else if (res != -ECANCELED && accept_error(w, res) < 0) {
 		return; /* paused: the timer re-arms */
 	}
-	if (!more && !w->accept_paused && !w->draining)
+	if (more || w->accept_paused || w->draining)
+		return;
+	if (res < 0 && res != -ECANCELED)
+		accept_pause(w, res); /* an error ended it: re-arming at once could spin */
+	else
 		accept_arm(w);
 }
 

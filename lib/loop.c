@@ -812,7 +812,7 @@ static void op_complete(sockit_loop *loop, const struct loop_fired *f)
 
 int loop_ops_available(const sockit_loop *loop)
 {
-	return loop->be.kind == BACKEND_URING;
+	return loop->be.kind == BACKEND_URING && loop->be.uring.ops_ok;
 }
 
 int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int flags, int shut,
@@ -820,7 +820,7 @@ int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int 
 {
 	struct uring_backend *u = &loop->be.uring;
 
-	if (loop->be.kind != BACKEND_URING)
+	if (!loop_ops_available(loop))
 		return -ENOTSUP;
 	if (len > LOOP_SEND_MAX)
 		return -EMSGSIZE;
@@ -855,7 +855,7 @@ struct loop_op *loop_accept_multi(sockit_loop *loop, int lfd, int flags, loop_op
 {
 	struct uring_backend *u = &loop->be.uring;
 
-	if (loop->be.kind != BACKEND_URING) {
+	if (!loop_ops_available(loop)) {
 		errno = ENOTSUP;
 		return NULL;
 	}

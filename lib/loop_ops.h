@@ -26,7 +26,7 @@ struct loop_op;
  * operation stays armed and will complete again. */
 typedef void (*loop_op_cb)(sockit_loop *loop, void *arg, int res, int more);
 
-/* 1 if loop takes the operations below. */
+/* 1 if loop takes the operations below: io_uring, on Linux 6.1 or later. */
 int loop_ops_available(const sockit_loop *loop);
 
 /* Queues: send(fd, buf, len, MSG_NOSIGNAL | flags); when it completes,

@@ -56,7 +56,7 @@ struct uring_backend {
 	unsigned sq_local; /* SQEs filled, published to sq_tail before each enter */
 	unsigned features;
 	int disabled; /* created IORING_SETUP_R_DISABLED: enabled by its first user */
-	int skip_ok;  /* IOSQE_CQE_SKIP_SUCCESS is known */
+	int ops_ok;   /* the kernel has every operation of loop_ops.h */
 
 	struct uring_fd *fds;
 	size_t nfds;
@@ -174,8 +174,11 @@ static int uring_init(struct uring_backend *u)
 		return -ENOSYS;
 	}
 	u->features = p.features;
+	/* The completion operations (multishot accept, 5.19) are offered only
+	 * by a kernel that took the first flag set (6.1); an older one still
+	 * serves readiness. */
+	u->ops_ok = p.flags == uring_flag_sets[0];
 	u->disabled = (p.flags & IORING_SETUP_R_DISABLED) != 0;
-	u->skip_ok = (p.features & IORING_FEAT_CQE_SKIP) != 0;
 	rc = uring_map(u, &p);
 	if (rc < 0) {
 		uring_unmap(u);
