@@ -463,15 +463,19 @@ static int unacked(int fd)
 
 /* ---- once mode --------------------------------------------------------- */
 
-/* The kernel's report on a reply handed over with loop_send_close(): the
- * connection was counted as finished (done or eof) when it was queued; a
- * failed send moves it to the resets. */
-static void reply_sent(struct worker *w, int res, int reason)
+/* The kernel's report on a reply handed over with loop_send_close().
+ * The connection was counted as finished (done or eof), and its bytes as
+ * sent, when it was queued: a client that has read the reply finds the
+ * counters saying so.  A short or failed send takes back what did not
+ * go; a failed one also moves the connection to the resets. */
+static void reply_sent(struct worker *w, int res, size_t len, int reason)
 {
 	if (res >= 0) {
-		CTR_ADD(w, bytes_out, res);
+		if ((size_t)res < len)
+			CTR_SUB(w, bytes_out, len - (size_t)res);
 		return;
 	}
+	CTR_SUB(w, bytes_out, len);
 	if (reason == R_DONE)
 		CTR_SUB(w, closed_done, 1);
 	else
@@ -479,18 +483,18 @@ static void reply_sent(struct worker *w, int res, int reason)
 	CTR_ADD(w, closed_reset, 1);
 }
 
-static void on_reply_done(sockit_loop *loop, void *arg, int res, int more)
+static void on_reply_done(sockit_loop *loop, void *arg, int res, int more, size_t len)
 {
 	(void)loop;
 	(void)more;
-	reply_sent(arg, res, R_DONE);
+	reply_sent(arg, res, len, R_DONE);
 }
 
-static void on_reply_eof(sockit_loop *loop, void *arg, int res, int more)
+static void on_reply_eof(sockit_loop *loop, void *arg, int res, int more, size_t len)
 {
 	(void)loop;
 	(void)more;
-	reply_sent(arg, res, R_EOF);
+	reply_sent(arg, res, len, R_EOF);
 }
 
 /* io_uring: reply, FIN and close as one chain that the kernel runs inside
@@ -502,6 +506,7 @@ static int once_reply_async(struct worker *w, int fd, struct ip_entry *ip, ssize
 	if (loop_send_close(w->loop, fd, w->rbuf, len, MSG_MORE, n > 0,
 			    reason == R_DONE ? on_reply_done : on_reply_eof, w) < 0)
 		return -1;
+	CTR_ADD(w, bytes_out, len);
 	conn_done(w, fd, ip, reason);
 	if (w->draining)
 		worker_maybe_finish(w);
@@ -997,7 +1002,7 @@ void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 /* io_uring: one multishot accept hands us every new connection inside the
  * loop's wait, no accept4 per client.  It has no room for the peer's
  * address, so it is used only when nothing needs it (need_peer()). */
-static void on_accept_op(sockit_loop *loop, void *arg, int res, int more);
+static void on_accept_op(sockit_loop *loop, void *arg, int res, int more, size_t len);
 
 static void accept_arm(struct worker *w)
 {
@@ -1008,8 +1013,9 @@ static void accept_arm(struct worker *w)
 		accept_pause(w, -errno); /* out of memory or ring space: retry soon */
 }
 
-static void on_accept_op(sockit_loop *loop, void *arg, int res, int more)
+static void on_accept_op(sockit_loop *loop, void *arg, int res, int more, size_t len)
 {
+	(void)len;
 	struct worker *w = arg;
 	if (!more)
 		w->accept_op = NULL;

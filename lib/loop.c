@@ -708,6 +708,7 @@ struct loop_op {
 	int cancelled;
 	int chain; /* loop_send_close(): CHAIN_SEND, then CHAIN_CLOSE */
 	int shut;
+	size_t len;
 	char buf[LOOP_SEND_MAX];
 };
 #define OPS_PER_CHUNK 32
@@ -735,6 +736,7 @@ static struct loop_op *op_get(sockit_loop *loop)
 	loop->free_ops = op->next;
 	op->cancelled = 0;
 	op->chain = 0;
+	op->len = 0;
 	op->prev = NULL;
 	op->next = loop->ops;
 	if (loop->ops)
@@ -801,13 +803,14 @@ static void op_complete(sockit_loop *loop, const struct loop_fired *f)
 	}
 	loop_op_cb cb = op->cb;
 	void *arg = op->arg;
+	size_t len = op->chain ? op->len : 0;
 	if (op->chain)
 		chain_sent(loop, op, f->res);
 	else if (!more)
 		op_put(loop, op); /* before the callback, which may start another */
 	loop->ncalls++;
 	if (cb)
-		cb(loop, arg, f->res, more);
+		cb(loop, arg, f->res, more, len);
 }
 
 int loop_ops_available(const sockit_loop *loop)
@@ -837,6 +840,7 @@ int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int 
 	op->fd = fd;
 	op->chain = CHAIN_SEND;
 	op->shut = shut;
+	op->len = len;
 	memcpy(op->buf, buf, len);
 
 	/* The send's completion goes to cb, then chain_sent() shuts and

@@ -23,8 +23,9 @@
 struct loop_op;
 
 /* res: the operation's result (>= 0 or -errno).  more: 1 when a multishot
- * operation stays armed and will complete again. */
-typedef void (*loop_op_cb)(sockit_loop *loop, void *arg, int res, int more);
+ * operation stays armed and will complete again.  len: the bytes asked of
+ * a send (loop_send_close), else 0. */
+typedef void (*loop_op_cb)(sockit_loop *loop, void *arg, int res, int more, size_t len);
 
 /* 1 if loop takes the operations below: io_uring, on Linux 6.1 or later. */
 int loop_ops_available(const sockit_loop *loop);

@@ -1308,9 +1308,10 @@ struct opres {
 	int calls;
 	int res;
 	int more;
+	size_t len;
 };
 
-static void op_cb(sockit_loop *loop, void *arg, int res, int more)
+static void op_cb(sockit_loop *loop, void *arg, int res, int more, size_t len)
 {
 	struct opres *o = arg;
 
@@ -1318,6 +1319,7 @@ static void op_cb(sockit_loop *loop, void *arg, int res, int more)
 	o->calls++;
 	o->res = res;
 	o->more = more;
+	o->len = len;
 }
 
 /* Reads everything the peer sends, up to EOF (eof 1) or an error (eof
@@ -1380,6 +1382,7 @@ static void send_close_case(size_t len, int flags, int shut)
 	run_until(loop, &k->eof);
 	assert_int_equal(o.calls, 1);
 	assert_int_equal(o.res, (int)len);
+	assert_int_equal(o.len, len);
 	assert_int_equal(o.more, 0);
 	assert_int_equal(k->eof, 1);
 	assert_int_equal(k->n, len);
@@ -1475,8 +1478,9 @@ struct acc {
 	int less; /* completions with more 0 while fds kept coming */
 };
 
-static void acc_cb(sockit_loop *loop, void *arg, int res, int more)
+static void acc_cb(sockit_loop *loop, void *arg, int res, int more, size_t len)
 {
+	assert_int_equal(len, 0);
 	struct acc *a = arg;
 
 	(void)loop;
