@@ -7,9 +7,9 @@
  * iteration (arms, removals, and the completion operations of loop_ops.h)
  * go to the kernel with the wait itself: one io_uring_enter per iteration.
  *
- * Completion operations (loop_ops.c) add what epoll cannot: work the kernel
+ * Completion operations (loop_ops.h, in loop.c) add what epoll cannot: work the kernel
  * does inside that same io_uring_enter instead of one system call each --
- * a reply's send + shutdown + close, a multishot accept.
+ * a reply's send and its close, a multishot accept.
  *
  * Raw system calls and <linux/io_uring.h>: libc and the kernel's headers
  * are all the library needs.
@@ -54,9 +54,8 @@ struct uring_backend {
 	void *sq_map, *cq_map;
 	size_t sq_map_len, cq_map_len, sqes_len;
 	unsigned sq_local; /* SQEs filled, published to sq_tail before each enter */
-	unsigned features;
-	int disabled; /* created IORING_SETUP_R_DISABLED: enabled by its first user */
-	int ops_ok;   /* the kernel has every operation of loop_ops.h */
+	int disabled;	   /* created IORING_SETUP_R_DISABLED: enabled by its first user */
+	int ops_ok;	   /* the kernel has every operation of loop_ops.h */
 
 	struct uring_fd *fds;
 	size_t nfds;
@@ -173,7 +172,6 @@ static int uring_init(struct uring_backend *u)
 		u->fd = -1;
 		return -ENOSYS;
 	}
-	u->features = p.features;
 	/* The completion operations (multishot accept, 5.19) are offered only
 	 * by a kernel that took the first flag set (6.1); an older one still
 	 * serves readiness. */
