@@ -706,13 +706,13 @@ struct loop_op {
 	struct loop_op *prev, *next; /* loop->ops, or (next only) the free list */
 	int fd;
 	int cancelled;
-	int chain; /* loop_send_close(): CHAIN_SEND, then CHAIN_CLOSE */
+	int chain; /* loop_send_close(): CHAIN_SEND, then CHAIN_CLOSE; loop_send(): OP_SEND */
 	int shut;
 	size_t len;
 	char buf[LOOP_SEND_MAX];
 };
 #define OPS_PER_CHUNK 32
-enum { CHAIN_SEND = 1, CHAIN_CLOSE = 2 };
+enum { CHAIN_SEND = 1, CHAIN_CLOSE = 2, OP_SEND = 3 };
 /* user_data of a chain's close: the op pointer with bit 0 set (slots are
  * pointer-aligned). */
 #define OP_CLOSE_TAG 1u
@@ -803,12 +803,19 @@ static void op_complete(sockit_loop *loop, const struct loop_fired *f)
 	}
 	loop_op_cb cb = op->cb;
 	void *arg = op->arg;
-	size_t len = op->chain ? op->len : 0;
+	size_t len = op->len;
+	loop->ncalls++;
+	if (op->chain == OP_SEND) {
+		/* The callback may still read the bytes (loop_op_data). */
+		if (cb)
+			cb(loop, arg, f->res, 0, len);
+		op_put(loop, op);
+		return;
+	}
 	if (op->chain)
 		chain_sent(loop, op, f->res);
 	else if (!more)
 		op_put(loop, op); /* before the callback, which may start another */
-	loop->ncalls++;
 	if (cb)
 		cb(loop, arg, f->res, more, len);
 }
@@ -853,6 +860,60 @@ int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int 
 	sqe->msg_flags = (uint32_t)(MSG_NOSIGNAL | flags);
 	sqe->user_data = ud_op(op);
 	return 0;
+}
+
+struct loop_op *loop_send(sockit_loop *loop, int fd, const void *buf, size_t len, int flags,
+			  loop_op_cb cb, void *arg)
+{
+	if (!loop_ops_available(loop)) {
+		errno = ENOTSUP;
+		return NULL;
+	}
+	if (len > LOOP_SEND_MAX) {
+		errno = EMSGSIZE;
+		return NULL;
+	}
+	struct loop_op *op = op_get(loop);
+	if (!op) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	struct io_uring_sqe *sqe = uring_sqe(&loop->be.uring);
+	if (!sqe) {
+		op_put(loop, op);
+		errno = EBUSY;
+		return NULL;
+	}
+	op->cb = cb;
+	op->arg = arg;
+	op->fd = fd;
+	op->chain = OP_SEND;
+	op->len = len;
+	memcpy(op->buf, buf, len);
+	/* MSG_DONTWAIT: where send() would block, io_uring completes with
+	 * -EAGAIN instead of waiting for room (a stuck client never pins
+	 * the slot). */
+	sqe->opcode = IORING_OP_SEND;
+	sqe->fd = fd;
+	sqe->addr = (uint64_t)(uintptr_t)op->buf;
+	sqe->len = (uint32_t)len;
+	sqe->msg_flags = (uint32_t)(MSG_NOSIGNAL | MSG_DONTWAIT | flags);
+	sqe->user_data = ud_op(op);
+	loop->be.uring.nsends++;
+	return op;
+}
+
+const char *loop_op_data(const struct loop_op *op)
+{
+	return op->buf;
+}
+
+void loop_op_close_after(struct loop_op *op, loop_op_cb cb, void *arg)
+{
+	op->chain = CHAIN_SEND;
+	op->shut = 0;
+	op->cb = cb;
+	op->arg = arg;
 }
 
 struct loop_op *loop_accept_multi(sockit_loop *loop, int lfd, int flags, loop_op_cb cb, void *arg)
@@ -914,6 +975,8 @@ static void ops_wait(sockit_loop *loop, uint64_t ms)
 				continue;
 			if (p & OP_CLOSE_TAG)
 				chain_closed(loop, op, f->res);
+			else if (op->chain == OP_SEND)
+				op_put(loop, op);
 			else if (op->chain)
 				chain_sent(loop, op, f->res);
 			else if (!(f->events & IORING_CQE_F_MORE))
@@ -944,8 +1007,8 @@ void loop_ops_finish(sockit_loop *loop)
 		loop_op_cancel(loop, op);
 	ops_wait(loop, 100);
 	while (loop->ops) {
-		if (loop->ops->chain)
-			close(loop->ops->fd);
+		if (loop->ops->chain == CHAIN_SEND || loop->ops->chain == CHAIN_CLOSE)
+			close(loop->ops->fd); /* the chain's: an OP_SEND's fd is its owner's */
 		op_put(loop, loop->ops);
 	}
 }

@@ -17,14 +17,14 @@
 
 #include "sockit_loop.h"
 
-/* Largest payload loop_send_close() takes (it is copied). */
+/* Largest payload loop_send_close() and loop_send() take (it is copied). */
 #define LOOP_SEND_MAX 1984
 
 struct loop_op;
 
 /* res: the operation's result (>= 0 or -errno).  more: 1 when a multishot
  * operation stays armed and will complete again.  len: the bytes asked of
- * a send (loop_send_close), else 0. */
+ * a send (loop_send_close, loop_send), else 0. */
 typedef void (*loop_op_cb)(sockit_loop *loop, void *arg, int res, int more, size_t len);
 
 /* 1 if loop takes the operations below: io_uring, on Linux 6.1 or later. */
@@ -41,6 +41,28 @@ int loop_ops_available(const sockit_loop *loop);
  * queued and fd is still the caller's. */
 int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int flags, int shut,
 		    loop_op_cb cb, void *arg);
+
+/* Queues send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT | flags) to run
+ * inside the loop's next wait; buf is copied.  It never waits for room:
+ * where send() would block, it completes short or with -EAGAIN.  cb (may
+ * be NULL) gets the result and len; until cb returns, loop_op_data() has
+ * the bytes, so a caller can keep what did not go.  fd stays the caller's
+ * and must stay open until cb has run -- or be handed over with
+ * loop_op_close_after().  Returns the handle, valid until cb returns, or
+ * NULL with errno (ENOTSUP on epoll, EMSGSIZE over LOOP_SEND_MAX, ENOMEM,
+ * EBUSY): then nothing was queued. */
+struct loop_op *loop_send(sockit_loop *loop, int fd, const void *buf, size_t len, int flags,
+			  loop_op_cb cb, void *arg);
+
+/* The bytes a loop_send() operation carries. */
+const char *loop_op_data(const struct loop_op *op);
+
+/* The owner of a queued loop_send() is done with its fd: once the send
+ * completes, the loop closes the fd through the ring, as for
+ * loop_send_close() without the shutdown, and the completion goes to
+ * cb(arg) instead.  The caller must forget fd (sockit_loop_unwatch) and
+ * not close it.  Not from op's own callback. */
+void loop_op_close_after(struct loop_op *op, loop_op_cb cb, void *arg);
 
 /* Multishot accept4(lfd, NULL, NULL, SOCK_CLOEXEC | flags): cb gets each
  * new fd, or -errno.  When cb's more is 0 the operation has ended (an

@@ -56,6 +56,7 @@ struct uring_backend {
 	unsigned sq_local; /* SQEs filled, published to sq_tail before each enter */
 	int disabled;	   /* created IORING_SETUP_R_DISABLED: enabled by its first user */
 	int ops_ok;	   /* the kernel has every operation of loop_ops.h */
+	unsigned nsends;   /* queued loop_send()s: each completes inside the submit */
 
 	struct uring_fd *fds;
 	size_t nfds;
@@ -198,9 +199,19 @@ static void uring_free(struct uring_backend *u)
 	u->rearm = NULL;
 }
 
+/* A wait that expects the queued sends' completions caps itself at this,
+ * in case one of them did not complete inside the submit after all. */
+#define URING_SEND_WAIT_MS 10
+
 /* Submits what is queued and waits for min_wait completions or until
  * timeout_ms (-1: none).  Returns >= 0, or -errno (-ETIME, -EINTR,
- * -EBUSY...). */
+ * -EBUSY...).
+ *
+ * A loop_send() never waits for room (MSG_DONTWAIT), so the kernel runs it
+ * and posts its completion during the submit, before the wait starts.
+ * Were those completions to end the wait, every reply would cost a second
+ * io_uring_enter -- as many system calls as send() itself.  So the wait
+ * asks for that many completions more. */
 static int uring_enter(struct uring_backend *u, unsigned min_wait, int timeout_ms)
 {
 	struct __kernel_timespec ts;
@@ -215,6 +226,12 @@ static int uring_enter(struct uring_backend *u, unsigned min_wait, int timeout_m
 		u->disabled = 0;
 	}
 	__atomic_store_n(u->sq_tail, u->sq_local, __ATOMIC_RELEASE);
+	if (min_wait > 0 && u->nsends > 0) {
+		min_wait += u->nsends;
+		if (timeout_ms < 0 || timeout_ms > URING_SEND_WAIT_MS)
+			timeout_ms = URING_SEND_WAIT_MS;
+	}
+	u->nsends = 0;
 	if (timeout_ms >= 0 && min_wait > 0) {
 		ts.tv_sec = timeout_ms / 1000;
 		ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;

@@ -217,6 +217,47 @@ def test_line_too_long_after_pipelined_lines_slow_reader(serve):
     assert reply == want
 
 
+@pytest.mark.parametrize("mode", ["echo", "line"])
+def test_small_replies_to_a_reader_that_stalls(serve, mode):
+    """One small request per wake, so each reply is small (on io_uring a
+    send queued in the ring), while the client reads nothing until the
+    socket is full: what a send could not place waits, in order, and every
+    byte arrives exactly once and is counted once."""
+    srv = serve(["--mode", mode])
+    lines = [b"%05d %s\n" % (i, b"s" * 400) for i in range(600)]  # 250 kB of replies
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # Before connect: a small window, and segments so small that the
+        # server's send buffer stays small too (the kernel sizes it from
+        # the segment size) and fills within a few hundred replies.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+        s.settimeout(30)
+        s.connect(srv.addr)
+        err = []
+
+        def paced():
+            try:
+                for ln in lines:
+                    s.sendall(ln)
+                    time.sleep(0.0002)
+                s.shutdown(socket.SHUT_WR)
+            except OSError as e:
+                err.append(e)
+
+        t = threading.Thread(target=paced, daemon=True)
+        t.start()
+        t.join(5)  # reading nothing meanwhile: the server's sends fill up
+        reply = recv_to_eof(s, timeout=30)
+        t.join(10)
+        assert not err, err
+    want = b"".join(lines) if mode == "echo" else b"".join(PREFIX + ln for ln in lines)
+    assert len(reply) == len(want)
+    assert reply == want
+    c = srv.wait_counter("closed_eof", 1)
+    assert c["bytes_out"] == len(want), c
+    assert c["bytes_in"] == len(b"".join(lines)), c
+
+
 def test_echo_idle_timeout(serve):
     srv = serve(["--mode", "echo", "--idle-timeout", "700ms"])
     with connect(srv.addr) as s:

@@ -1422,10 +1422,16 @@ static void test_ops_refused(void **state)
 	if (on_uring()) {
 		assert_int_equal(loop_send_close(loop, s, big, sizeof(big), 0, 1, op_cb, &o),
 				 -EMSGSIZE);
+		errno = 0;
+		assert_null(loop_send(loop, s, big, sizeof(big), 0, op_cb, &o));
+		assert_int_equal(errno, EMSGSIZE);
 	} else {
 		assert_int_equal(loop_send_close(loop, s, big, 1, 0, 1, op_cb, &o), -ENOTSUP);
 		errno = 0;
 		assert_null(loop_accept_multi(loop, s, 0, op_cb, &o));
+		assert_int_equal(errno, ENOTSUP);
+		errno = 0;
+		assert_null(loop_send(loop, s, big, 1, 0, op_cb, &o));
 		assert_int_equal(errno, ENOTSUP);
 	}
 	for (int i = 0; i < 3; i++)
@@ -1515,6 +1521,118 @@ static unsigned short local_port(int fd, int peer)
 	else
 		assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
 	return ntohs(sa.sin_port);
+}
+
+/* Checks, inside a loop_send() callback, that the bytes are still there. */
+struct sendres {
+	struct opres o;
+	struct loop_op *op;
+	char data[16];
+};
+
+static void send_cb(sockit_loop *loop, void *arg, int res, int more, size_t len)
+{
+	struct sendres *r = arg;
+
+	op_cb(loop, &r->o, res, more, len);
+	assert_true(len <= sizeof(r->data));
+	memcpy(r->data, loop_op_data(r->op), len);
+}
+
+/* loop_send: the peer gets the bytes (the loop's own copy), the callback
+ * the result and the bytes; the fd stays the caller's, open.  With
+ * nothing else to wait for, the wait that expects the send's completion
+ * does not sit out its whole timeout. */
+static void test_send(void **state)
+{
+	sockit_loop *loop = new_loop();
+	struct sendres r = {.o = {.calls = 0}};
+	char msg[] = "hello ring", got[32];
+	int c, s;
+
+	(void)state;
+	tcp_pair(&c, &s);
+	r.op = loop_send(loop, s, msg, 10, 0, send_cb, &r);
+	assert_non_null(r.op);
+	memset(msg, '#', sizeof(msg));
+	uint64_t t0 = mono_ms();
+	assert_true(sockit_loop_run_once(loop, 5000) >= 0);
+	assert_true(mono_ms() - t0 < 2500);
+	run_until(loop, &r.o.calls);
+	assert_int_equal(r.o.calls, 1);
+	assert_int_equal(r.o.res, 10);
+	assert_int_equal(r.o.len, 10);
+	assert_int_equal(r.o.more, 0);
+	assert_memory_equal(r.data, "hello ring", 10);
+	assert_int_equal(read(c, got, sizeof(got)), 10);
+	assert_memory_equal(got, "hello ring", 10);
+	/* Still open and connected: a second one goes the same way. */
+	r.op = loop_send(loop, s, "again", 5, 0, send_cb, &r);
+	assert_non_null(r.op);
+	run_until_n(loop, &r.o.calls, 2);
+	assert_int_equal(r.o.res, 5);
+	assert_int_equal(read(c, got, sizeof(got)), 5);
+	assert_int_equal(peer_eof(c, 0), 0);
+	close(s);
+	close(c);
+	sockit_loop_free(loop);
+}
+
+/* A full socket: the send does not wait for room, it completes with
+ * -EAGAIN and its bytes are still there for the caller to keep. */
+static void test_send_full(void **state)
+{
+	sockit_loop *loop = new_loop();
+	struct sendres r = {.o = {.calls = 0}};
+	char fill[65536] = {0};
+	int c, s;
+
+	(void)state;
+	tcp_pair(&c, &s);
+	while (write(s, fill, sizeof(fill)) > 0)
+		;
+	assert_int_equal(errno, EAGAIN);
+	while (write(s, fill, 1) > 0)
+		;
+	r.op = loop_send(loop, s, "stuck", 5, 0, send_cb, &r);
+	assert_non_null(r.op);
+	run_until(loop, &r.o.calls);
+	assert_int_equal(r.o.res, -EAGAIN);
+	assert_int_equal(r.o.len, 5);
+	assert_memory_equal(r.data, "stuck", 5);
+	close(s);
+	close(c);
+	sockit_loop_free(loop);
+}
+
+/* The owner hands the fd over while the send is queued: the bytes still
+ * go, then the loop closes the fd, and the new callback gets the result. */
+static void test_send_close_after(void **state)
+{
+	sockit_loop *loop = new_loop();
+	struct opres o = {.calls = 0}, first = {.calls = 0};
+	char got[16];
+	int c, s;
+
+	(void)state;
+	tcp_pair(&c, &s);
+	struct io w = {.fd = s};
+	assert_int_equal(sockit_loop_watch(loop, s, SOCKIT_READABLE, io_cb, &w), 0);
+	struct loop_op *op = loop_send(loop, s, "bye", 3, 0, op_cb, &first);
+	assert_non_null(op);
+	assert_int_equal(sockit_loop_unwatch(loop, s), 0);
+	loop_op_close_after(op, op_cb, &o);
+	run_until(loop, &o.calls);
+	assert_int_equal(o.res, 3);
+	assert_int_equal(o.len, 3);
+	assert_int_equal(first.calls, 0);
+	run_until_closed(loop, s);
+	assert_int_equal(read(c, got, sizeof(got)), 3);
+	assert_memory_equal(got, "bye", 3);
+	assert_int_equal(peer_eof(c, DEADLINE_MS), 1);
+	assert_int_equal(o.calls, 1);
+	close(c);
+	sockit_loop_free(loop);
 }
 
 /* Multishot accept: one callback per connection, with more 1, each a new
@@ -1615,8 +1733,18 @@ static void test_free_with_ops_in_flight(void **state)
 	char got[8];
 	tcp_pair(&c2, &s2);
 	assert_int_equal(loop_send_close(loop, s2, "late", 4, MSG_MORE, 1, op_cb, &o), 0);
+	/* And a plain send, also never submitted: it goes, its fd stays. */
+	int c3, s3;
+	tcp_pair(&c3, &s3);
+	assert_non_null(loop_send(loop, s3, "mine", 4, 0, op_cb, &o));
 	sockit_loop_free(loop);
 	assert_int_equal(o.calls, 0);
+	assert_true(fcntl(s3, F_GETFD) >= 0);
+	assert_int_equal(read(c3, got, sizeof(got)), 4);
+	assert_memory_equal(got, "mine", 4);
+	assert_int_equal(peer_eof(c3, 0), 0);
+	close(s3);
+	close(c3);
 	assert_false(a.ended);
 
 	/* The free carried out the queued chain, and closed the stuck one's
@@ -1672,6 +1800,9 @@ int main(void)
 		COMMON_TESTS,
 		cmocka_unit_test(test_send_close),
 		cmocka_unit_test(test_send_close_reset_peer),
+		cmocka_unit_test(test_send),
+		cmocka_unit_test(test_send_full),
+		cmocka_unit_test(test_send_close_after),
 		cmocka_unit_test(test_accept_multi),
 		cmocka_unit_test(test_free_with_ops_in_flight),
 	};
