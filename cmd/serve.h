@@ -206,6 +206,7 @@ void tcp_worker_free(struct worker *w);
 
 /* serve_udp.c */
 int udp_worker_init(struct worker *w);
+void udp_worker_drain(struct worker *w);
 void udp_worker_free(struct worker *w);
 
 /* serve_run.c */

@@ -65,10 +65,7 @@ static void worker_on_wake(sockit_loop *loop, void *arg)
 	if (cmd >= WORKER_DRAIN && !w->draining) {
 		w->draining = 1;
 		tcp_worker_drain(w);
-		if (w->udp_fd >= 0) {
-			sockit_loop_close(w->loop, w->udp_fd);
-			w->udp_fd = -1;
-		}
+		udp_worker_drain(w);
 	}
 	if (cmd >= WORKER_FORCE)
 		tcp_worker_close_all(w, 1);

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "dgram.h"
+#include "loop_ops.h"
 #include "serve.h"
 
 #define UDP_BATCH 32
@@ -44,6 +45,35 @@ static int is_v6_path(const sockit_addr *a)
 {
 	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
 	return a->ss.ss_family == AF_INET6 && !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr);
+}
+
+/* A reply sent through the ring completed.  It was counted as sent when
+ * queued (a client that has it finds it counted); a failure takes that
+ * back. */
+static void on_udp_sent(sockit_loop *loop, void *arg, int res, int more, size_t len)
+{
+	(void)more;
+	struct worker *w = arg;
+	if (res >= 0)
+		return;
+	CTR_SUB(w, dgrams_out, 1);
+	CTR_SUB(w, bytes_out, len);
+	serve_log_limited(w->log, &w->rl_udp, sockit_loop_now_ms(loop), LOG_WARN, "udp send: %s",
+			  sockit_strerror(res));
+}
+
+/* io_uring: the reply to a lone datagram rides in the loop's next wait
+ * instead of a sendmmsg of its own (a batch keeps its one sendmmsg).
+ * Returns 1 if queued. */
+static int reply_async(struct worker *w, int fd, const char *data, size_t len,
+		       const sockit_addr *to)
+{
+	if (loop_sendto(w->loop, fd, data, len, (const struct sockaddr *)&to->ss, to->len, 0,
+			on_udp_sent, w) == NULL)
+		return 0;
+	CTR_ADD(w, dgrams_out, 1);
+	CTR_ADD(w, bytes_out, len);
+	return 1;
 }
 
 static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
@@ -101,6 +131,8 @@ static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 			size_t max = is_v6_path(from) ? UDP6_MAX : UDP4_MAX;
 			if (rlen > max)
 				rlen = max;
+			if (n == 1 && w->ops && reply_async(w, fd, data, rlen, from))
+				break;
 			u->iov_out[nout].iov_base = data;
 			u->iov_out[nout].iov_len = rlen;
 			struct msghdr *h = &u->out[nout].msg_hdr;
@@ -151,6 +183,17 @@ int udp_worker_init(struct worker *w)
 		return -ENOMEM;
 	sockit_set_rcvbuf(w->udp_fd, UDP_RCVBUF); /* best effort: capped by rmem_max */
 	return sockit_loop_watch(w->loop, w->udp_fd, SOCKIT_READABLE, on_udp, w);
+}
+
+/* Stops serving UDP.  A reply queued in the ring is handed to the kernel
+ * first: from then on it holds the socket itself, and the fd can go. */
+void udp_worker_drain(struct worker *w)
+{
+	if (w->udp_fd < 0)
+		return;
+	loop_ops_submit(w->loop);
+	sockit_loop_close(w->loop, w->udp_fd);
+	w->udp_fd = -1;
 }
 
 void udp_worker_free(struct worker *w)

@@ -709,6 +709,7 @@ struct loop_op {
 	int chain; /* loop_send_close(): CHAIN_SEND, then CHAIN_CLOSE; loop_send(): OP_SEND */
 	int shut;
 	size_t len;
+	struct sockaddr_storage to; /* loop_sendto() */
 	char buf[LOOP_SEND_MAX];
 };
 #define OPS_PER_CHUNK 32
@@ -862,14 +863,15 @@ int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int 
 	return 0;
 }
 
-struct loop_op *loop_send(sockit_loop *loop, int fd, const void *buf, size_t len, int flags,
-			  loop_op_cb cb, void *arg)
+struct loop_op *loop_sendto(sockit_loop *loop, int fd, const void *buf, size_t len,
+			    const struct sockaddr *to, socklen_t tolen, int flags, loop_op_cb cb,
+			    void *arg)
 {
 	if (!loop_ops_available(loop)) {
 		errno = ENOTSUP;
 		return NULL;
 	}
-	if (len > LOOP_SEND_MAX) {
+	if (len > LOOP_SEND_MAX || (to && tolen > sizeof(struct sockaddr_storage))) {
 		errno = EMSGSIZE;
 		return NULL;
 	}
@@ -899,8 +901,19 @@ struct loop_op *loop_send(sockit_loop *loop, int fd, const void *buf, size_t len
 	sqe->len = (uint32_t)len;
 	sqe->msg_flags = (uint32_t)(MSG_NOSIGNAL | MSG_DONTWAIT | flags);
 	sqe->user_data = ud_op(op);
+	if (to) {
+		memcpy(&op->to, to, tolen);
+		sqe->addr2 = (uint64_t)(uintptr_t)&op->to;
+		sqe->addr_len = (uint16_t)tolen;
+	}
 	loop->be.uring.nsends++;
 	return op;
+}
+
+struct loop_op *loop_send(sockit_loop *loop, int fd, const void *buf, size_t len, int flags,
+			  loop_op_cb cb, void *arg)
+{
+	return loop_sendto(loop, fd, buf, len, NULL, 0, flags, cb, arg);
 }
 
 const char *loop_op_data(const struct loop_op *op)
@@ -983,6 +996,12 @@ static void ops_wait(sockit_loop *loop, uint64_t ms)
 				op_put(loop, op);
 		}
 	}
+}
+
+void loop_ops_submit(sockit_loop *loop)
+{
+	if (loop->be.kind == BACKEND_URING)
+		uring_enter(&loop->be.uring, 0, 0);
 }
 
 /* Before the ring goes: what was queued (a reply, its close) is carried

@@ -14,6 +14,7 @@
 #define SOCKIT_LOOP_OPS_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "sockit_loop.h"
 
@@ -54,6 +55,12 @@ int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int 
 struct loop_op *loop_send(sockit_loop *loop, int fd, const void *buf, size_t len, int flags,
 			  loop_op_cb cb, void *arg);
 
+/* loop_send() to the address to (a datagram socket's sendto()).  The
+ * address is copied too. */
+struct loop_op *loop_sendto(sockit_loop *loop, int fd, const void *buf, size_t len,
+			    const struct sockaddr *to, socklen_t tolen, int flags, loop_op_cb cb,
+			    void *arg);
+
 /* The bytes a loop_send() operation carries. */
 const char *loop_op_data(const struct loop_op *op);
 
@@ -70,6 +77,11 @@ void loop_op_close_after(struct loop_op *op, loop_op_cb cb, void *arg);
  * handle is gone; start another to go on.  Returns the handle, or NULL with
  * errno (ENOTSUP, ENOMEM, EBUSY). */
 struct loop_op *loop_accept_multi(sockit_loop *loop, int lfd, int flags, loop_op_cb cb, void *arg);
+
+/* Hands what is queued to the kernel now, without waiting.  From then on
+ * each operation holds its own reference to its fd's file, so an owner
+ * may close the fd of a loop_send() whose callback has not run yet. */
+void loop_ops_submit(sockit_loop *loop);
 
 /* Submits what is queued (poll removals of closed fds, replies and their
  * closes), cancels multishot operations, waits up to a second for the

@@ -1434,6 +1434,7 @@ static void test_ops_refused(void **state)
 		assert_null(loop_send(loop, s, big, 1, 0, op_cb, &o));
 		assert_int_equal(errno, ENOTSUP);
 	}
+	loop_ops_submit(loop); /* nothing queued: nothing happens */
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(sockit_loop_run_once(loop, 10), 0);
 	assert_int_equal(o.calls, 0);
@@ -1635,6 +1636,64 @@ static void test_send_close_after(void **state)
 	sockit_loop_free(loop);
 }
 
+/* After loop_ops_submit() the queued send holds the socket itself: its
+ * owner may close the fd at once, and the bytes still go. */
+static void test_submit_then_close(void **state)
+{
+	sockit_loop *loop = new_loop();
+	struct opres o = {.calls = 0};
+	char got[16];
+	int c, s;
+
+	(void)state;
+	tcp_pair(&c, &s);
+	assert_non_null(loop_send(loop, s, "kept", 4, 0, op_cb, &o));
+	loop_ops_submit(loop);
+	close(s);
+	int s2 = dup(c); /* the number may be taken again at once: no harm */
+	assert_true(s2 >= 0);
+	run_until(loop, &o.calls);
+	assert_int_equal(o.res, 4);
+	assert_int_equal(read(c, got, sizeof(got)), 4);
+	assert_memory_equal(got, "kept", 4);
+	assert_int_equal(peer_eof(c, DEADLINE_MS), 1);
+	close(s2);
+	close(c);
+	sockit_loop_free(loop);
+}
+
+/* loop_sendto: a datagram to the address given, which is copied. */
+static void test_sendto(void **state)
+{
+	sockit_loop *loop = new_loop();
+	struct opres o = {.calls = 0};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in from;
+	socklen_t alen = sizeof(a), flen = sizeof(from);
+	char got[16];
+	int rx = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	int tx = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+
+	(void)state;
+	assert_true(rx >= 0 && tx >= 0);
+	assert_int_equal(bind(rx, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(rx, (struct sockaddr *)&a, &alen), 0);
+	assert_non_null(
+		loop_sendto(loop, tx, "dgram", 5, (struct sockaddr *)&a, alen, 0, op_cb, &o));
+	memset(&a, 0, sizeof(a));
+	run_until(loop, &o.calls);
+	assert_int_equal(o.res, 5);
+	assert_int_equal(o.len, 5);
+	struct pollfd p = {.fd = rx, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, DEADLINE_MS), 1);
+	assert_int_equal(recvfrom(rx, got, sizeof(got), 0, (struct sockaddr *)&from, &flen), 5);
+	assert_memory_equal(got, "dgram", 5);
+	assert_int_equal(from.sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+	close(rx);
+	close(tx);
+	sockit_loop_free(loop);
+}
+
 /* Multishot accept: one callback per connection, with more 1, each a new
  * fd with the flags asked for; a cancel ends it with more 0. */
 static void test_accept_multi(void **state)
@@ -1803,6 +1862,8 @@ int main(void)
 		cmocka_unit_test(test_send),
 		cmocka_unit_test(test_send_full),
 		cmocka_unit_test(test_send_close_after),
+		cmocka_unit_test(test_sendto),
+		cmocka_unit_test(test_submit_then_close),
 		cmocka_unit_test(test_accept_multi),
 		cmocka_unit_test(test_free_with_ops_in_flight),
 	};
