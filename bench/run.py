@@ -430,7 +430,7 @@ def parse_args(argv):
     ap.add_argument("--duration", type=float, help="seconds per measured run (default 2)")
     ap.add_argument("--warmup", type=float, help="seconds of unmeasured load first "
                     "(default 0.5)")
-    ap.add_argument("--reps", type=int, help="repetitions, interleaved (default 3)")
+    ap.add_argument("--reps", type=int, help="repetitions, interleaved (default 5)")
     ap.add_argument("--idle", help="idle connection counts (default 5000,10000)")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     ap.add_argument("--svg", default=os.path.join(ROOT, "bench", "results", "latest.svg"))
@@ -439,7 +439,7 @@ def parse_args(argv):
     q = a.quick
     a.duration = a.duration if a.duration is not None else (0.3 if q else 2.0)
     a.warmup = a.warmup if a.warmup is not None else (0.0 if q else 0.5)
-    a.reps = a.reps if a.reps is not None else (1 if q else 3)
+    a.reps = a.reps if a.reps is not None else (1 if q else 5)
     a.idle = [int(x) for x in (a.idle or ("200" if q else "5000,10000")).split(",")]
     a.sockit = os.path.abspath(a.sockit)
     a.servers = a.servers.split(",") if a.servers else list(SERVERS)
@@ -498,6 +498,9 @@ def summarize(runs, args, na):
                     "bench_user_us_per_req": med(good, "bench_user_us_per_req"),
                     "bench_sys_us_per_req": med(good, "bench_sys_us_per_req"),
                     "noisy_reps": sum(1 for r in good if r["noisy"]),
+                    # per repetition, for ratios between runs made side by side
+                    "by_rep": {str(r["rep"]): {"cpu_us_per_req": r["cpu_us_per_req"],
+                                               "p99_us": r["p99_us"]} for r in good},
                     "failed_reps": len(mine) - len(good),
                 }
     return out
@@ -581,6 +584,15 @@ def targets(summary, args):
         f = d.get(wl) or {}
         return None if "na" in f else f.get(key)
 
+    def paired(wl, key, num, den):
+        """The ratio within each repetition (the two runs were made minutes
+        apart at most), so a reader sees how far the machine drifted."""
+        a = (num.get(wl) or {}).get("by_rep") or {}
+        b = (den.get(wl) or {}).get("by_rep") or {}
+        v = ["%.2f" % (a[k][key] / b[k][key]) for k in sorted(a, key=int)
+             if k in b and a[k].get(key) and b[k].get(key)]
+        return " (by rep %s)" % "/".join(v) if len(v) > 1 else ""
+
     def ratio_target(title, wls, limit, key="cpu_us_per_req", num=S, den=B):
         got, bad = [], False
         for wl in wls:
@@ -588,7 +600,7 @@ def targets(summary, args):
             if a is None or b is None or not b:
                 continue
             r = a / b
-            got.append("%s %.2fx" % (wl, r))
+            got.append("%s %.2fx%s" % (wl, r, paired(wl, key, num, den)))
             bad |= r > limit
         if not got:
             out.append((title, "SKIP", "not measured"))

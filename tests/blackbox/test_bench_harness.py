@@ -131,4 +131,14 @@ def test_targets_judge_ratios_the_right_way_round():
 
     table, _ = run.table(summary, args)
     assert "| once-64 | sockit serve -w1 | 7.00 (0.70x) |" in table
+
+    # With each repetition's figures, the ratio within each one is shown
+    # too (the verdict stays on the medians).
+    def reps(*cpu):
+        return {str(i): {"cpu_us_per_req": c, "p99_us": 100.0} for i, c in enumerate(cpu)}
+    summary["epoll"]["once-64"]["by_rep"] = reps(10.0, 20.0, 10.0)
+    summary["sockit"]["once-64"]["by_rep"] = reps(7.0, 12.0, 8.0)
+    got = {title.split(":")[0]: (verdict, detail) for title, verdict, detail in
+           run.targets(summary, args)}
+    assert got["once"] == ("PASS", "once-64 0.70x (by rep 0.70/0.60/0.80)"), got
     assert "| idle | sockit serve -w2 | n/a |" in table
