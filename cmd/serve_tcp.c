@@ -4,9 +4,13 @@
  * - once mode, request already there at accept (TCP_DEFER_ACCEPT makes that
  *   the rule): accept4, recv, send, shutdown, close -- no epoll
  *   registration, no allocation.  The one read and the reply share the worker's buffer (the
- *   prefix sits just before the read area, so the reply is one send).
+ *   prefix sits just before the read area, so the reply is one send).  On
+ *   io_uring the accept (multishot), the send and the close run in the
+ *   ring: recv and shutdown are the only system calls of their own.
+ * - line/echo: one read per wake; the replies of that read go out in one
+ *   send, which on io_uring the ring makes inside the loop's next wait.
  * - A connection that must wait (no request yet, a partial write, a
- *   lingering close, any line/echo client) gets a 64-byte struct conn from a
+ *   lingering close, any line/echo client) gets an 80-byte struct conn from a
  *   per-worker pool, plus buffers only while it has unsent output or an
  *   unterminated line.
  * - Idle timeouts: every connection sits in one intrusive list ordered by
@@ -419,12 +423,14 @@ static void on_stream_sent(sockit_loop *loop, void *arg, int res, int more, size
  * io_uring the send goes into the ring instead, to run inside the loop's
  * next wait: one system call fewer per reply.  Its bytes count as sent
  * now (a client that read them sees them counted); its completion takes
- * back what did not go. */
+ * back what did not go.  Not for a connection that ends after this reply
+ * (EOF, or a line too long): the loop's wait does not end for a send's
+ * completion alone, and the close would wait with it. */
 static int send_or_queue(struct worker *w, struct conn *c, const char *p, size_t n)
 {
 	if (c->send_op != NULL)
 		return iobuf_append(&c->out, p, n); /* behind the one in the ring */
-	if (w->ops && n <= LOOP_SEND_MAX &&
+	if (w->ops && n <= LOOP_SEND_MAX && !(c->flags & (F_EOF | F_LIMIT)) &&
 	    (c->send_op = loop_send(w->loop, c->fd, p, n, 0, on_stream_sent, c)) != NULL) {
 		CTR_ADD(w, bytes_out, n);
 		return 0;
@@ -481,10 +487,10 @@ static void sent_short(struct worker *w, int res, size_t len)
 		CTR_SUB(w, bytes_out, len - sent);
 }
 
-/* A connection's ring send completed: what did not go (a full socket
- * buffer) goes back in front of its backlog, which then waits for room. */
 static void stream_settle(struct worker *w, struct conn *c);
 
+/* A connection's ring send completed: what did not go (a full socket
+ * buffer) goes back in front of its backlog, which then waits for room. */
 static void on_stream_sent(sockit_loop *loop, void *arg, int res, int more, size_t len)
 {
 	(void)loop;

@@ -56,7 +56,7 @@ struct uring_backend {
 	unsigned sq_local; /* SQEs filled, published to sq_tail before each enter */
 	int disabled;	   /* created IORING_SETUP_R_DISABLED: enabled by its first user */
 	int ops_ok;	   /* the kernel has every operation of loop_ops.h */
-	unsigned nsends;   /* queued loop_send()s: each completes inside the submit */
+	unsigned ninline;  /* queued operations that complete inside the submit */
 
 	struct uring_fd *fds;
 	size_t nfds;
@@ -207,11 +207,13 @@ static void uring_free(struct uring_backend *u)
  * timeout_ms (-1: none).  Returns >= 0, or -errno (-ETIME, -EINTR,
  * -EBUSY...).
  *
- * A loop_send() never waits for room (MSG_DONTWAIT), so the kernel runs it
- * and posts its completion during the submit, before the wait starts.
- * Were those completions to end the wait, every reply would cost a second
- * io_uring_enter -- as many system calls as send() itself.  So the wait
- * asks for that many completions more. */
+ * Some operations complete during the submit, before the wait starts,
+ * and nothing waits on their completion: a loop_send() (it never waits for
+ * room) and the close that ends a loop_send_close().  Were those
+ * completions to end the wait, each would cost an io_uring_enter of its
+ * own -- as many system calls as the direct calls.  So the wait asks for
+ * that many completions more, and if one did not complete inside the
+ * submit after all, waits no longer than URING_SEND_WAIT_MS for it. */
 static int uring_enter(struct uring_backend *u, unsigned min_wait, int timeout_ms)
 {
 	struct __kernel_timespec ts;
@@ -226,12 +228,12 @@ static int uring_enter(struct uring_backend *u, unsigned min_wait, int timeout_m
 		u->disabled = 0;
 	}
 	__atomic_store_n(u->sq_tail, u->sq_local, __ATOMIC_RELEASE);
-	if (min_wait > 0 && u->nsends > 0) {
-		min_wait += u->nsends;
+	if (min_wait > 0 && u->ninline > 0) {
+		min_wait += u->ninline;
 		if (timeout_ms < 0 || timeout_ms > URING_SEND_WAIT_MS)
 			timeout_ms = URING_SEND_WAIT_MS;
 	}
-	u->nsends = 0;
+	u->ninline = 0;
 	if (timeout_ms >= 0 && min_wait > 0) {
 		ts.tv_sec = timeout_ms / 1000;
 		ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
