@@ -159,12 +159,19 @@ class Server:
                 raise RuntimeError("%s: port %d never listened" % (name, self.port))
             time.sleep(0.01)
 
+    @staticmethod
+    def _read(f):
+        """What the server wrote to f so far.  Read through a file of our
+        own: the server's descriptor shares f's offset, and a seek on f
+        would make its next write land over what it wrote before."""
+        with open(f.name, "rb") as r:
+            return r.read()
+
     def _wait_port(self, port_re, stream):
         f = self.log_out if stream == "stdout" else self.log_err
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            f.seek(0)
-            m = re.search(port_re, f.read().decode("utf-8", "replace"))
+            m = re.search(port_re, self._read(f).decode("utf-8", "replace"))
             if m:
                 return int(m.group(1))
             if self.p.poll() is not None:
@@ -175,10 +182,7 @@ class Server:
                            (self.name, self.p.poll(), self.output_tail()))
 
     def output_tail(self):
-        text = b""
-        for f in (self.log_out, self.log_err):
-            f.seek(0)
-            text += f.read()
+        text = b"".join(self._read(f) for f in (self.log_out, self.log_err))
         return text.decode("utf-8", "replace")[-400:].strip()
 
     def alive(self):
