@@ -827,19 +827,19 @@ int loop_ops_available(const sockit_loop *loop)
 	return loop->be.kind == BACKEND_URING && loop->be.uring.ops_ok;
 }
 
-int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int flags, int shut,
-		    loop_op_cb cb, void *arg)
+/* A slot and an SQE for a new operation on fd: the slot in flight with
+ * cb(arg), the SQE with opcode, fd and the slot's user_data.  Returns 0,
+ * or -ENOTSUP (epoll, or a kernel without the operations), -ENOMEM or
+ * -EBUSY: then nothing was queued. */
+static int op_start(sockit_loop *loop, int fd, uint8_t opcode, loop_op_cb cb, void *arg,
+		    struct loop_op **opp, struct io_uring_sqe **sqep)
 {
-	struct uring_backend *u = &loop->be.uring;
-
 	if (!loop_ops_available(loop))
 		return -ENOTSUP;
-	if (len > LOOP_SEND_MAX)
-		return -EMSGSIZE;
 	struct loop_op *op = op_get(loop);
 	if (!op)
 		return -ENOMEM;
-	struct io_uring_sqe *sqe = uring_sqe(u);
+	struct io_uring_sqe *sqe = uring_sqe(&loop->be.uring);
 	if (!sqe) {
 		op_put(loop, op);
 		return -EBUSY;
@@ -847,23 +847,44 @@ int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int 
 	op->cb = cb;
 	op->arg = arg;
 	op->fd = fd;
-	op->chain = CHAIN_SEND;
-	op->shut = shut;
+	sqe->opcode = opcode;
+	sqe->fd = fd;
+	sqe->user_data = ud_op(op);
+	*opp = op;
+	*sqep = sqe;
+	return 0;
+}
+
+/* The send of len bytes of buf, copied into the slot. */
+static void op_send_bytes(struct loop_op *op, struct io_uring_sqe *sqe, const void *buf, size_t len,
+			  int msg_flags)
+{
 	op->len = len;
 	memcpy(op->buf, buf, len);
-
-	/* The send's completion goes to cb, then chain_sent() shuts and
-	 * queues the close, whose completion frees the slot (so the loop
-	 * knows the fd is gone). */
-	sqe->opcode = IORING_OP_SEND;
-	sqe->fd = fd;
 	sqe->addr = (uint64_t)(uintptr_t)op->buf;
 	sqe->len = (uint32_t)len;
-	sqe->msg_flags = (uint32_t)(MSG_NOSIGNAL | flags);
-	sqe->user_data = ud_op(op);
-	/* Not counted in ninline (uring_enter): with MSG_MORE the reply
-	 * waits in the socket for the shutdown that its completion makes, so
-	 * that completion must end the wait at once. */
+	sqe->msg_flags = (uint32_t)msg_flags;
+}
+
+int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int flags, int shut,
+		    loop_op_cb cb, void *arg)
+{
+	struct loop_op *op;
+	struct io_uring_sqe *sqe;
+
+	if (len > LOOP_SEND_MAX)
+		return loop_ops_available(loop) ? -EMSGSIZE : -ENOTSUP;
+	int rc = op_start(loop, fd, IORING_OP_SEND, cb, arg, &op, &sqe);
+	if (rc < 0)
+		return rc;
+	/* The send's completion goes to cb, then chain_sent() shuts and
+	 * queues the close, whose completion frees the slot (so the loop
+	 * knows the fd is gone).  Not counted in ninline (uring_enter): with
+	 * MSG_MORE the reply waits in the socket for the shutdown that its
+	 * completion makes, so that completion must end the wait at once. */
+	op->chain = CHAIN_SEND;
+	op->shut = shut;
+	op_send_bytes(op, sqe, buf, len, MSG_NOSIGNAL | flags);
 	return 0;
 }
 
@@ -871,40 +892,23 @@ struct loop_op *loop_sendto(sockit_loop *loop, int fd, const void *buf, size_t l
 			    const struct sockaddr *to, socklen_t tolen, int flags, loop_op_cb cb,
 			    void *arg)
 {
-	if (!loop_ops_available(loop)) {
-		errno = ENOTSUP;
-		return NULL;
-	}
+	struct loop_op *op;
+	struct io_uring_sqe *sqe;
+
 	if (len > LOOP_SEND_MAX || (to && tolen > sizeof(struct sockaddr_storage))) {
-		errno = EMSGSIZE;
+		errno = loop_ops_available(loop) ? EMSGSIZE : ENOTSUP;
 		return NULL;
 	}
-	struct loop_op *op = op_get(loop);
-	if (!op) {
-		errno = ENOMEM;
+	int rc = op_start(loop, fd, IORING_OP_SEND, cb, arg, &op, &sqe);
+	if (rc < 0) {
+		errno = -rc;
 		return NULL;
 	}
-	struct io_uring_sqe *sqe = uring_sqe(&loop->be.uring);
-	if (!sqe) {
-		op_put(loop, op);
-		errno = EBUSY;
-		return NULL;
-	}
-	op->cb = cb;
-	op->arg = arg;
-	op->fd = fd;
-	op->chain = OP_SEND;
-	op->len = len;
-	memcpy(op->buf, buf, len);
 	/* MSG_DONTWAIT: where send() would block, io_uring completes with
 	 * -EAGAIN instead of waiting for room (a stuck client never pins
-	 * the slot). */
-	sqe->opcode = IORING_OP_SEND;
-	sqe->fd = fd;
-	sqe->addr = (uint64_t)(uintptr_t)op->buf;
-	sqe->len = (uint32_t)len;
-	sqe->msg_flags = (uint32_t)(MSG_NOSIGNAL | MSG_DONTWAIT | flags);
-	sqe->user_data = ud_op(op);
+	 * the slot), so it always completes inside the submit. */
+	op->chain = OP_SEND;
+	op_send_bytes(op, sqe, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT | flags);
 	if (to) {
 		memcpy(&op->to, to, tolen);
 		sqe->addr2 = (uint64_t)(uintptr_t)&op->to;
@@ -935,31 +939,16 @@ void loop_op_close_after(struct loop_op *op, loop_op_cb cb, void *arg)
 
 struct loop_op *loop_accept_multi(sockit_loop *loop, int lfd, int flags, loop_op_cb cb, void *arg)
 {
-	struct uring_backend *u = &loop->be.uring;
+	struct loop_op *op;
+	struct io_uring_sqe *sqe;
 
-	if (!loop_ops_available(loop)) {
-		errno = ENOTSUP;
+	int rc = op_start(loop, lfd, IORING_OP_ACCEPT, cb, arg, &op, &sqe);
+	if (rc < 0) {
+		errno = -rc;
 		return NULL;
 	}
-	struct loop_op *op = op_get(loop);
-	if (!op) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	struct io_uring_sqe *sqe = uring_sqe(u);
-	if (!sqe) {
-		op_put(loop, op);
-		errno = EBUSY;
-		return NULL;
-	}
-	op->cb = cb;
-	op->arg = arg;
-	op->fd = lfd;
-	sqe->opcode = IORING_OP_ACCEPT;
-	sqe->fd = lfd;
 	sqe->accept_flags = (uint32_t)(SOCK_CLOEXEC | flags);
 	sqe->ioprio = IORING_ACCEPT_MULTISHOT;
-	sqe->user_data = ud_op(op);
 	return op;
 }
 

@@ -117,6 +117,26 @@ def test_acl_uses_readiness_accept(serve, backend):
     assert wait_until(lambda: srv.counters()["refused_denied"] >= 1)
 
 
+def sigterm_under_load(srv, mode, port, conns, counter, minimum, pause=0.0):
+    """Runs `sockit bench` against srv, SIGTERMs srv once counter reaches
+    minimum (plus pause), and returns srv's stderr after it exited 0,
+    clean under ASan."""
+    load = subprocess.Popen([SOCKIT, "bench", "-m", mode, "-c", str(conns), "-d", "5s",
+                             "--timeout", "2s", "127.0.0.1", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert srv.wait_counter(counter, minimum)[counter] >= minimum
+        time.sleep(pause)
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(timeout=20) == 0, srv.stderr_text()
+    finally:
+        load.kill()
+        load.wait(timeout=10)
+    err = srv.stderr_text()
+    assert "Sanitizer" not in err
+    return parse_counters(err.strip().splitlines()[-1].split("counters ", 1)[1])
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("mode", ["line", "echo"])
 def test_drain_timeout_under_load(serve, backend, mode):
@@ -126,40 +146,17 @@ def test_drain_timeout_under_load(serve, backend, mode):
     after its free."""
     srv = serve(["--backend", backend, "-m", mode, "--workers", "2",
                  "--drain-timeout", "300ms"])
-    load = subprocess.Popen([SOCKIT, "bench", "-m", mode, "-c", "32", "-d", "5s",
-                             "--timeout", "2s", "127.0.0.1", str(srv.port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        assert srv.wait_counter("accepted", 32)["accepted"] >= 32
-        time.sleep(0.3)
-        srv.signal(signal.SIGTERM)
-        assert srv.wait(timeout=20) == 0, srv.stderr_text()
-    finally:
-        load.kill()
-        load.wait(timeout=10)
-    err = srv.stderr_text()
-    assert "Sanitizer" not in err
-    last = err.strip().splitlines()[-1]
-    assert "accepted=32 active=0" in last and "closed_timeout=32" in last, last
+    last = sigterm_under_load(srv, mode, srv.port, 32, "accepted", 32, pause=0.3)
+    assert last["accepted"] == 32 and last["active"] == 0, last
+    assert last["closed_timeout"] == 32, last
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_drain_under_udp_load(serve, backend):
     """SIGTERM while lone datagrams are answered (on io_uring through the
-    ring): the UDP socket closes only after the reply in flight, the server
-    exits 0, and the counters agree with what clients could receive."""
+    ring): a reply still queued is handed to the kernel before the socket
+    closes, the server exits 0, and the counters agree with what clients
+    could receive."""
     srv = serve(["--backend", backend, "--udp-only", "--workers", "2"], udp=True, tcp=False)
-    load = subprocess.Popen([SOCKIT, "bench", "-m", "udp", "-c", "4", "-d", "5s",
-                             "--timeout", "1s", "127.0.0.1", str(srv.udp_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        assert srv.wait_counter("dgrams_out", 100)["dgrams_out"] >= 100
-        srv.signal(signal.SIGTERM)
-        assert srv.wait(timeout=20) == 0, srv.stderr_text()
-    finally:
-        load.kill()
-        load.wait(timeout=10)
-    err = srv.stderr_text()
-    assert "Sanitizer" not in err
-    last = parse_counters(err.strip().splitlines()[-1].split("counters ", 1)[1])
+    last = sigterm_under_load(srv, "udp", srv.udp_port, 4, "dgrams_out", 100)
     assert last["dgrams_out"] == last["dgrams_in"], last
