@@ -142,3 +142,18 @@ def test_targets_judge_ratios_the_right_way_round():
            run.targets(summary, args)}
     assert got["once"] == ("PASS", "once-64 0.70x (by rep 0.70/0.60/0.80)"), got
     assert "| idle | sockit serve -w2 | n/a |" in table
+
+
+def test_reading_a_server_log_leaves_the_servers_offset_alone(tmp_path):
+    """The server writes through a descriptor that shares the log file's
+    offset with the harness: reading must not move it, or the server's
+    next write lands over its port line (make bench once stopped so)."""
+    run = load_run_py()
+    with open(tmp_path / "srv.out", "w+b") as f:
+        f.write(b"po")
+        f.flush()
+        assert run.Server._read(f) == b"po"
+        f.write(b"rt 4321\n")
+        f.flush()
+        assert f.tell() == 10
+        assert run.Server._read(f) == b"port 4321\n"
