@@ -161,9 +161,11 @@ struct sockit_loop {
 	struct loop_fired fired[LOOP_BATCH];
 	struct backend be;
 
-	struct loop_op *free_ops; /* operation slots (io_uring) */
-	void *op_chunks;	  /* their memory, a list */
-	struct loop_op *ops;	  /* in flight */
+	struct loop_op *free_ops;	  /* operation slots (io_uring) */
+	struct op_payload *free_payloads; /* the bytes of sends */
+	void *op_chunks;		  /* their memory, a list */
+	struct loop_op *ops;		  /* in flight */
+	struct recv_bufs rb;		  /* loop_recv_multi()'s buffers */
 };
 
 static uint64_t clock_now_ns(void)
@@ -596,6 +598,7 @@ void sockit_loop_free(sockit_loop *loop)
 		close(loop->sigfd);
 	loop_ops_finish(loop);
 	backend_free(&loop->be);
+	recv_bufs_free(&loop->rb); /* the ring that wrote into them is gone */
 	while (loop->op_chunks) {
 		void *next = *(void **)loop->op_chunks;
 		free(loop->op_chunks);
@@ -699,35 +702,68 @@ const char *sockit_loop_backend(const sockit_loop *loop)
 
 /* One slot per operation in flight, from a free list; chunks are kept
  * until the loop is freed (the peak in flight, not the total).  A slot in
- * flight is on loop->ops, so the loop can finish or cancel them all. */
+ * flight is on loop->ops, so the loop can finish or cancel them all.  Slots
+ * are small (a connection's armed receive holds one for its whole life);
+ * the bytes and address of a send sit in a payload of their own, from a
+ * second free list. */
+struct op_payload {
+	union {
+		struct op_payload *next;    /* the free list */
+		struct sockaddr_storage to; /* loop_sendto() */
+	};
+	char buf[LOOP_SEND_MAX];
+};
+
 struct loop_op {
 	loop_op_cb cb;
 	void *arg;
 	struct loop_op *prev, *next; /* loop->ops, or (next only) the free list */
+	struct op_payload *pay;	     /* a send's bytes, else NULL */
+	const char *data;	     /* loop_op_data(): the send's bytes, the chunk received */
+	uint32_t len;
+	uint32_t sqe_idx; /* its SQE's place in the submission queue */
 	int fd;
-	int cancelled;
-	int chain; /* loop_send_close(): CHAIN_SEND, then CHAIN_CLOSE; loop_send(): OP_SEND */
-	int shut;
-	size_t len;
-	struct sockaddr_storage to; /* loop_sendto() */
-	char buf[LOOP_SEND_MAX];
+	uint8_t cancelled;
+	uint8_t chain; /* loop_send_close(): CHAIN_SEND, then CHAIN_CLOSE; see the enum */
+	uint8_t shut;
+	uint8_t more_input; /* a receive: the kernel said more waits in the socket */
 };
-#define OPS_PER_CHUNK 32
-enum { CHAIN_SEND = 1, CHAIN_CLOSE = 2, OP_SEND = 3 };
+_Static_assert(sizeof(void *) != 8 || sizeof(struct loop_op) <= 64,
+	       "an armed receive per connection holds a slot: keep it at 64 bytes");
+#define OPS_PER_CHUNK 64
+#define PAYLOADS_PER_CHUNK 8
+/* chain: what the slot is.  0 is a multishot accept. */
+enum { CHAIN_SEND = 1, CHAIN_CLOSE = 2, OP_SEND = 3, OP_RECV = 4 };
 /* user_data of a chain's close: the op pointer with bit 0 set (slots are
  * pointer-aligned). */
 #define OP_CLOSE_TAG 1u
 
+/* A chunk of n items of size bytes for a free list threaded through
+ * their first pointer; the chunk itself goes on loop->op_chunks. */
+static void *chunk_new(sockit_loop *loop, size_t size, size_t n)
+{
+	/* One pointer (the chunk list) ahead of the items, padded. */
+	char *chunk = malloc(64 + n * size);
+	if (!chunk)
+		return NULL;
+	*(void **)chunk = loop->op_chunks;
+	loop->op_chunks = chunk;
+	void *head = NULL;
+	for (size_t i = n; i-- > 0;) {
+		void **item = (void **)(chunk + 64 + i * size);
+		*item = head;
+		head = item;
+	}
+	return head;
+}
+
 static struct loop_op *op_get(sockit_loop *loop)
 {
 	if (!loop->free_ops) {
-		/* One pointer (the chunk list) ahead of the slots, padded. */
-		char *chunk = malloc(64 + OPS_PER_CHUNK * sizeof(struct loop_op));
-		if (!chunk)
+		/* next is not a slot's first member: thread the list by hand. */
+		struct loop_op *ops = chunk_new(loop, sizeof(struct loop_op), OPS_PER_CHUNK);
+		if (!ops)
 			return NULL;
-		*(void **)chunk = loop->op_chunks;
-		loop->op_chunks = chunk;
-		struct loop_op *ops = (struct loop_op *)(chunk + 64);
 		for (int i = 0; i < OPS_PER_CHUNK; i++) {
 			ops[i].next = loop->free_ops;
 			loop->free_ops = &ops[i];
@@ -738,12 +774,24 @@ static struct loop_op *op_get(sockit_loop *loop)
 	op->cancelled = 0;
 	op->chain = 0;
 	op->len = 0;
+	op->pay = NULL;
+	op->data = NULL;
 	op->prev = NULL;
 	op->next = loop->ops;
 	if (loop->ops)
 		loop->ops->prev = op;
 	loop->ops = op;
 	return op;
+}
+
+static struct op_payload *payload_get(sockit_loop *loop)
+{
+	if (!loop->free_payloads &&
+	    !(loop->free_payloads = chunk_new(loop, sizeof(struct op_payload), PAYLOADS_PER_CHUNK)))
+		return NULL;
+	struct op_payload *p = loop->free_payloads;
+	loop->free_payloads = p->next;
+	return p;
 }
 
 static void op_put(sockit_loop *loop, struct loop_op *op)
@@ -754,6 +802,10 @@ static void op_put(sockit_loop *loop, struct loop_op *op)
 		loop->ops = op->next;
 	if (op->next)
 		op->next->prev = op->prev;
+	if (op->pay) {
+		op->pay->next = loop->free_payloads;
+		loop->free_payloads = op->pay;
+	}
 	op->next = loop->free_ops;
 	loop->free_ops = op;
 }
@@ -793,6 +845,30 @@ static void chain_sent(sockit_loop *loop, struct loop_op *op, int res)
 	loop->be.uring.ninline++; /* a socket's close does not block */
 }
 
+/* A chunk (or the end) of a loop_recv_multi(): the callback sees the
+ * bytes in the loop's buffer, which goes back to the kernel after it.  The
+ * slot goes when the operation has ended, after the callback too (which may
+ * start another). */
+static void recv_complete(sockit_loop *loop, struct loop_op *op, const struct loop_fired *f,
+			  int more)
+{
+	int bid = -1;
+	if (f->events & IORING_CQE_F_BUFFER) {
+		bid = (int)(f->events >> IORING_CQE_BUFFER_SHIFT);
+		op->data = recv_buf(&loop->rb, (unsigned)bid);
+	}
+	op->more_input = (f->events & IORING_CQE_F_SOCK_NONEMPTY) != 0;
+	if (f->res == -ENOBUFS)
+		recv_bufs_grow(&loop->rb); /* before the callback starts another */
+	if (op->cb)
+		op->cb(loop, op->arg, f->res, more, 0);
+	op->data = NULL;
+	if (bid >= 0)
+		recv_buf_put(&loop->rb, (unsigned)bid);
+	if (!more)
+		op_put(loop, op);
+}
+
 static void op_complete(sockit_loop *loop, const struct loop_fired *f)
 {
 	uintptr_t p = (uintptr_t)f->op;
@@ -807,6 +883,10 @@ static void op_complete(sockit_loop *loop, const struct loop_fired *f)
 	void *arg = op->arg;
 	size_t len = op->len;
 	loop->ncalls++;
+	if (op->chain == OP_RECV) {
+		recv_complete(loop, op, f, more);
+		return;
+	}
 	if (op->chain == OP_SEND) {
 		/* The callback may still read the bytes (loop_op_data). */
 		if (cb)
@@ -847,6 +927,7 @@ static int op_start(sockit_loop *loop, int fd, uint8_t opcode, loop_op_cb cb, vo
 	op->cb = cb;
 	op->arg = arg;
 	op->fd = fd;
+	op->sqe_idx = loop->be.uring.sq_local - 1;
 	sqe->opcode = opcode;
 	sqe->fd = fd;
 	sqe->user_data = ud_op(op);
@@ -855,15 +936,25 @@ static int op_start(sockit_loop *loop, int fd, uint8_t opcode, loop_op_cb cb, vo
 	return 0;
 }
 
-/* The send of len bytes of buf, copied into the slot. */
-static void op_send_bytes(struct loop_op *op, struct io_uring_sqe *sqe, const void *buf, size_t len,
-			  int msg_flags)
+/* The send of len bytes of buf, copied into a payload of the slot's.
+ * -ENOMEM: then the op is put back and the SQE turned into a no-op. */
+static int op_send_bytes(sockit_loop *loop, struct loop_op *op, struct io_uring_sqe *sqe,
+			 const void *buf, size_t len, int msg_flags)
 {
-	op->len = len;
-	memcpy(op->buf, buf, len);
-	sqe->addr = (uint64_t)(uintptr_t)op->buf;
+	op->pay = payload_get(loop);
+	if (!op->pay) {
+		sqe->opcode = IORING_OP_NOP;
+		sqe->user_data = UD_IGNORE;
+		op_put(loop, op);
+		return -ENOMEM;
+	}
+	op->len = (uint32_t)len;
+	op->data = op->pay->buf;
+	memcpy(op->pay->buf, buf, len);
+	sqe->addr = (uint64_t)(uintptr_t)op->pay->buf;
 	sqe->len = (uint32_t)len;
 	sqe->msg_flags = (uint32_t)msg_flags;
+	return 0;
 }
 
 int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int flags, int shut,
@@ -883,9 +974,8 @@ int loop_send_close(sockit_loop *loop, int fd, const void *buf, size_t len, int 
 	 * MSG_MORE the reply waits in the socket for the shutdown that its
 	 * completion makes, so that completion must end the wait at once. */
 	op->chain = CHAIN_SEND;
-	op->shut = shut;
-	op_send_bytes(op, sqe, buf, len, MSG_NOSIGNAL | flags);
-	return 0;
+	op->shut = (uint8_t)shut;
+	return op_send_bytes(loop, op, sqe, buf, len, MSG_NOSIGNAL | flags);
 }
 
 struct loop_op *loop_sendto(sockit_loop *loop, int fd, const void *buf, size_t len,
@@ -908,10 +998,14 @@ struct loop_op *loop_sendto(sockit_loop *loop, int fd, const void *buf, size_t l
 	 * -EAGAIN instead of waiting for room (a stuck client never pins
 	 * the slot), so it always completes inside the submit. */
 	op->chain = OP_SEND;
-	op_send_bytes(op, sqe, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT | flags);
+	rc = op_send_bytes(loop, op, sqe, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT | flags);
+	if (rc < 0) {
+		errno = -rc;
+		return NULL;
+	}
 	if (to) {
-		memcpy(&op->to, to, tolen);
-		sqe->addr2 = (uint64_t)(uintptr_t)&op->to;
+		memcpy(&op->pay->to, to, tolen);
+		sqe->addr2 = (uint64_t)(uintptr_t)&op->pay->to;
 		sqe->addr_len = (uint16_t)tolen;
 	}
 	loop->be.uring.ninline++;
@@ -926,7 +1020,12 @@ struct loop_op *loop_send(sockit_loop *loop, int fd, const void *buf, size_t len
 
 const char *loop_op_data(const struct loop_op *op)
 {
-	return op->buf;
+	return op->data;
+}
+
+int loop_op_more_input(const struct loop_op *op)
+{
+	return op->more_input;
 }
 
 void loop_op_close_after(struct loop_op *op, loop_op_cb cb, void *arg)
@@ -950,6 +1049,35 @@ struct loop_op *loop_accept_multi(sockit_loop *loop, int lfd, int flags, loop_op
 	sqe->accept_flags = (uint32_t)(SOCK_CLOEXEC | flags);
 	sqe->ioprio = IORING_ACCEPT_MULTISHOT;
 	return op;
+}
+
+struct loop_op *loop_recv_multi(sockit_loop *loop, int fd, loop_op_cb cb, void *arg)
+{
+	struct loop_op *op;
+	struct io_uring_sqe *sqe;
+
+	int rc = loop_ops_available(loop) ? recv_bufs_init(&loop->be.uring, &loop->rb) : 0;
+	if (rc == 0)
+		rc = op_start(loop, fd, IORING_OP_RECV, cb, arg, &op, &sqe);
+	if (rc < 0) {
+		errno = -rc;
+		return NULL;
+	}
+	op->chain = OP_RECV;
+	sqe->ioprio = IORING_RECV_MULTISHOT;
+	sqe->flags = IOSQE_BUFFER_SELECT;
+	sqe->buf_group = RECV_BGID;
+	return op;
+}
+
+void loop_op_detach(sockit_loop *loop, struct loop_op *op)
+{
+	op->cb = NULL;
+	loop_op_cancel(loop, op);
+	/* Not in the kernel yet: put it there now, with its file, before the
+	 * owner closes the fd (whose number a new socket may take). */
+	if ((int32_t)(__atomic_load_n(loop->be.uring.sq_head, __ATOMIC_ACQUIRE) - op->sqe_idx) <= 0)
+		loop_ops_submit(loop);
 }
 
 void loop_op_cancel(sockit_loop *loop, struct loop_op *op)
@@ -979,14 +1107,18 @@ static void ops_wait(sockit_loop *loop, uint64_t ms)
 			struct loop_op *op = (struct loop_op *)(p & ~(uintptr_t)OP_CLOSE_TAG);
 			if (f->fd >= 0)
 				continue;
-			if (p & OP_CLOSE_TAG)
+			if (p & OP_CLOSE_TAG) {
 				chain_closed(loop, op, f->res);
-			else if (op->chain == OP_SEND)
+			} else if (op->chain == OP_RECV) {
+				op->cb = NULL; /* no callback runs any more */
+				recv_complete(loop, op, f, (f->events & IORING_CQE_F_MORE) != 0);
+			} else if (op->chain == OP_SEND) {
 				op_put(loop, op);
-			else if (op->chain)
+			} else if (op->chain) {
 				chain_sent(loop, op, f->res);
-			else if (!(f->events & IORING_CQE_F_MORE))
+			} else if (!(f->events & IORING_CQE_F_MORE)) {
 				op_put(loop, op);
+			}
 		}
 	}
 }
@@ -1012,8 +1144,8 @@ void loop_ops_finish(sockit_loop *loop)
 		return;
 	loop->be.uring.nrearm = 0; /* no new polls */
 	for (struct loop_op *op = loop->ops; op; op = op->next)
-		if (!op->chain)
-			loop_op_cancel(loop, op);
+		if (!op->chain || op->chain == OP_RECV)
+			loop_op_cancel(loop, op); /* the multishot ones */
 	ops_wait(loop, 1000);
 	for (struct loop_op *op = loop->ops; op; op = op->next)
 		loop_op_cancel(loop, op);

@@ -78,6 +78,31 @@ void loop_op_close_after(struct loop_op *op, loop_op_cb cb, void *arg);
  * errno (ENOTSUP, ENOMEM, EBUSY). */
 struct loop_op *loop_accept_multi(sockit_loop *loop, int lfd, int flags, loop_op_cb cb, void *arg);
 
+/* Multishot recv(fd) into the loop's own buffers (8 KiB each, shared by
+ * all its receives; 16 at first, doubled up to 256 whenever they run
+ * out): cb gets each chunk as res > 0 bytes at
+ * loop_op_data(op), valid until cb returns; res 0 at EOF; -errno on an
+ * error.  While more is 1 the operation stays armed.  When more is 0 it
+ * has ended -- EOF, an error, a cancel, -ENOBUFS when the loop's buffers
+ * ran out (the data waits in the socket), or the kernel's own limit --
+ * and the handle is gone: start another to read on.  Chunks may still
+ * come after a loop_op_cancel(), until the one with more 0.  Returns the
+ * handle, or NULL with errno (ENOTSUP, ENOMEM, EBUSY, or the kernel's
+ * refusal of the buffers). */
+struct loop_op *loop_recv_multi(sockit_loop *loop, int fd, loop_op_cb cb, void *arg);
+
+/* In a loop_recv_multi() callback: 1 if the kernel said more input was
+ * already waiting in the socket after this chunk (another chunk follows
+ * soon), so a reply may wait to go out with the next one's. */
+int loop_op_more_input(const struct loop_op *op);
+
+/* The owner is done with op (a multishot operation whose callback has not
+ * said more 0): it is cancelled, its callback never runs again, and what it
+ * still receives is dropped.  op is in the kernel when this returns (it is
+ * submitted now if it was not yet), so the owner may close the fd at once:
+ * a new socket that takes the number is never read by it. */
+void loop_op_detach(sockit_loop *loop, struct loop_op *op);
+
 /* Hands what is queued to the kernel now, without waiting.  From then on
  * each operation holds its own reference to its fd's file, so an owner
  * may close the fd of a loop_send() whose callback has not run yet. */

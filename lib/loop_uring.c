@@ -64,6 +64,101 @@ struct uring_backend {
 	size_t nrearm, rearm_cap;
 };
 
+/* The buffers of multishot receives (loop_recv_multi): a provided-buffer
+ * ring of up to RECV_BUFS buffers of RECV_BUF_SIZE bytes, registered with
+ * the first receive.  The kernel takes one per chunk received; the loop
+ * gives it back once the chunk's callback has run.  The kernel takes them
+ * in turn, so every buffer in the ring ends up touched: the ring starts
+ * with RECV_BUFS_START and doubles each time a receive finds it empty, so
+ * the memory follows the largest burst seen, not the number of
+ * connections. */
+#define RECV_BUFS 256u
+#define RECV_BUFS_START 16u
+#define RECV_BUF_SIZE 8192u
+#define RECV_BGID 0
+
+struct recv_bufs {
+	struct io_uring_buf_ring *br;
+	char *base;
+	unsigned nbufs; /* buffers given to the ring so far */
+	uint16_t tail;	/* ours, published to br->tail */
+	int err;	/* registration failed with this: no more tries */
+};
+
+static char *recv_buf(const struct recv_bufs *rb, unsigned bid)
+{
+	return rb->base + (size_t)bid * RECV_BUF_SIZE;
+}
+
+/* Buffer bid back to the kernel. */
+static void recv_buf_put(struct recv_bufs *rb, unsigned bid)
+{
+	struct io_uring_buf *e = &rb->br->bufs[rb->tail & (RECV_BUFS - 1)];
+
+	/* Not e->resv: in bufs[0] it overlays the ring's tail. */
+	e->addr = (uint64_t)(uintptr_t)recv_buf(rb, bid);
+	e->len = RECV_BUF_SIZE;
+	e->bid = (uint16_t)bid;
+	rb->tail++;
+	/* release: the entry is written before the kernel sees the tail move */
+	__atomic_store_n(&rb->br->tail, rb->tail, __ATOMIC_RELEASE);
+}
+
+/* Gives the ring as many buffers again as it has (the first time,
+ * RECV_BUFS_START), up to RECV_BUFS. */
+static void recv_bufs_grow(struct recv_bufs *rb)
+{
+	unsigned n = rb->nbufs ? rb->nbufs * 2 : RECV_BUFS_START;
+	if (n > RECV_BUFS)
+		n = RECV_BUFS;
+	for (unsigned i = rb->nbufs; i < n; i++)
+		recv_buf_put(rb, i);
+	rb->nbufs = n;
+}
+
+static void recv_bufs_free(struct recv_bufs *rb)
+{
+	if (rb->br)
+		munmap(rb->br, RECV_BUFS * sizeof(struct io_uring_buf));
+	if (rb->base)
+		munmap(rb->base, (size_t)RECV_BUFS * RECV_BUF_SIZE);
+	rb->br = NULL;
+	rb->base = NULL;
+}
+
+/* Registers the ring once; 0, or -errno (then never again). */
+static int recv_bufs_init(struct uring_backend *u, struct recv_bufs *rb)
+{
+	if (rb->br || rb->err)
+		return rb->err;
+	/* The ring must be page aligned: a mapping of its own. */
+	rb->br = mmap(NULL, RECV_BUFS * sizeof(struct io_uring_buf), PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	rb->base = mmap(NULL, (size_t)RECV_BUFS * RECV_BUF_SIZE, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int rc = 0;
+	if (rb->br == MAP_FAILED || rb->base == MAP_FAILED) {
+		rc = -ENOMEM;
+		if (rb->br == MAP_FAILED)
+			rb->br = NULL;
+		if (rb->base == MAP_FAILED)
+			rb->base = NULL;
+	} else {
+		struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)rb->br,
+					       .ring_entries = RECV_BUFS,
+					       .bgid = RECV_BGID};
+		if (syscall(__NR_io_uring_register, u->fd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0)
+			rc = -errno;
+	}
+	if (rc < 0) {
+		recv_bufs_free(rb);
+		rb->err = rc;
+		return rc;
+	}
+	recv_bufs_grow(rb);
+	return 0;
+}
+
 static int uring_sys_setup(unsigned entries, struct io_uring_params *p)
 {
 	return (int)syscall(__NR_io_uring_setup, entries, p);
