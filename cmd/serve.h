@@ -167,8 +167,9 @@ struct worker {
 
 	char *rbuf; /* prefix + read buffer: rbuf + prefix_len is where reads go */
 	size_t rbuf_size;
-	char *wbuf; /* line mode: replies of one wake, sent in one write */
+	char *wbuf; /* line/echo: replies of one wake, sent in one write */
 	size_t wbuf_size, wbuf_len;
+	struct conn *wbuf_owner; /* io_uring: whose output wbuf holds between chunks */
 
 	struct conn_list idle;	 /* every open connection but lingering ones */
 	struct conn_list linger; /* after the reply: discarding input, bounded */

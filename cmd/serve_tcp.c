@@ -33,6 +33,7 @@
 #define ACCEPT_BATCH 64		/* accepts per wake, so connections are not starved */
 #define READS_PER_WAKE 4	/* reads per wake per connection (line/echo) */
 #define RBUF_MIN (64 * 1024)	/* read area, at least */
+#define HOLD_MAX (64 * 1024)	/* ring receive: output held for the next chunk, at most */
 #define WBUF_SIZE (256 * 1024)	/* line mode: replies batched per wake */
 #define LINGER_MS 2000		/* after the reply: discard input this long at most */
 #define LINGER_BYTES (1u << 20) /* ... and this much at most */
@@ -69,6 +70,7 @@ struct conn {
 	struct iobuf *in;	  /* line mode: the unterminated line */
 	struct iobuf *out;	  /* unsent output (behind send_op's bytes, if any) */
 	struct loop_op *send_op;  /* io_uring: a send in the ring, or NULL */
+	struct loop_op *recv_op;  /* io_uring: the armed multishot receive, or NULL */
 	struct ip_entry *ip;	  /* per-IP slot, or NULL */
 	struct worker *w;
 	uint64_t last_ms; /* last activity (linger: when it started) */
@@ -323,6 +325,14 @@ static void conn_close(struct worker *w, struct conn *c, int reason)
 	if (!(c->flags & F_COUNTED))
 		conn_done(w, fd, c->ip, reason);
 	list_remove(w, c);
+	if (w->wbuf_owner == c) {
+		w->wbuf_owner = NULL;
+		w->wbuf_len = 0;
+	}
+	if (c->recv_op != NULL) {
+		loop_op_detach(w->loop, c->recv_op); /* what it still gets is dropped */
+		c->recv_op = NULL;
+	}
 	if (c->send_op != NULL) {
 		/* The ring still sends from fd: it closes fd after that. */
 		sockit_loop_unwatch(w->loop, fd);
@@ -352,6 +362,7 @@ static void set_events(struct worker *w, struct conn *c, unsigned events)
 }
 
 static void on_conn_event(sockit_loop *loop, int fd, unsigned events, void *arg);
+static void on_stream_recv(sockit_loop *loop, void *arg, int res, int more, size_t len);
 
 /* Starts watching a new struct conn's fd; closes it on failure. */
 static int conn_watch(struct worker *w, struct conn *c, unsigned events)
@@ -382,6 +393,11 @@ static void start_linger(struct worker *w, struct conn *c, int fd, struct ip_ent
 	if (fresh && (c = conn_new(w, fd, NULL)) == NULL) {
 		sockit_close(fd);
 		return;
+	}
+	if (c->recv_op != NULL) {
+		/* Lingering reads by readiness: the rest is discarded unseen. */
+		loop_op_detach(w->loop, c->recv_op);
+		c->recv_op = NULL;
 	}
 	c->flags |= F_COUNTED;
 	c->ip = NULL;
@@ -758,9 +774,46 @@ static int line_eof(struct worker *w, struct conn *c)
 	return rc;
 }
 
+/* n bytes of input: echoed, or fed to the line parser.  Echo goes through
+ * the per-wake batch only when output is held there (see on_stream_recv). */
+static int stream_input(struct worker *w, struct conn *c, const char *buf, size_t n, int hold)
+{
+	CTR_ADD(w, bytes_in, n);
+	if (w->cfg->mode == MODE_LINE)
+		return line_feed(w, c, buf, n);
+	if (c->out != NULL)
+		return iobuf_append(&c->out, buf, n);
+	return hold || w->wbuf_len > 0 ? out_put(w, c, buf, n) : send_or_queue(w, c, buf, n);
+}
+
+/* The per-wake batch may hold another connection's output between two of
+ * its chunks (on_stream_recv): that goes out before c uses the batch. */
+static void wbuf_take(struct worker *w, struct conn *c)
+{
+	struct conn *o = w->wbuf_owner;
+	w->wbuf_owner = NULL;
+	if (o == NULL || o == c)
+		return;
+	int rc = wbuf_flush(w, o);
+	if (rc < 0) {
+		w->wbuf_len = 0;
+		conn_close(w, o, rc == -ENOMEM ? R_LIMIT : R_RESET);
+		return;
+	}
+	stream_settle(w, o);
+}
+
+/* The client's EOF: the unterminated last line is answered. */
+static int stream_eof(struct worker *w, struct conn *c)
+{
+	c->flags |= F_EOF;
+	return w->cfg->mode == MODE_LINE ? line_eof(w, c) : 0;
+}
+
 static int stream_read(struct worker *w, struct conn *c)
 {
 	const struct serve_config *cfg = w->cfg;
+	wbuf_take(w, c);
 	char *buf = w->rbuf + cfg->prefix_len;
 	int rc = 0;
 	for (int i = 0; i < READS_PER_WAKE; i++) {
@@ -772,17 +825,10 @@ static int stream_read(struct worker *w, struct conn *c)
 			break;
 		}
 		if (n == 0) {
-			c->flags |= F_EOF;
-			if (cfg->mode == MODE_LINE)
-				rc = line_eof(w, c);
+			rc = stream_eof(w, c);
 			break;
 		}
-		CTR_ADD(w, bytes_in, n);
-		if (cfg->mode == MODE_ECHO)
-			rc = c->out != NULL ? iobuf_append(&c->out, buf, (size_t)n)
-					    : send_or_queue(w, c, buf, (size_t)n);
-		else
-			rc = line_feed(w, c, buf, (size_t)n);
+		rc = stream_input(w, c, buf, (size_t)n, 0);
 		if (rc < 0 || (c->flags & F_LIMIT))
 			break;
 		if (c->out != NULL && c->out->len - c->out->off >= cfg->max_pending)
@@ -826,7 +872,62 @@ static void stream_settle(struct worker *w, struct conn *c)
 		want |= SOCKIT_READABLE;
 	if (c->out != NULL && c->send_op == NULL)
 		want |= SOCKIT_WRITABLE;
+	if ((want & SOCKIT_READABLE) && w->ops) {
+		/* io_uring: input comes by a multishot receive (one system call
+		 * fewer per request); readiness only if it cannot be had. */
+		if (c->recv_op == NULL)
+			c->recv_op = loop_recv_multi(w->loop, c->fd, on_stream_recv, c);
+		if (c->recv_op != NULL)
+			want &= ~SOCKIT_READABLE;
+	} else if (c->recv_op != NULL) {
+		/* Input paused: chunks already on their way still come, and
+		 * the last one settles the connection again. */
+		loop_op_cancel(w->loop, c->recv_op);
+	}
 	set_events(w, c, want);
+}
+
+/* Input by the ring's multishot receive (see stream_settle). */
+static void on_stream_recv(sockit_loop *loop, void *arg, int res, int more, size_t len)
+{
+	(void)loop;
+	(void)len;
+	struct conn *c = arg;
+	struct worker *w = c->w;
+	const char *data = loop_op_data(c->recv_op);
+	/* More input waits in the socket, its chunk comes next: this chunk's
+	 * output waits in the per-wake batch to go with it, up to HOLD_MAX, so
+	 * a burst costs one send per HOLD_MAX, as a read of that size would (a
+	 * 64 KiB echo comes in 8 chunks).  Not behind a backlog, which waits
+	 * for room anyway.  Whatever ends the receive still calls back, and
+	 * that call sends. */
+	wbuf_take(w, c);
+	int hold = more && res > 0 && loop_op_more_input(c->recv_op) && c->out == NULL &&
+		   w->wbuf_len < HOLD_MAX;
+	int rc = 0;
+	if (!more)
+		c->recv_op = NULL; /* ended: stream_settle starts another if input is wanted */
+	if (res > 0 && (c->flags & (F_EOF | F_LIMIT))) {
+		CTR_ADD(w, bytes_in, res); /* after a line too long: discarded */
+	} else if (res > 0) {
+		rc = stream_input(w, c, data, (size_t)res, hold);
+	} else if (res == 0) {
+		rc = stream_eof(w, c);
+	} else if (res != -ENOBUFS && res != -ECANCELED) {
+		rc = res; /* ENOBUFS: the input waits in the socket for the next one */
+	}
+	if (rc == 0 && hold && c->out == NULL && w->wbuf_len > 0 && !(c->flags & F_LIMIT))
+		w->wbuf_owner = c; /* (a line too long: the connection ends now) */
+	else if (rc == 0)
+		rc = wbuf_flush(w, c);
+	if (rc < 0) {
+		w->wbuf_len = 0;
+		conn_close(w, c, rc == -ENOMEM ? R_LIMIT : R_RESET);
+		return;
+	}
+	if (res >= 0)
+		touch(w, c);
+	stream_settle(w, c);
 }
 
 static void on_conn_event(sockit_loop *loop, int fd, unsigned events, void *arg)
@@ -875,7 +976,10 @@ static void stream_start(struct worker *w, int fd, struct ip_entry *ip)
 	sockit_set_nodelay(fd, 1); /* replies are batched already; don't let Nagle wait */
 	c->state = ST_STREAM;
 	touch(w, c);
-	conn_watch(w, c, SOCKIT_READABLE);
+	/* On io_uring the fd is known to the loop but not polled: input comes
+	 * by the receive that stream_settle starts. */
+	if (conn_watch(w, c, w->ops ? 0 : SOCKIT_READABLE) == 0 && w->ops)
+		stream_settle(w, c);
 }
 
 /* ---- Sweeping: idle timeouts and linger bounds -------------------------- */
@@ -1130,7 +1234,7 @@ int tcp_worker_init(struct worker *w)
 	if (w->rbuf == NULL)
 		return -ENOMEM;
 	memcpy(w->rbuf, cfg->prefix, cfg->prefix_len);
-	if (cfg->mode == MODE_LINE) {
+	if (cfg->mode == MODE_LINE || cfg->mode == MODE_ECHO) {
 		w->wbuf_size = WBUF_SIZE;
 		w->wbuf = malloc(w->wbuf_size);
 		if (w->wbuf == NULL)

@@ -155,6 +155,26 @@ def test_echo_concurrent_clients(serve):
 
 
 @pytest.mark.parametrize("mode", ["echo", "line"])
+def test_burst_answered_without_eof(serve, mode):
+    """A burst of input larger than one receive, with the connection left
+    open: every reply arrives, and the connection goes on.  (On io_uring the
+    output of a chunk may wait for the next chunk's; the last one must not
+    wait for input that never comes.)"""
+    srv = serve(["--mode", mode])
+    lines = [b"%06d %s\n" % (i, b"b" * 200) for i in range(1500)]  # ~310 KB
+    data = b"".join(lines)
+    want = data if mode == "echo" else b"".join(PREFIX + ln for ln in lines)
+    with connect(srv.addr) as s:
+        t = threading.Thread(target=s.sendall, args=(data,), daemon=True)
+        t.start()
+        assert recv_exact(s, len(want), timeout=30) == want
+        t.join(10)
+        s.sendall(b"after\n")
+        more = b"after\n" if mode == "echo" else PREFIX + b"after\n"
+        assert recv_exact(s, len(more)) == more
+
+
+@pytest.mark.parametrize("mode", ["echo", "line"])
 def test_client_reset_while_server_writes(serve, mode):
     """A client that sends a lot and resets without reading: the server's
     writes fail (EPIPE/ECONNRESET, never a fatal SIGPIPE) and it goes on."""
