@@ -8,10 +8,14 @@
  *   io_uring the accept (multishot), the send and the close run in the
  *   ring: recv and shutdown are the only system calls of their own.
  * - line/echo: one read per wake; the replies of that read go out in one
- *   send, which on io_uring the ring makes inside the loop's next wait.
+ *   send, which on io_uring the ring makes inside the loop's next wait.  On
+ *   io_uring the read is a multishot receive into the loop's buffers, armed
+ *   once per connection: a request costs no system call of its own, only
+ *   its share of the loop's io_uring_enter.
  * - A connection that must wait (no request yet, a partial write, a
- *   lingering close, any line/echo client) gets an 80-byte struct conn from a
- *   per-worker pool, plus buffers only while it has unsent output or an
+ *   lingering close, any line/echo client) gets an 88-byte struct conn from a
+ *   per-worker pool (and on io_uring its receive a 64-byte slot of the
+ *   loop's), plus buffers only while it has unsent output or an
  *   unterminated line.
  * - Idle timeouts: every connection sits in one intrusive list ordered by
  *   last activity (touch = O(1) move to the tail); one timer per worker
