@@ -790,6 +790,14 @@ static int stream_input(struct worker *w, struct conn *c, const char *buf, size_
 	return hold || w->wbuf_len > 0 ? out_put(w, c, buf, n) : send_or_queue(w, c, buf, n);
 }
 
+/* A line/echo connection's I/O failed (rc < 0): its batched output is
+ * dropped and it is closed; out of memory counts as a limit. */
+static void stream_failed(struct worker *w, struct conn *c, int rc)
+{
+	w->wbuf_len = 0;
+	conn_close(w, c, rc == -ENOMEM ? R_LIMIT : R_RESET);
+}
+
 /* The per-wake batch may hold another connection's output between two of
  * its chunks (on_stream_recv): that goes out before c uses the batch. */
 static void wbuf_take(struct worker *w, struct conn *c)
@@ -800,8 +808,7 @@ static void wbuf_take(struct worker *w, struct conn *c)
 		return;
 	int rc = wbuf_flush(w, o);
 	if (rc < 0) {
-		w->wbuf_len = 0;
-		conn_close(w, o, rc == -ENOMEM ? R_LIMIT : R_RESET);
+		stream_failed(w, o, rc);
 		return;
 	}
 	stream_settle(w, o);
@@ -925,8 +932,7 @@ static void on_stream_recv(sockit_loop *loop, void *arg, int res, int more, size
 	else if (rc == 0)
 		rc = wbuf_flush(w, c);
 	if (rc < 0) {
-		w->wbuf_len = 0;
-		conn_close(w, c, rc == -ENOMEM ? R_LIMIT : R_RESET);
+		stream_failed(w, c, rc);
 		return;
 	}
 	if (res >= 0)
@@ -963,8 +969,7 @@ static void on_conn_event(sockit_loop *loop, int fd, unsigned events, void *arg)
 		break;
 	}
 	if (rc < 0) {
-		w->wbuf_len = 0;
-		conn_close(w, c, rc == -ENOMEM ? R_LIMIT : R_RESET);
+		stream_failed(w, c, rc);
 		return;
 	}
 	stream_settle(w, c);
