@@ -175,6 +175,44 @@ def test_burst_answered_without_eof(serve, mode):
 
 
 @pytest.mark.parametrize("mode", ["echo", "line"])
+def test_concurrent_bursts_each_get_their_own_replies(serve, mode):
+    """Several connections on one worker send bursts at once: each gets
+    exactly its own replies.  (On io_uring one connection's output may wait
+    in the worker's batch for its next chunk; another connection's chunk
+    must send it first, never append to it.)"""
+    srv = serve(["--mode", mode, "--workers", "1"])
+    n = 6
+    socks = [connect(srv.addr) for _ in range(n)]
+    datas, wants, got, errs = [], [], [None] * n, []
+    for i in range(n):
+        lines = [b"%d:%06d %s\n" % (i, k, bytes([97 + i]) * 150) for k in range(2000)]
+        datas.append(b"".join(lines))
+        wants.append(datas[i] if mode == "echo" else b"".join(PREFIX + ln for ln in lines))
+
+    def client(i):
+        try:
+            t = threading.Thread(target=socks[i].sendall, args=(datas[i],), daemon=True)
+            t.start()
+            got[i] = recv_exact(socks[i], len(wants[i]), timeout=60)
+            t.join(10)
+        except OSError as e:
+            errs.append(e)
+
+    try:
+        ts = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(90)
+        assert not errs, errs
+        for i in range(n):
+            assert got[i] == wants[i], f"connection {i}: {len(got[i] or b'')} of {len(wants[i])} bytes, or wrong ones"
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.mark.parametrize("mode", ["echo", "line"])
 def test_client_reset_while_server_writes(serve, mode):
     """A client that sends a lot and resets without reading: the server's
     writes fail (EPIPE/ECONNRESET, never a fatal SIGPIPE) and it goes on."""
