@@ -738,8 +738,8 @@ enum { CHAIN_SEND = 1, CHAIN_CLOSE = 2, OP_SEND = 3, OP_RECV = 4 };
  * pointer-aligned). */
 #define OP_CLOSE_TAG 1u
 
-/* A chunk of n items of size bytes for a free list threaded through
- * their first pointer; the chunk itself goes on loop->op_chunks. */
+/* Room for n items of size bytes, kept on loop->op_chunks until the loop
+ * is freed. */
 static void *chunk_new(sockit_loop *loop, size_t size, size_t n)
 {
 	/* One pointer (the chunk list) ahead of the items, padded. */
@@ -748,19 +748,12 @@ static void *chunk_new(sockit_loop *loop, size_t size, size_t n)
 		return NULL;
 	*(void **)chunk = loop->op_chunks;
 	loop->op_chunks = chunk;
-	void *head = NULL;
-	for (size_t i = n; i-- > 0;) {
-		void **item = (void **)(chunk + 64 + i * size);
-		*item = head;
-		head = item;
-	}
-	return head;
+	return chunk + 64;
 }
 
 static struct loop_op *op_get(sockit_loop *loop)
 {
 	if (!loop->free_ops) {
-		/* next is not a slot's first member: thread the list by hand. */
 		struct loop_op *ops = chunk_new(loop, sizeof(struct loop_op), OPS_PER_CHUNK);
 		if (!ops)
 			return NULL;
@@ -786,9 +779,16 @@ static struct loop_op *op_get(sockit_loop *loop)
 
 static struct op_payload *payload_get(sockit_loop *loop)
 {
-	if (!loop->free_payloads &&
-	    !(loop->free_payloads = chunk_new(loop, sizeof(struct op_payload), PAYLOADS_PER_CHUNK)))
-		return NULL;
+	if (!loop->free_payloads) {
+		struct op_payload *pays =
+			chunk_new(loop, sizeof(struct op_payload), PAYLOADS_PER_CHUNK);
+		if (!pays)
+			return NULL;
+		for (int i = 0; i < PAYLOADS_PER_CHUNK; i++) {
+			pays[i].next = loop->free_payloads;
+			loop->free_payloads = &pays[i];
+		}
+	}
 	struct op_payload *p = loop->free_payloads;
 	loop->free_payloads = p->next;
 	return p;
