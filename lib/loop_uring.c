@@ -61,7 +61,7 @@ struct uring_backend {
 	struct uring_fd *fds;
 	size_t nfds;
 	int *rearm; /* fds whose poll fired while still watched */
-	size_t nrearm, rearm_cap;
+	size_t nrearm;
 };
 
 /* The buffers of multishot receives (loop_recv_multi): a provided-buffer
@@ -298,6 +298,10 @@ static void uring_free(struct uring_backend *u)
  * in case one of them did not complete inside the submit after all. */
 #define URING_SEND_WAIT_MS 10
 
+/* How soon a poll that could not be re-armed (the kernel refused the
+ * submission queue) is tried again. */
+#define URING_REARM_RETRY_MS 1
+
 /* Submits what is queued and waits for min_wait completions or until
  * timeout_ms (-1: none).  Returns >= 0, or -errno (-ETIME, -EINTR,
  * -EBUSY...).
@@ -314,7 +318,10 @@ static int uring_enter(struct uring_backend *u, unsigned min_wait, int timeout_m
 	struct __kernel_timespec ts;
 	struct io_uring_getevents_arg arg = {.sigmask_sz = _NSIG / 8};
 	unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
-	unsigned submit = u->sq_local - *u->sq_tail;
+	/* Everything the kernel has not consumed yet, counted from its head:
+	 * entries published by an earlier call that it refused (EBUSY) are
+	 * still there, and it takes them first. */
+	unsigned submit = u->sq_local - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE);
 
 	if (u->disabled) {
 		if (syscall(__NR_io_uring_register, u->fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) <
@@ -368,6 +375,12 @@ static int uring_fds_reserve(struct uring_backend *u, int fd)
 		return 0;
 	while (n < want)
 		n *= 2;
+	/* An fd is on the re-arm list at most once, so a list as long as the
+	 * table never has to grow where a poll fires. */
+	int *rearm = realloc(u->rearm, n * sizeof(*rearm));
+	if (!rearm)
+		return -ENOMEM;
+	u->rearm = rearm;
 	struct uring_fd *fds = realloc(u->fds, n * sizeof(*fds));
 	if (!fds)
 		return -ENOMEM;
@@ -445,15 +458,7 @@ static void uring_rearm_later(struct uring_backend *u, int fd)
 
 	if (f->state & UFD_REARM)
 		return;
-	if (u->nrearm == u->rearm_cap) {
-		size_t n = u->rearm_cap ? u->rearm_cap * 2 : 64;
-		int *r = realloc(u->rearm, n * sizeof(*r));
-		if (!r)
-			return; /* the fd stays silent; its next set re-arms it */
-		u->rearm = r;
-		u->rearm_cap = n;
-	}
-	u->rearm[u->nrearm++] = fd;
+	u->rearm[u->nrearm++] = fd; /* room: see uring_fds_reserve() */
 	f->state |= UFD_REARM;
 }
 
@@ -497,16 +502,24 @@ static int uring_cqe(struct uring_backend *u, const struct io_uring_cqe *cqe,
 
 static int uring_poll(struct uring_backend *u, int timeout_ms, struct loop_fired *fired)
 {
-	/* Re-arm the fds that fired and are still watched. */
+	/* Re-arm the fds that fired and are still watched.  One that finds the
+	 * submission queue still full after a flush (the kernel refused it:
+	 * EBUSY, ENOMEM) stays on the list, and the wait below is kept short
+	 * so that it is tried again soon. */
+	size_t keep = 0;
 	for (size_t i = 0; i < u->nrearm; i++) {
 		int fd = u->rearm[i];
 		struct uring_fd *f = &u->fds[fd];
 
+		if (f->mask && !(f->state & UFD_ARMED) && uring_arm(u, fd) < 0) {
+			u->rearm[keep++] = fd;
+			continue;
+		}
 		f->state &= (uint8_t)~UFD_REARM;
-		if (f->mask && !(f->state & UFD_ARMED))
-			uring_arm(u, fd);
 	}
-	u->nrearm = 0;
+	u->nrearm = keep;
+	if (keep > 0 && (timeout_ms < 0 || timeout_ms > URING_REARM_RETRY_MS))
+		timeout_ms = URING_REARM_RETRY_MS;
 
 	unsigned head = *u->cq_head;
 	int ready = head != __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
