@@ -58,7 +58,8 @@ struct serve_config {
 	X(dgrams_in)                                                                               \
 	X(dgrams_out)                                                                              \
 	X(dgrams_dropped_port)                                                                     \
-	X(dgrams_dropped_rate)
+	X(dgrams_dropped_rate)                                                                     \
+	X(cpu_yields)
 
 /* One worker's counters.  Written only by its own thread (plain add then a
  * relaxed store: no read-modify-write, no lock), read by any thread with
@@ -189,6 +190,9 @@ struct worker {
 	uint64_t accept_ms;
 
 	struct serve_counters ctr __attribute__((aligned(64)));
+	/* The CPU this worker ran on when it last went to sleep (-1: not
+	 * yet), read by the others: see sibling_on_my_cpu(). */
+	int cpu __attribute__((aligned(64)));
 } __attribute__((aligned(64)));
 
 struct serve_shared {

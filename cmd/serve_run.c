@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,6 +192,7 @@ static void close_listeners(struct run_ctx *x)
 		if (w->udp_fd >= 0)
 			sockit_close(w->udp_fd);
 		w->tcp_fd = w->udp_fd = -1;
+		w->cpu = -1;
 	}
 }
 
@@ -321,6 +323,35 @@ static sockit_loop *worker_loop_new(struct run_ctx *x)
 	return loop;
 }
 
+/* Whether another worker that last went to sleep on the CPU this one
+ * runs on now has completions waiting (so it is awake, or about to be).
+ * Then this one gives the CPU up once before it sleeps
+ * (loop_yield_before_wait).  With more workers than CPUs to run them, or
+ * all of them pinned to one, a worker that sleeps has to be woken from
+ * another CPU for its next request, and that wake can preempt the worker
+ * it shares the CPU with in the middle of its batch; yielding lets the
+ * other run now, and this one finds its input waiting when it comes back.
+ * Measured with 2 workers pinned to one CPU, as CPU per request against 1
+ * worker: line mode, 16 connections, 1.14x without, 1.00x with.  In once
+ * mode it costs instead (1.05x without, 1.25x with: every connection
+ * starts with an accept that wakes its worker anyway), so it is used for
+ * line and echo only. */
+static int sibling_on_my_cpu(void *arg)
+{
+	struct worker *w = arg;
+	int cpu = sched_getcpu();
+	if (cpu < 0)
+		return 0;
+	__atomic_store_n(&w->cpu, cpu, __ATOMIC_RELAXED);
+	for (int i = 0; i < w->sh->nworkers; i++) {
+		const struct worker *o = &w->sh->workers[i];
+		if (o != w && __atomic_load_n(&o->cpu, __ATOMIC_RELAXED) == cpu &&
+		    loop_work_pending(o->loop))
+			return 1;
+	}
+	return 0;
+}
+
 /* The loops first: the line naming their backend comes before the
  * listening lines, which tell a waiting client that startup is over. */
 static int loops_setup(struct run_ctx *x)
@@ -331,6 +362,9 @@ static int loops_setup(struct run_ctx *x)
 		if (w->loop == NULL)
 			return -1;
 		sockit_loop_on_wake(w->loop, worker_on_wake, w);
+		if (x->sh.nworkers > 1 && x->cfg->mode != MODE_ONCE) /* epoll declines */
+			(void)loop_yield_before_wait(w->loop, sibling_on_my_cpu, w,
+						     &w->ctr.cpu_yields);
 	}
 	serve_log(&x->log, LOG_INFO, "event loop: %s", sockit_loop_backend(x->sh.workers[0].loop));
 	return 0;
@@ -425,6 +459,7 @@ int serve_run(struct serve_config *cfg)
 		w->sh = &x.sh;
 		w->log = &x.log;
 		w->tcp_fd = w->udp_fd = -1;
+		w->cpu = -1;
 	}
 	int rc = 1;
 	if (cfg->max_conns_per_ip > 0 && (x.sh.ips = ip_table_new(cfg->max_conns_per_ip)) == NULL) {

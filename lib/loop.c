@@ -907,6 +907,22 @@ int loop_ops_available(const sockit_loop *loop)
 	return loop->be.kind == BACKEND_URING && loop->be.uring.ops_ok;
 }
 
+int loop_work_pending(const sockit_loop *loop)
+{
+	return loop->be.kind == BACKEND_URING && uring_work_pending(&loop->be.uring);
+}
+
+int loop_yield_before_wait(sockit_loop *loop, int (*should_yield)(void *arg), void *arg,
+			   uint64_t *yields)
+{
+	if (loop->be.kind != BACKEND_URING)
+		return -ENOTSUP;
+	loop->be.uring.should_yield = yields ? should_yield : NULL;
+	loop->be.uring.yield_arg = arg;
+	loop->be.uring.yields = yields;
+	return 0;
+}
+
 /* A slot and an SQE for a new operation on fd: the slot in flight with
  * cb(arg), the SQE with opcode, fd and the slot's user_data.  Returns 0,
  * or -ENOTSUP (epoll, or a kernel without the operations), -ENOMEM or

@@ -14,6 +14,7 @@
 #define SOCKIT_LOOP_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "sockit_loop.h"
@@ -120,5 +121,21 @@ void loop_ops_finish(sockit_loop *loop);
 /* Asks the kernel to cancel op; its callback still runs, with more 0 (and
  * usually -ECANCELED).  Until then op stays valid. */
 void loop_op_cancel(sockit_loop *loop, struct loop_op *op);
+
+/* For threads that may share a CPU, each with its own loop.  Before the
+ * loop sleeps, it calls should_yield(arg); if that returns 1, it hands
+ * what is queued to the kernel, and if nothing but those sends' own
+ * completions comes back, gives the CPU up once (sched_yield) and adds 1
+ * to *yields (a relaxed atomic store: another thread may read it) before
+ * it waits.  The thread that shares the CPU runs now, and this one finds
+ * its next input waiting when it comes back, instead of being woken for
+ * it from another CPU: a sleep and a wake-up cost more than the switch.
+ * should_yield NULL turns it off.  Returns 0, or -ENOTSUP (epoll). */
+int loop_yield_before_wait(sockit_loop *loop, int (*should_yield)(void *arg), void *arg,
+			   uint64_t *yields);
+
+/* 1 if loop (io_uring) has completions its thread has not taken yet: it
+ * is awake, or about to be.  Any thread may ask.  0 on epoll. */
+int loop_work_pending(const sockit_loop *loop);
 
 #endif /* SOCKIT_LOOP_OPS_H */

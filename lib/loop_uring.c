@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <linux/io_uring.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ struct uring_fd {
 struct uring_backend {
 	int fd;
 	unsigned *sq_head, *sq_tail, *sq_array, sq_mask, sq_entries;
+	unsigned *sq_flags; /* IORING_SQ_TASKRUN: completions wait to be run */
 	unsigned *cq_head, *cq_tail, cq_mask;
 	struct io_uring_sqe *sqes;
 	struct io_uring_cqe *cqes;
@@ -62,6 +64,11 @@ struct uring_backend {
 	size_t nfds;
 	int *rearm; /* fds whose poll fired while still watched */
 	size_t nrearm;
+
+	int (*should_yield)(void *arg); /* loop_yield_before_wait() */
+	void *yield_arg;
+	uint64_t *yields;
+	unsigned yield_skip, yield_backoff; /* after yields that found nothing */
 };
 
 /* The buffers of multishot receives (loop_recv_multi): a provided-buffer
@@ -220,6 +227,7 @@ static int uring_map(struct uring_backend *u, const struct io_uring_params *p)
 	u->sq_mask = *(unsigned *)(sq + p->sq_off.ring_mask);
 	u->sq_entries = *(unsigned *)(sq + p->sq_off.ring_entries);
 	u->sq_array = (unsigned *)(sq + p->sq_off.array);
+	u->sq_flags = (unsigned *)(sq + p->sq_off.flags);
 	u->cq_head = (unsigned *)(cq + p->cq_off.head);
 	u->cq_tail = (unsigned *)(cq + p->cq_off.tail);
 	u->cq_mask = *(unsigned *)(cq + p->cq_off.ring_mask);
@@ -237,7 +245,8 @@ static int uring_map(struct uring_backend *u, const struct io_uring_params *p)
  * one that created it, become that single issuer. */
 static const unsigned uring_flag_sets[] = {
 	IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+		IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SINGLE_ISSUER |
+		IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
 	IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
 	IORING_SETUP_CQSIZE,
 };
@@ -297,6 +306,9 @@ static void uring_free(struct uring_backend *u)
 /* A wait that expects the queued sends' completions caps itself at this,
  * in case one of them did not complete inside the submit after all. */
 #define URING_SEND_WAIT_MS 10
+
+/* The most chances to yield skipped after one that found nothing. */
+#define URING_YIELD_BACKOFF_MAX 64u
 
 /* How soon a poll that could not be re-armed (the kernel refused the
  * submission queue) is tried again. */
@@ -500,6 +512,48 @@ static int uring_cqe(struct uring_backend *u, const struct io_uring_cqe *cqe,
 	}
 }
 
+/* 1 if the loop has completions to take: in its CQ, or (DEFER_TASKRUN)
+ * waiting for its thread to run them.  Any thread may ask. */
+static int uring_work_pending(const struct uring_backend *u)
+{
+	if (u->fd < 0 || u->disabled)
+		return 0;
+	return (__atomic_load_n(u->sq_flags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN) != 0 ||
+	       __atomic_load_n(u->cq_head, __ATOMIC_ACQUIRE) !=
+		       __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
+}
+
+/* See loop_yield_before_wait().  Returns 1 if there is work after all:
+ * completions beyond those of the sends that complete inside the submit.
+ * After a yield, the wait that follows asks for one completion more than
+ * the CQ already holds. */
+static int uring_yield(struct uring_backend *u, unsigned head)
+{
+	unsigned sends = u->ninline;
+
+	if (uring_enter(u, 0, 0) < 0)
+		return 0; /* the wait will tell */
+	unsigned got = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE) - head;
+	if (got > sends)
+		return 1;
+	sched_yield();
+	__atomic_store_n(u->yields, *u->yields + 1, __ATOMIC_RELAXED);
+	u->ninline = got;
+	/* A yield pays when this thread's input came in meanwhile.  When it
+	 * did not, the thread sleeps anyway, and the yield only added a
+	 * switch: skip the next 1, 2, 4 ... 64 chances, as an adaptive mutex
+	 * stops spinning on a lock that was not released while it spun. */
+	if (uring_work_pending(u)) {
+		u->yield_backoff = 0;
+	} else {
+		u->yield_backoff = u->yield_backoff ? u->yield_backoff * 2 : 1;
+		if (u->yield_backoff > URING_YIELD_BACKOFF_MAX)
+			u->yield_backoff = URING_YIELD_BACKOFF_MAX;
+		u->yield_skip = u->yield_backoff;
+	}
+	return 0;
+}
+
 static int uring_poll(struct uring_backend *u, int timeout_ms, struct loop_fired *fired)
 {
 	/* Re-arm the fds that fired and are still watched.  One that finds the
@@ -523,6 +577,12 @@ static int uring_poll(struct uring_backend *u, int timeout_ms, struct loop_fired
 
 	unsigned head = *u->cq_head;
 	int ready = head != __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
+	if (!ready && timeout_ms != 0 && u->should_yield) {
+		if (u->yield_skip > 0)
+			u->yield_skip--;
+		else if (u->should_yield(u->yield_arg))
+			ready = uring_yield(u, head);
+	}
 	int rc = uring_enter(u, ready || timeout_ms == 0 ? 0 : 1, timeout_ms);
 	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
 		return rc;

@@ -26,7 +26,7 @@ COUNTER_KEYS = ("accepted", "active", "refused_maxconns", "refused_perip",
                 "refused_denied", "closed_done", "closed_eof", "closed_reset",
                 "closed_timeout", "closed_limit", "bytes_in", "bytes_out",
                 "dgrams_in", "dgrams_out", "dgrams_dropped_port",
-                "dgrams_dropped_rate")
+                "dgrams_dropped_rate", "cpu_yields")
 
 
 def parse_counters(rest):

@@ -3,6 +3,7 @@ serves every mode, says which one runs, and io_uring's completion
 operations (multishot accept, reply + FIN + close handed to the ring) keep
 the tutorial's behaviour byte for byte.  The rest of the suite runs on both
 backends through make test (SOCKIT_TEST_BACKEND)."""
+import os
 import signal
 import socket
 import subprocess
@@ -160,3 +161,54 @@ def test_drain_under_udp_load(serve, backend):
     srv = serve(["--backend", backend, "--udp-only", "--workers", "2"], udp=True, tcp=False)
     last = sigterm_under_load(srv, "udp", srv.udp_port, 4, "dgrams_out", 100)
     assert last["dgrams_out"] == last["dgrams_in"], last
+
+
+@pytest.mark.parametrize("backend,workers,mode", [
+    ("io_uring", 2, "line"), ("io_uring", 2, "echo"), ("io_uring", 1, "line"),
+    ("epoll", 2, "line")])
+def test_workers_sharing_a_cpu_yield_it(serve, backend, workers, mode):
+    """Line/echo workers pinned to one CPU give it up to each other before
+    they sleep (io_uring only), counted as cpu_yields.  One worker has no
+    one to give it to, and epoll does not do it: there the count stays 0."""
+    cpu = min(os.sched_getaffinity(0))
+    srv = serve(["--backend", backend, "--workers", str(workers), "-m", mode],
+                preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    expect_yields = backend == "io_uring" and workers > 1
+    prefix = PREFIX if mode == "line" else b""
+    conns = [socket.create_connection(srv.addr, timeout=10) for _ in range(8)]
+    try:
+        deadline = time.monotonic() + 30
+        for r in range(2000):
+            for k, s in enumerate(conns):
+                s.sendall(b"r%d c%d\n" % (r, k))
+            for k, s in enumerate(conns):
+                want = prefix + b"r%d c%d\n" % (r, k)
+                got = b""
+                while len(got) < len(want):
+                    chunk = s.recv(len(want) - len(got))
+                    assert chunk, "server closed"
+                    got += chunk
+                assert got == want
+            if r >= 300 and (not expect_yields or r % 100 == 0 and
+                             srv.counters()["cpu_yields"] > 0):
+                break
+            assert time.monotonic() < deadline
+    finally:
+        for s in conns:
+            s.close()
+    c = srv.counters()
+    if expect_yields:
+        assert c["cpu_yields"] > 0, c
+    else:
+        assert c["cpu_yields"] == 0, c
+
+
+def test_once_workers_sharing_a_cpu_do_not_yield(serve):
+    """In once mode the yield measured dearer (bench/README.md): off."""
+    cpu = min(os.sched_getaffinity(0))
+    srv = serve(["--backend", "io_uring", "--workers", "2"],
+                preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    for i in range(300):
+        assert exchange(srv.addr, b"x%d" % i) == PREFIX + b"x%d" % i
+    c = srv.wait_counter("closed_done", 300)
+    assert c["closed_done"] == 300 and c["cpu_yields"] == 0, c

@@ -644,6 +644,68 @@ static void test_fd_readable_writable_modify_unwatch(void **state)
 	sockit_loop_free(loop);
 }
 
+static int yield_asks;
+
+static int yield_yes(void *arg)
+{
+	(void)arg;
+	yield_asks++;
+	return 1;
+}
+
+/* loop_yield_before_wait(): asked only before a wait that would sleep; a
+ * yield is counted; one after which nothing came in makes the loop skip
+ * the next 1, 2, 4 ... chances; epoll declines. */
+static void test_yield_before_wait(void **state)
+{
+	sockit_loop *loop = new_loop();
+	uint64_t yields = 0;
+	struct io io;
+	int sv[2];
+
+	(void)state;
+	if (!on_uring()) {
+		assert_int_equal(loop_yield_before_wait(loop, yield_yes, NULL, &yields), -ENOTSUP);
+		sockit_loop_free(loop);
+		return;
+	}
+	assert_int_equal(loop_yield_before_wait(loop, yield_yes, NULL, &yields), 0);
+	make_pair(sv);
+	io_init(&io, sv[0]);
+	io.drain = 1;
+	assert_int_equal(sockit_loop_watch(loop, sv[0], SOCKIT_READABLE, io_cb, &io), 0);
+
+	/* Nothing to do: asked, yields, then waits out the timeout. */
+	assert_int_equal(sockit_loop_run_once(loop, 5), 0);
+	assert_int_equal(yield_asks, 1);
+	assert_int_equal(yields, 1);
+	/* That yield found nothing: the next chance is skipped, then two. */
+	assert_int_equal(sockit_loop_run_once(loop, 5), 0);
+	assert_int_equal(yield_asks, 1);
+	assert_int_equal(sockit_loop_run_once(loop, 5), 0);
+	assert_int_equal(yield_asks, 2);
+	assert_int_equal(yields, 2);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(sockit_loop_run_once(loop, 5), 0);
+	assert_int_equal(yield_asks, 2);
+
+	/* Input waiting when the loop would wait: no yield, even when asked. */
+	put_byte(sv[1]);
+	assert_int_equal(sockit_loop_run_once(loop, DEADLINE_MS), 1);
+	assert_int_equal(io.calls, 1);
+	assert_int_equal(yields, 2);
+
+	/* Off. */
+	assert_int_equal(loop_yield_before_wait(loop, NULL, NULL, NULL), 0);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(sockit_loop_run_once(loop, 1), 0);
+	assert_int_equal(yields, 2);
+
+	assert_int_equal(sockit_loop_close(loop, sv[0]), 0);
+	close(sv[1]);
+	sockit_loop_free(loop);
+}
+
 /* A poll that fires while the kernel refuses the submission queue, full
  * of other work, is re-armed once the kernel takes the queue again; its fd
  * is not dropped in silence. */
@@ -2190,6 +2252,7 @@ int main(void)
 	const struct CMUnitTest epoll_tests[] = {
 		COMMON_TESTS,
 		cmocka_unit_test(test_wait_eintr_and_failure),
+		cmocka_unit_test(test_yield_before_wait),
 	};
 	/* The completion operations exist on io_uring only (test_ops_refused
 	 * checks that epoll refuses them). */
@@ -2209,6 +2272,7 @@ int main(void)
 		cmocka_unit_test(test_recv_out_of_buffers),
 		cmocka_unit_test(test_free_with_ops_in_flight),
 		cmocka_unit_test(test_fd_rearm_after_queue_refused),
+		cmocka_unit_test(test_yield_before_wait),
 	};
 	int failed;
 
