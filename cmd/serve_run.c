@@ -192,7 +192,6 @@ static void close_listeners(struct run_ctx *x)
 		if (w->udp_fd >= 0)
 			sockit_close(w->udp_fd);
 		w->tcp_fd = w->udp_fd = -1;
-		w->cpu = -1;
 	}
 }
 
@@ -324,18 +323,19 @@ static sockit_loop *worker_loop_new(struct run_ctx *x)
 }
 
 /* Whether another worker that last went to sleep on the CPU this one
- * runs on now has completions waiting (so it is awake, or about to be).
- * Then this one gives the CPU up once before it sleeps
- * (loop_yield_before_wait).  With more workers than CPUs to run them, or
- * all of them pinned to one, a worker that sleeps has to be woken from
- * another CPU for its next request, and that wake can preempt the worker
- * it shares the CPU with in the middle of its batch; yielding lets the
- * other run now, and this one finds its input waiting when it comes back.
- * Measured with 2 workers pinned to one CPU, as CPU per request against 1
- * worker: line mode, 16 connections, 1.14x without, 1.00x with.  In once
- * mode it costs instead (1.05x without, 1.25x with: every connection
- * starts with an accept that wakes its worker anyway), so it is used for
- * line and echo only. */
+ * runs on now has completions in its loop (loop_work_pending: new ones,
+ * or, if it sleeps, those of the replies it sent last -- so this says
+ * "it has served something", not "it is runnable").  Then this one gives
+ * the CPU up once before it sleeps (loop_yield_before_wait).  With more
+ * workers than CPUs to run them, or all of them pinned to one, a worker
+ * that sleeps has to be woken from another CPU for its next request, and
+ * that wake can preempt the worker it shares the CPU with in the middle
+ * of its batch; yielding lets the other run now, and this one finds its
+ * input waiting when it comes back.  Measured with 2 workers pinned to
+ * one CPU, as CPU per request against 1 worker: line mode, 16
+ * connections, 1.12-1.14x without, 1.00-1.03x with.  In once mode it
+ * measured dearer (1.05x without, 1.25x with), so it is used for line and
+ * echo only. */
 static int sibling_on_my_cpu(void *arg)
 {
 	struct worker *w = arg;

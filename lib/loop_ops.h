@@ -134,8 +134,9 @@ void loop_op_cancel(sockit_loop *loop, struct loop_op *op);
 int loop_yield_before_wait(sockit_loop *loop, int (*should_yield)(void *arg), void *arg,
 			   uint64_t *yields);
 
-/* 1 if loop (io_uring) has completions its thread has not taken yet: it
- * is awake, or about to be.  Any thread may ask.  0 on epoll. */
+/* 1 if loop (io_uring) has completions its thread has not taken yet:
+ * new ones, or those of sends it queued before it went to sleep.  Any
+ * thread may ask.  0 on epoll. */
 int loop_work_pending(const sockit_loop *loop);
 
 #endif /* SOCKIT_LOOP_OPS_H */

@@ -68,7 +68,6 @@ struct uring_backend {
 	int (*should_yield)(void *arg); /* loop_yield_before_wait() */
 	void *yield_arg;
 	uint64_t *yields;
-	unsigned yield_skip, yield_backoff; /* after yields that found nothing */
 };
 
 /* The buffers of multishot receives (loop_recv_multi): a provided-buffer
@@ -307,9 +306,6 @@ static void uring_free(struct uring_backend *u)
  * in case one of them did not complete inside the submit after all. */
 #define URING_SEND_WAIT_MS 10
 
-/* The most chances to yield skipped after one that found nothing. */
-#define URING_YIELD_BACKOFF_MAX 64u
-
 /* How soon a poll that could not be re-armed (the kernel refused the
  * submission queue) is tried again. */
 #define URING_REARM_RETRY_MS 1
@@ -512,8 +508,10 @@ static int uring_cqe(struct uring_backend *u, const struct io_uring_cqe *cqe,
 	}
 }
 
-/* 1 if the loop has completions to take: in its CQ, or (DEFER_TASKRUN)
- * waiting for its thread to run them.  Any thread may ask. */
+/* 1 if the loop's CQ holds completions its thread has not taken, or
+ * (DEFER_TASKRUN) completions wait for its thread to run them.  Any thread
+ * may ask.  A thread asleep in uring_enter() may hold some: those of its
+ * sends, which its wait counts on (see uring_enter()). */
 static int uring_work_pending(const struct uring_backend *u)
 {
 	if (u->fd < 0 || u->disabled)
@@ -539,18 +537,6 @@ static int uring_yield(struct uring_backend *u, unsigned head)
 	sched_yield();
 	__atomic_store_n(u->yields, *u->yields + 1, __ATOMIC_RELAXED);
 	u->ninline = got;
-	/* A yield pays when this thread's input came in meanwhile.  When it
-	 * did not, the thread sleeps anyway, and the yield only added a
-	 * switch: skip the next 1, 2, 4 ... 64 chances, as an adaptive mutex
-	 * stops spinning on a lock that was not released while it spun. */
-	if (uring_work_pending(u)) {
-		u->yield_backoff = 0;
-	} else {
-		u->yield_backoff = u->yield_backoff ? u->yield_backoff * 2 : 1;
-		if (u->yield_backoff > URING_YIELD_BACKOFF_MAX)
-			u->yield_backoff = URING_YIELD_BACKOFF_MAX;
-		u->yield_skip = u->yield_backoff;
-	}
 	return 0;
 }
 
@@ -577,12 +563,8 @@ static int uring_poll(struct uring_backend *u, int timeout_ms, struct loop_fired
 
 	unsigned head = *u->cq_head;
 	int ready = head != __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
-	if (!ready && timeout_ms != 0 && u->should_yield) {
-		if (u->yield_skip > 0)
-			u->yield_skip--;
-		else if (u->should_yield(u->yield_arg))
-			ready = uring_yield(u, head);
-	}
+	if (!ready && timeout_ms != 0 && u->should_yield && u->should_yield(u->yield_arg))
+		ready = uring_yield(u, head);
 	int rc = uring_enter(u, ready || timeout_ms == 0 ? 0 : 1, timeout_ms);
 	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
 		return rc;
