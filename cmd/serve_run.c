@@ -333,9 +333,9 @@ static sockit_loop *worker_loop_new(struct run_ctx *x)
  * of its batch; yielding lets the other run now, and this one finds its
  * input waiting when it comes back.  Measured with 2 workers pinned to
  * one CPU, as CPU per request against 1 worker: line mode, 16
- * connections, 1.12-1.14x without, 1.00-1.03x with.  In once mode it
- * measured dearer (1.05x without, 1.25x with), so it is used for line and
- * echo only. */
+ * connections, 1.12-1.16x without, 1.01-1.03x with.  In once mode it
+ * measured dearer (1.06-1.10x without, 1.29-1.32x with), so it is used
+ * for line and echo only. */
 static int sibling_on_my_cpu(void *arg)
 {
 	struct worker *w = arg;
