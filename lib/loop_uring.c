@@ -186,6 +186,7 @@ static void uring_unmap(struct uring_backend *u)
 		munmap(u->sq_map, u->sq_map_len);
 	u->sqes = NULL;
 	u->sq_map = u->cq_map = NULL;
+	u->sq_flags = NULL;
 }
 
 static int uring_map(struct uring_backend *u, const struct io_uring_params *p)
@@ -514,7 +515,10 @@ static int uring_cqe(struct uring_backend *u, const struct io_uring_cqe *cqe,
  * sends, which its wait counts on (see uring_enter()). */
 static int uring_work_pending(const struct uring_backend *u)
 {
-	if (u->fd < 0 || u->disabled)
+	/* Only what is fixed once the rings are mapped is read here: not
+	 * u->disabled, which the loop's own thread clears (a ring not yet
+	 * enabled reads as empty anyway). */
+	if (u->sq_flags == NULL)
 		return 0;
 	return (__atomic_load_n(u->sq_flags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN) != 0 ||
 	       __atomic_load_n(u->cq_head, __ATOMIC_ACQUIRE) !=
