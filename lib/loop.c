@@ -609,12 +609,12 @@ void sockit_loop_free(sockit_loop *loop)
 	free(loop);
 }
 
-static void op_complete(sockit_loop *loop, const struct loop_fired *f);
+static void op_complete(sockit_loop *loop, struct loop_fired *f);
 
 static void dispatch(sockit_loop *loop, int n)
 {
 	for (int i = 0; i < n; i++) {
-		const struct loop_fired *f = &loop->fired[i];
+		struct loop_fired *f = &loop->fired[i];
 		if (f->fd < 0) {
 			op_complete(loop, f);
 			continue;
@@ -723,8 +723,8 @@ struct loop_op {
 	uint32_t len;
 	uint32_t sqe_idx; /* its SQE's place in the submission queue */
 	int fd;
-	uint8_t cancelled;
-	uint8_t chain; /* loop_send_close(): CHAIN_SEND, then CHAIN_CLOSE; see the enum */
+	uint8_t cancelled; /* 1, or OP_NEVER_RAN */
+	uint8_t chain;	   /* loop_send_close(): CHAIN_SEND, then CHAIN_CLOSE; see the enum */
 	uint8_t shut;
 	uint8_t more_input; /* a receive: the kernel said more waits in the socket */
 };
@@ -737,6 +737,9 @@ enum { CHAIN_SEND = 1, CHAIN_CLOSE = 2, OP_SEND = 3, OP_RECV = 4 };
 /* user_data of a chain's close: the op pointer with bit 0 set (slots are
  * pointer-aligned). */
 #define OP_CLOSE_TAG 1u
+/* cancelled: its SQE became a no-op before the kernel took it (see
+ * uring_take_back()); that no-op's completion reads as -ECANCELED. */
+#define OP_NEVER_RAN 2u
 
 /* Room for n items of size bytes, kept on loop->op_chunks until the loop
  * is freed. */
@@ -869,10 +872,24 @@ static void recv_complete(sockit_loop *loop, struct loop_op *op, const struct lo
 		op_put(loop, op);
 }
 
-static void op_complete(sockit_loop *loop, const struct loop_fired *f)
+/* The operation a completion belongs to.  The completion of a no-op
+ * that stood in for it (OP_NEVER_RAN) is made to read as its cancel. */
+static struct loop_op *fired_op(struct loop_fired *f)
 {
 	uintptr_t p = (uintptr_t)f->op;
 	struct loop_op *op = (struct loop_op *)(p & ~(uintptr_t)OP_CLOSE_TAG);
+
+	if (!(p & OP_CLOSE_TAG) && op->cancelled == OP_NEVER_RAN) {
+		f->res = -ECANCELED;
+		f->events = 0;
+	}
+	return op;
+}
+
+static void op_complete(sockit_loop *loop, struct loop_fired *f)
+{
+	uintptr_t p = (uintptr_t)f->op;
+	struct loop_op *op = fired_op(f);
 	int more = (f->events & IORING_CQE_F_MORE) != 0;
 
 	if (p & OP_CLOSE_TAG) {
@@ -1101,8 +1118,13 @@ void loop_op_cancel(sockit_loop *loop, struct loop_op *op)
 	if (loop->be.kind != BACKEND_URING || op->cancelled)
 		return;
 	struct io_uring_sqe *sqe = uring_sqe(&loop->be.uring);
-	if (!sqe)
+	if (!sqe) {
+		/* No room for the cancel: take the operation back now. */
+		int rc = uring_take_back(&loop->be.uring, ud_op(op), ud_op(op));
+		if (rc >= 0)
+			op->cancelled = rc == 1 ? OP_NEVER_RAN : 1;
 		return;
+	}
 	op->cancelled = 1;
 	sqe->opcode = IORING_OP_ASYNC_CANCEL;
 	sqe->addr = ud_op(op);
@@ -1118,11 +1140,11 @@ static void ops_wait(sockit_loop *loop, uint64_t ms)
 		if (n < 0)
 			break;
 		for (int i = 0; i < n; i++) {
-			const struct loop_fired *f = &loop->fired[i];
-			uintptr_t p = (uintptr_t)f->op;
-			struct loop_op *op = (struct loop_op *)(p & ~(uintptr_t)OP_CLOSE_TAG);
+			struct loop_fired *f = &loop->fired[i];
 			if (f->fd >= 0)
 				continue;
+			uintptr_t p = (uintptr_t)f->op;
+			struct loop_op *op = fired_op(f);
 			if (p & OP_CLOSE_TAG) {
 				chain_closed(loop, op, f->res);
 			} else if (op->chain == OP_RECV) {

@@ -416,6 +416,38 @@ static int uring_arm(struct uring_backend *u, int fd)
 	return 0;
 }
 
+/* Takes back the request whose user_data is ud, for a caller that found
+ * no SQE to carry its removal (the kernel refuses the queue: EBUSY,
+ * ENOMEM).  Left alone, the request would hold its file, so the socket
+ * would outlive its close(); and one still in the queue would reach the
+ * kernel later, on whatever file then has its fd number.
+ *
+ * Still in the queue (the kernel consumes it only inside our own
+ * io_uring_enter), its SQE becomes a no-op whose completion carries
+ * nop_ud: returns 1.  In the kernel, it is cancelled there and then
+ * (IORING_REGISTER_SYNC_CANCEL, Linux 6.0; its completion follows as
+ * usual): returns 0, also if it had completed already.  -errno if neither
+ * could be done (an older kernel: the request stays until it fires). */
+static int uring_take_back(struct uring_backend *u, uint64_t ud, uint64_t nop_ud)
+{
+	unsigned head = __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE);
+
+	for (unsigned i = head; i != u->sq_local; i++) {
+		struct io_uring_sqe *sqe = &u->sqes[i & u->sq_mask];
+		if (sqe->user_data == ud && sqe->opcode != IORING_OP_NOP) {
+			memset(sqe, 0, sizeof(*sqe));
+			sqe->opcode = IORING_OP_NOP;
+			sqe->user_data = nop_ud;
+			return 1;
+		}
+	}
+	struct io_uring_sync_cancel_reg reg = {.addr = ud, .fd = -1, .timeout = {.tv_sec = 1}};
+	if (syscall(__NR_io_uring_register, u->fd, IORING_REGISTER_SYNC_CANCEL, &reg, 1) < 0 &&
+	    errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
 /* Takes the armed poll of fd back (its completion, if already posted, is
  * now stale by its sequence number). */
 static void uring_disarm(struct uring_backend *u, int fd)
@@ -429,6 +461,8 @@ static void uring_disarm(struct uring_backend *u, int fd)
 		sqe->opcode = IORING_OP_POLL_REMOVE;
 		sqe->addr = ud_poll(fd, f->seq);
 		sqe->user_data = UD_IGNORE;
+	} else {
+		(void)uring_take_back(u, ud_poll(fd, f->seq), UD_IGNORE);
 	}
 	f->seq++;
 	f->state &= (uint8_t)~UFD_ARMED;

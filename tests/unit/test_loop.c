@@ -703,6 +703,35 @@ static void test_yield_before_wait(void **state)
 	sockit_loop_free(loop);
 }
 
+/* Turns on enter_refusals, then fills the submission queue with changes
+ * to fd's interest until the loop can queue nothing more. */
+static void fill_refused_queue(sockit_loop *loop, int fd)
+{
+	int rc = 0;
+
+	enter_refusals = INT_MAX;
+	for (int i = 0; i < 4096 && rc == 0; i++)
+		rc = sockit_loop_modify(loop, fd, i % 2 ? SOCKIT_READABLE : 0);
+	assert_int_equal(rc, -EBUSY);
+}
+
+/* Runs the loop until the peer of a closed socket reads EOF from fd: the
+ * socket is really gone, not held open by a request of the ring's. */
+static void run_until_eof(sockit_loop *loop, int fd)
+{
+	uint64_t end = mono_ms() + DEADLINE_MS;
+	char c;
+
+	for (;;) {
+		assert_true(sockit_loop_run_once(loop, 10) >= 0);
+		ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+		if (n == 0)
+			return;
+		assert_true(n < 0 && errno == EAGAIN);
+		assert_true(mono_ms() < end);
+	}
+}
+
 /* A poll that fires while the kernel refuses the submission queue, full
  * of other work, is re-armed once the kernel takes the queue again; its fd
  * is not dropped in silence. */
@@ -725,11 +754,7 @@ static void test_fd_rearm_after_queue_refused(void **state)
 	assert_int_equal(io.calls, 1); /* its poll is spent; the next iteration re-arms it */
 
 	/* The kernel refuses; changes to the other fd fill the queue. */
-	enter_refusals = INT_MAX;
-	int rc = 0;
-	for (int i = 0; i < 4096 && rc == 0; i++)
-		rc = sockit_loop_modify(loop, sv2[0], i % 2 ? SOCKIT_READABLE : 0);
-	assert_int_equal(rc, -EBUSY);
+	fill_refused_queue(loop, sv2[0]);
 	assert_int_equal(sockit_loop_run_once(loop, 0), 0);
 
 	/* It takes the queue again: the first fd must still be heard. */
@@ -745,6 +770,56 @@ static void test_fd_rearm_after_queue_refused(void **state)
 	assert_int_equal(sockit_loop_close(loop, sv2[0]), 0);
 	close(sv[1]);
 	close(sv2[1]);
+	sockit_loop_free(loop);
+}
+
+/* The kernel refuses the queue, so no SQE is left for a poll's removal.
+ * A watched socket closed then must still really close, whether its poll
+ * was in the kernel or still in the queue; and a poll still in the queue
+ * must never reach the kernel on the next socket to take its number. */
+static void test_close_while_queue_refused(void **state)
+{
+	sockit_loop *loop = new_loop();
+	struct io in_kernel, queued, other;
+	int a[2], b[2], sv2[2], fresh[2];
+
+	(void)state;
+	make_pair(a);
+	make_pair(sv2);
+	io_init(&in_kernel, a[0]);
+	io_init(&other, sv2[0]);
+	assert_int_equal(sockit_loop_watch(loop, a[0], SOCKIT_READABLE, io_cb, &in_kernel), 0);
+	assert_int_equal(sockit_loop_watch(loop, sv2[0], SOCKIT_READABLE, io_cb, &other), 0);
+	assert_int_equal(sockit_loop_run_once(loop, 0), 0); /* both polls are in the kernel */
+
+	enter_refusals = INT_MAX;
+	make_pair(b);
+	io_init(&queued, b[0]);
+	assert_int_equal(sockit_loop_watch(loop, b[0], SOCKIT_READABLE, io_cb, &queued), 0);
+	fill_refused_queue(loop, sv2[0]);
+	make_pair(fresh);
+	int b0 = b[0];
+	assert_int_equal(sockit_loop_close(loop, a[0]), 0);
+	assert_int_equal(sockit_loop_close(loop, b0), 0);
+	/* b0's number names a socket the loop never watched. */
+	assert_int_equal(dup3(fresh[0], b0, O_CLOEXEC), b0);
+	close(fresh[0]);
+
+	enter_refusals = 0;
+	run_until_eof(loop, a[1]);
+	for (int i = 0; i < 5; i++)
+		assert_true(sockit_loop_run_once(loop, 10) >= 0);
+	assert_int_equal(close(b0), 0);
+	run_until_eof(loop, fresh[1]);
+	assert_int_equal(in_kernel.calls, 0);
+	assert_int_equal(queued.calls, 0);
+	assert_int_equal(other.calls, 0);
+
+	assert_int_equal(sockit_loop_close(loop, sv2[0]), 0);
+	close(a[1]);
+	close(b[1]);
+	close(sv2[1]);
+	close(fresh[1]);
 	sockit_loop_free(loop);
 }
 
@@ -2075,6 +2150,73 @@ static void test_recv_detach_then_reuse(void **state)
 	sockit_loop_free(loop);
 }
 
+/* No SQE is left for a cancel (the kernel refuses the queue).  Detached
+ * anyway, a receive in the kernel must let go of its socket, so that the
+ * close reaches the peer; one still in the queue must never run, not even
+ * on the next socket to take its number; and one cancelled while still in
+ * the queue ends with -ECANCELED, having read nothing. */
+static void test_recv_cancel_while_queue_refused(void **state)
+{
+	sockit_loop *loop = new_loop();
+	struct rx *r = calloc(3, sizeof(*r));
+	int c[3], s[3], c4, s4, sv[2];
+	char got[8];
+	struct io other;
+
+	(void)state;
+	assert_non_null(r);
+	for (int i = 0; i < 3; i++)
+		tcp_pair(&c[i], &s[i]);
+	tcp_pair(&c4, &s4);
+	make_pair(sv);
+	io_init(&other, sv[0]);
+	assert_int_equal(sockit_loop_watch(loop, sv[0], SOCKIT_READABLE, io_cb, &other), 0);
+	r[0].op = loop_recv_multi(loop, s[0], rx_cb, &r[0]);
+	assert_non_null(r[0].op);
+	assert_true(sockit_loop_run_once(loop, 0) >= 0); /* in the kernel */
+
+	enter_refusals = INT_MAX;
+	for (int i = 1; i < 3; i++) {
+		r[i].op = loop_recv_multi(loop, s[i], rx_cb, &r[i]); /* queued only */
+		assert_non_null(r[i].op);
+	}
+	fill_refused_queue(loop, sv[0]);
+	loop_op_detach(loop, r[0].op);
+	close(s[0]);
+	loop_op_detach(loop, r[1].op);
+	close(s[1]);
+	assert_int_equal(write(c4, "fresh", 5), 5);
+	assert_int_equal(dup2(s4, s[1]), s[1]); /* the number now names another socket */
+	close(s4);
+	loop_op_cancel(loop, r[2].op);
+	assert_int_equal(write(c[2], "kept", 4), 4);
+
+	enter_refusals = 0;
+	run_until_eof(loop, c[0]);
+	run_until(loop, &r[2].ended);
+	assert_int_equal(r[2].end_res, -ECANCELED);
+	for (int i = 0; i < 5; i++)
+		assert_true(sockit_loop_run_once(loop, 10) >= 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(r[i].chunks, 0);
+	assert_false(r[0].ended); /* a detached operation calls no one */
+	assert_false(r[1].ended);
+	assert_int_equal(recv(s[1], got, sizeof(got), MSG_DONTWAIT), 5);
+	assert_memory_equal(got, "fresh", 5);
+	assert_int_equal(recv(s[2], got, sizeof(got), MSG_DONTWAIT), 4);
+	assert_memory_equal(got, "kept", 4);
+
+	assert_int_equal(sockit_loop_close(loop, sv[0]), 0);
+	close(sv[1]);
+	close(c4);
+	for (int i = 0; i < 3; i++)
+		close(c[i]);
+	close(s[1]);
+	close(s[2]);
+	free(r);
+	sockit_loop_free(loop);
+}
+
 /* More input at once than the loop has buffers (256 of 8 KiB): some
  * receives end with -ENOBUFS, their data waits in the socket, and a
  * receive started anew gets it.  Every byte arrives, once, in order. */
@@ -2269,6 +2411,8 @@ int main(void)
 		cmocka_unit_test(test_recv_out_of_buffers),
 		cmocka_unit_test(test_free_with_ops_in_flight),
 		cmocka_unit_test(test_fd_rearm_after_queue_refused),
+		cmocka_unit_test(test_close_while_queue_refused),
+		cmocka_unit_test(test_recv_cancel_while_queue_refused),
 		cmocka_unit_test(test_yield_before_wait),
 	};
 	int failed;
