@@ -38,6 +38,7 @@
 #define READS_PER_WAKE 4	/* reads per wake per connection (line/echo) */
 #define RBUF_MIN (64 * 1024)	/* read area, at least */
 #define HOLD_MAX (64 * 1024)	/* ring receive: output held for the next chunk, at most */
+#define KEPT_PIECE (8 * 1024)	/* kept input is parsed this much at a time */
 #define WBUF_SIZE (256 * 1024)	/* line mode: replies batched per wake */
 #define LINGER_MS 2000		/* after the reply: discard input this long at most */
 #define LINGER_BYTES (1u << 20) /* ... and this much at most */
@@ -61,17 +62,19 @@ enum conn_state {
 };
 
 enum {
-	F_EOF = 0x1,	 /* the client's EOF was read */
-	F_EMPTY = 0x2,	 /* once: the client sent nothing before EOF */
-	F_LIMIT = 0x4,	 /* line too long: finish with closed_limit */
-	F_COUNTED = 0x8, /* lingering: already counted as closed, slots released */
+	F_EOF = 0x1,	   /* the client's EOF was read */
+	F_EMPTY = 0x2,	   /* once: the client sent nothing before EOF */
+	F_LIMIT = 0x4,	   /* line too long: finish with closed_limit */
+	F_COUNTED = 0x8,   /* lingering: already counted as closed, slots released */
+	F_KEPT = 0x10,	   /* in holds input kept unparsed while output is backlogged */
+	F_KEPT_EOF = 0x20, /* ... and the client's EOF came after it */
 };
 
 enum { L_NONE, L_IDLE, L_LINGER };
 
 struct conn {
 	struct conn *prev, *next; /* in w->idle or w->linger */
-	struct iobuf *in;	  /* line mode: the unterminated line */
+	struct iobuf *in;	  /* line mode: the unterminated line; or F_KEPT input */
 	struct iobuf *out;	  /* unsent output (behind send_op's bytes, if any) */
 	struct loop_op *send_op;  /* io_uring: a send in the ring, or NULL */
 	struct loop_op *recv_op;  /* io_uring: the armed multishot receive, or NULL */
@@ -790,6 +793,12 @@ static int stream_input(struct worker *w, struct conn *c, const char *buf, size_
 	return hold || w->wbuf_len > 0 ? out_put(w, c, buf, n) : send_or_queue(w, c, buf, n);
 }
 
+/* Output backlog at which a connection's input pauses. */
+static int input_paused(const struct worker *w, const struct conn *c)
+{
+	return c->out != NULL && c->out->len - c->out->off >= w->cfg->max_pending;
+}
+
 /* A line/echo connection's I/O failed (rc < 0): its batched output is
  * dropped and it is closed; out of memory counts as a limit. */
 static void stream_failed(struct worker *w, struct conn *c, int rc)
@@ -842,7 +851,7 @@ static int stream_read(struct worker *w, struct conn *c)
 		rc = stream_input(w, c, buf, (size_t)n, 0);
 		if (rc < 0 || (c->flags & F_LIMIT))
 			break;
-		if (c->out != NULL && c->out->len - c->out->off >= cfg->max_pending)
+		if (input_paused(w, c))
 			break;
 		if ((size_t)n < w->rbuf_size)
 			break; /* the receive queue is empty: no EAGAIN round trip */
@@ -854,10 +863,59 @@ static int stream_read(struct worker *w, struct conn *c)
 	return rc;
 }
 
+/* Input received while output is backlogged is kept unparsed (see
+ * on_stream_recv).  The parser's unterminated line, if any, heads it, to
+ * be parsed again with what follows.  Kept input counts as input once
+ * parsed, so that line's bytes leave bytes_in until then. */
+static int keep_input(struct worker *w, struct conn *c, const char *p, size_t n)
+{
+	if (!(c->flags & F_KEPT) && c->in != NULL)
+		CTR_SUB(w, bytes_in, c->in->len - c->in->off);
+	c->flags |= F_KEPT;
+	return iobuf_append(&c->in, p, n);
+}
+
+/* Parses the input kept while output was backlogged (see on_stream_recv),
+ * a piece at a time while the backlog has room; the rest stays kept.  It
+ * counts as input as it is parsed. */
+static int kept_feed(struct worker *w, struct conn *c)
+{
+	struct iobuf *k = c->in;
+	size_t off = k->off;
+	int rc = 0;
+
+	c->in = NULL;
+	c->flags &= (uint8_t)~F_KEPT;
+	wbuf_take(w, c);
+	while (rc == 0 && off < k->len && !(c->flags & F_LIMIT) && !input_paused(w, c)) {
+		size_t n = k->len - off < KEPT_PIECE ? k->len - off : KEPT_PIECE;
+		rc = stream_input(w, c, k->data + off, n, 0);
+		off += n;
+	}
+	if (rc == 0 && off < k->len && !(c->flags & F_LIMIT))
+		rc = keep_input(w, c, k->data + off, k->len - off);
+	free(k);
+	if (rc == 0 && !(c->flags & F_KEPT) && (c->flags & F_KEPT_EOF)) {
+		c->flags &= (uint8_t)~F_KEPT_EOF;
+		rc = stream_eof(w, c);
+	}
+	if (rc == 0)
+		rc = wbuf_flush(w, c);
+	return rc;
+}
+
 /* After I/O on a line/echo (or flushing once) connection: finish it or
  * set what it waits for. */
 static void stream_settle(struct worker *w, struct conn *c)
 {
+	/* Input kept while the backlog was full: parsed once it has room. */
+	if ((c->flags & F_KEPT) && !input_paused(w, c)) {
+		int rc = kept_feed(w, c);
+		if (rc < 0) {
+			stream_failed(w, c, rc);
+			return;
+		}
+	}
 	/* A send in the ring: its completion settles the connection again. */
 	if (c->out == NULL && c->send_op == NULL) {
 		if (c->flags & F_LIMIT) {
@@ -878,8 +936,8 @@ static void stream_settle(struct worker *w, struct conn *c)
 		}
 	}
 	unsigned want = 0;
-	if (c->state == ST_STREAM && !(c->flags & (F_EOF | F_LIMIT)) &&
-	    (c->out == NULL || c->out->len - c->out->off < w->cfg->max_pending))
+	if (c->state == ST_STREAM && !(c->flags & (F_EOF | F_LIMIT | F_KEPT)) &&
+	    !input_paused(w, c))
 		want |= SOCKIT_READABLE;
 	if (c->out != NULL && c->send_op == NULL)
 		want |= SOCKIT_WRITABLE;
@@ -920,8 +978,16 @@ static void on_stream_recv(sockit_loop *loop, void *arg, int res, int more, size
 		c->recv_op = NULL; /* ended: stream_settle starts another if input is wanted */
 	if (res > 0 && (c->flags & (F_EOF | F_LIMIT))) {
 		CTR_ADD(w, bytes_in, res); /* after a line too long: discarded */
+	} else if (res > 0 && ((c->flags & F_KEPT) || input_paused(w, c))) {
+		/* Input is paused, but what the kernel received before the
+		 * cancel still comes.  Parsed now, it would grow the backlog
+		 * past --max-pending (a line's reply is larger than the line),
+		 * so it is kept as it is until the backlog has room. */
+		rc = keep_input(w, c, data, (size_t)res);
 	} else if (res > 0) {
 		rc = stream_input(w, c, data, (size_t)res, hold);
+	} else if (res == 0 && (c->flags & F_KEPT)) {
+		c->flags |= F_KEPT_EOF; /* after the kept input */
 	} else if (res == 0) {
 		rc = stream_eof(w, c);
 	} else if (res != -ENOBUFS && res != -ECANCELED) {

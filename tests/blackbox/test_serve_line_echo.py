@@ -328,6 +328,82 @@ def test_echo_idle_timeout(serve):
 
 
 @pytest.mark.parametrize("mode", ["echo", "line"])
+def test_backlog_of_a_client_that_reads_nothing_stays_within_max_pending(serve, mode):
+    """A client that sends as fast as it can and reads nothing: the output
+    the server holds unsent stays within --max-pending plus the replies to
+    one 64 KiB read (README).  Then the client reads, and every reply is
+    there, in order."""
+    srv = serve(["--mode", mode, "--workers", "1", "--max-pending", "4k"])
+    lines = b"".join(b"%06x\n" % i for i in range(1 << 20))  # 7 MiB of 7-byte lines
+    # a line's reply is 17 bytes: unsent output = replies made - bytes sent;
+    # one read is 64 KiB, or on io_uring up to 64 KiB of 8 KiB chunks + one
+    grow = (len(PREFIX) + 7) / 7 if mode == "line" else 1
+    bound = 4096 + grow * (65536 + 8192)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the replies pile up at the server
+    s.settimeout(10)
+    s.connect(srv.addr)
+    try:
+        s.setblocking(False)
+        sent, blocked_since = 0, None
+        deadline = time.monotonic() + 20
+        while sent < len(lines) and time.monotonic() < deadline:
+            try:
+                sent += s.send(lines[sent:sent + 65536])
+                blocked_since = None
+            except BlockingIOError:
+                now = time.monotonic()
+                blocked_since = blocked_since or now
+                if now - blocked_since > 1.0:
+                    break  # the server stopped reading: backpressure
+                time.sleep(0.01)
+        c = srv.counters()
+        made = (c["bytes_in"] // 7) * (len(PREFIX) + 7) if mode == "line" else c["bytes_in"]
+        unsent = made - c["bytes_out"]
+        assert unsent <= bound, (f"{unsent} bytes held unsent (bound {bound:.0f}) after "
+                                 f"{sent} sent: {c}")
+        s.setblocking(True)
+        s.shutdown(socket.SHUT_WR)
+        reply = recv_to_eof(s, timeout=60)
+    finally:
+        s.close()
+    done = lines[:sent]
+    if mode == "echo":
+        want = done
+    else:
+        full, part = done[:len(done) - len(done) % 7], done[len(done) - len(done) % 7:]
+        want = b"".join(PREFIX + full[i:i + 7] for i in range(0, len(full), 7))
+        want += PREFIX + part if part else b""
+    assert len(reply) == len(want)
+    assert reply == want
+
+
+def test_eof_after_input_held_back_by_max_pending(serve):
+    """Lines, an unterminated last line and EOF, all sent at once to a
+    server whose output backs up after the first few (--max-pending 4k, a
+    client that reads only later, and 1 KB replies: more than the kernel
+    buffers): the last line is answered last, after every line before it."""
+    prefix = b"P" * 1000
+    srv = serve(["--mode", "line", "--workers", "1", "--max-pending", "4k",
+                 "--prefix", prefix.decode()])
+    lines = [b"%06x\n" % i for i in range(8000)]  # 56 KB: in the socket at once
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(srv.addr)
+    try:
+        s.sendall(b"".join(lines) + b"tail")
+        s.shutdown(socket.SHUT_WR)
+        time.sleep(0.3)  # the server answers what it can, then holds the rest back
+        reply = recv_to_eof(s, timeout=30)
+    finally:
+        s.close()
+    want = b"".join(prefix + ln for ln in lines) + prefix + b"tail"
+    assert len(reply) == len(want)
+    assert reply == want
+
+
+@pytest.mark.parametrize("mode", ["echo", "line"])
 @pytest.mark.parametrize("cap", ["1", "4k"])
 def test_tiny_max_pending_still_makes_progress(serve, mode, cap):
     """A pending-output cap smaller than one read must slow a connection
