@@ -19,7 +19,9 @@
  *   unterminated line.
  * - Idle timeouts: every connection sits in one intrusive list ordered by
  *   last activity (touch = O(1) move to the tail); one timer per worker
- *   fires at the head's deadline.  No per-connection timer.
+ *   fires at the head's deadline.  No per-connection timer.  A connection
+ *   with a backlog notes what the kernel holds for it (SIOCOUTQ) at each
+ *   activity: less at the deadline means the client is reading.
  */
 #include <errno.h>
 #include <linux/sockios.h>
@@ -84,6 +86,7 @@ struct conn {
 	int fd;
 	uint8_t state, flags, list, events;
 	uint32_t discarded; /* linger: bytes thrown away */
+	uint32_t outq;	    /* with a backlog: unacknowledged bytes at the last activity */
 };
 
 struct conn_chunk {
@@ -245,9 +248,27 @@ static void sweep_arm(struct worker *w, uint64_t deadline)
 	sockit_timer_start(w->loop, &w->sweep, deadline > now ? deadline - now : 0, 0);
 }
 
+/* Bytes sent but not yet acknowledged by the peer, or -1. */
+static int unacked(int fd)
+{
+	int v;
+	return ioctl(fd, SIOCOUTQ, &v) == 0 ? v : -1;
+}
+
+/* With a backlog: notes what the kernel holds unacknowledged now, for
+ * still_reading(). */
+static void note_outq(struct conn *c)
+{
+	if (c->out != NULL) {
+		int q = unacked(c->fd);
+		c->outq = q > 0 ? (uint32_t)q : 0;
+	}
+}
+
 /* Records activity: the connection moves to the idle list's tail. */
 static void touch(struct worker *w, struct conn *c)
 {
+	note_outq(c);
 	c->last_ms = sockit_loop_now_ms(w->loop);
 	if (c->list != L_IDLE || w->idle.tail != c)
 		list_push(w, c, L_IDLE);
@@ -528,9 +549,15 @@ static void on_stream_sent(sockit_loop *loop, void *arg, int res, int more, size
 		return;
 	}
 	size_t sent = res > 0 ? (size_t)res : 0;
-	if (sent < len && iobuf_prepend(&c->out, data + sent, len - sent) < 0) {
-		conn_close(w, c, R_LIMIT);
-		return;
+	if (sent < len) {
+		if (iobuf_prepend(&c->out, data + sent, len - sent) < 0) {
+			conn_close(w, c, R_LIMIT);
+			return;
+		}
+		if (sent > 0)
+			touch(w, c);
+		else
+			note_outq(c);
 	}
 	stream_settle(w, c);
 }
@@ -560,13 +587,6 @@ static int flush_out(struct worker *w, struct conn *c)
 	}
 	touch(w, c);
 	return 0;
-}
-
-/* Bytes sent but not yet acknowledged by the peer, or -1. */
-static int unacked(int fd)
-{
-	int v;
-	return ioctl(fd, SIOCOUTQ, &v) == 0 ? v : -1;
 }
 
 /* ---- once mode --------------------------------------------------------- */
@@ -1059,13 +1079,44 @@ static void stream_start(struct worker *w, int fd, struct ip_entry *ip)
 
 /* ---- Sweeping: idle timeouts and linger bounds -------------------------- */
 
+/* A connection past its idle deadline with output waiting may have a
+ * client that reads all along: too slowly for the kernel, which holds
+ * megabytes for it, to report room before the deadline, so no write of
+ * ours counted as activity.  What the kernel holds unacknowledged tells:
+ * nothing of ours was added since the last activity (a write touches), so
+ * it shrank only if the client read. */
+static int still_reading(const struct conn *c)
+{
+	if (c->out == NULL)
+		return 0;
+	int q = unacked(c->fd);
+	return q >= 0 && (uint32_t)q < c->outq;
+}
+
+/* Idle timeout.  Output still waiting is lost: then a reset says so (a
+ * FIN would make a cut-off reply look whole), and frees the kernel's copy
+ * at once instead of leaving it to an orphaned socket's probes of a
+ * window that stays shut (nginx's reset_timedout_connection). */
+static void idle_close(struct worker *w, struct conn *c)
+{
+	if (c->out != NULL || c->send_op != NULL) {
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	conn_close(w, c, R_TIMEOUT);
+}
+
 static void on_sweep(sockit_loop *loop, sockit_timer *t)
 {
 	struct worker *w = t->data;
 	uint64_t now = sockit_loop_now_ms(loop);
-	if (w->cfg->idle_timeout_ms > 0)
-		while (w->idle.head != NULL && deadline_of(w, w->idle.head) <= now)
-			conn_close(w, w->idle.head, R_TIMEOUT);
+	while (w->cfg->idle_timeout_ms > 0 && w->idle.head != NULL &&
+	       deadline_of(w, w->idle.head) <= now) {
+		if (still_reading(w->idle.head))
+			touch(w, w->idle.head); /* to the tail, with a new mark */
+		else
+			idle_close(w, w->idle.head);
+	}
 	while (w->linger.head != NULL && deadline_of(w, w->linger.head) <= now)
 		conn_close(w, w->linger.head, finish_reason(w->linger.head));
 	uint64_t next = UINT64_MAX;

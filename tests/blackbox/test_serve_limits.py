@@ -7,6 +7,7 @@ import os
 import resource
 import selectors
 import socket
+import threading
 import time
 
 import pytest
@@ -236,6 +237,75 @@ def test_idle_timeout_line_mode(serve):
             assert recv_exact(s, len(PREFIX) + len(msg)) == PREFIX + msg
             time.sleep(0.05)
             i += 1
+
+
+def _slow_reader(addr, data, rcvbuf=4096):
+    """A connection with a small receive window that sends data and its
+    EOF at once (from a thread): the replies pile up in the server's
+    kernel."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(20)
+    s.connect(addr)
+    def send():
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # reset by the server: the reader sees it
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    return s, t
+
+
+def test_idle_timeout_spares_a_client_reading_slowly(serve):
+    """A client that reads its 6 MB of replies steadily, but over far longer
+    than --idle-timeout: the kernel holds megabytes for it, so the server
+    hears of room only every second or so, yet the client is not idle.  It
+    gets every byte, then EOF."""
+    srv = serve(["--mode", "line", "--workers", "1", "--idle-timeout", "500ms"])
+    line = b"y" * 1000 + b"\n"
+    want = (PREFIX + line) * 6000
+    s, t = _slow_reader(srv.addr, line * 6000)
+    got, t0, pace = 0, time.monotonic(), len(want) / 5.0  # 5 s of reading
+    try:
+        while True:
+            d = s.recv(8192)
+            if not d:
+                break
+            got += len(d)
+            ahead = got / pace - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+    finally:
+        t.join(5)
+        s.close()
+    assert got == len(want), f"{got} of {len(want)} bytes, then EOF"
+    c = srv.wait_counter("closed_eof", 1)
+    assert c["closed_timeout"] == 0, c
+
+
+def test_idle_timeout_resets_a_client_that_stopped_reading(serve):
+    """A client that has sent everything, then stops reading its replies:
+    closed after --idle-timeout with a reset (no input is left unread that
+    would make one anyway), so the cut-off reply cannot pass for a whole
+    one."""
+    srv = serve(["--mode", "line", "--workers", "1", "--idle-timeout", "1s",
+                 "--max-pending", "64MiB"])
+    line = b"y" * 1000 + b"\n"
+    s, t = _slow_reader(srv.addr, line * 8000)  # more replies than the kernel holds
+    try:
+        assert recv_exact(s, 4096)[:len(PREFIX)] == PREFIX
+        t.join(20)
+        assert not t.is_alive()
+        c = srv.wait_counter("closed_timeout", 1, timeout=15)
+        assert c["closed_timeout"] == 1, c
+        with pytest.raises(ConnectionResetError):
+            recv_to_eof(s, timeout=10)
+    finally:
+        t.join(5)
+        s.close()
 
 
 def test_idle_timeout_zero_means_none(serve):
