@@ -451,8 +451,12 @@ static void linger_event(struct worker *w, struct conn *c)
 			return;
 		}
 		CTR_ADD(w, bytes_in, n);
-		c->discarded += (uint32_t)n;
-		if (c->discarded >= LINGER_BYTES) {
+		if (c->discarded < LINGER_BYTES)
+			c->discarded += (uint32_t)n;
+		/* Past the byte bound, a reply still unacknowledged keeps the
+		 * connection lingering, up to LINGER_MS: the close's RST
+		 * would destroy what the client has not received. */
+		if (c->discarded >= LINGER_BYTES && unacked(c->fd) <= 0) {
 			conn_close(w, c, finish_reason(c));
 			return;
 		}

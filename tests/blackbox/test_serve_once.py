@@ -205,6 +205,29 @@ def test_once_big_read_slow_reader_no_reset(serve):
     assert data.startswith(got)
 
 
+def test_once_flood_past_linger_bound_does_not_destroy_the_reply(serve):
+    """A client with a small window that sends 1.3 MB at once (more than the
+    1 MiB the server discards while lingering), then reads: the reply is
+    still in flight when the byte bound is reached, so the server lingers
+    on (up to 2 s) instead of closing into an RST that would destroy it."""
+    srv = serve(["--max-bytes", "64k", "--workers", "1"])
+    data = payload(1300000)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
+        s.settimeout(10)
+        s.connect(srv.addr)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        # reading only once the server has taken (and discarded) it all
+        c = srv.wait_counter("bytes_in", len(data), timeout=5)
+        reply = recv_to_eof(s, timeout=20)
+    assert c["bytes_in"] == len(data), c
+    # the whole reply to the one read: all the server sent, more than the
+    # client's window (so it was in flight while the server discarded)
+    assert reply.startswith(PREFIX) and data.startswith(reply[len(PREFIX):])
+    assert len(reply) == srv.counters()["bytes_out"] > 8192
+
+
 def test_long_prefix_all_modes(serve):
     """A 4000-byte prefix (the CLI allows up to 4 KiB) in front of full-size
     reads: no buffer is sized for the default prefix only."""
