@@ -1,7 +1,15 @@
-# Makefile -- the only build file.  `make`, `make run`, `make test`,
-# `make install`, `make bench`, `make format`, `make clean`.
+# Makefile -- the only build file.
+#
+#   make            the binary and the library      make run      the server on 127.0.0.1:1234
+#   make check      the fast loop: unit tests and the black-box suite once (no root, no valgrind)
+#   make test       the full gate CI runs: deps, gcc and clang -Werror, format, unit tests
+#                   plain, under ASan+UBSan and valgrind, the black-box suite on both backends
+#   make bench      sockit against the peer servers      make install / uninstall / format / clean
+#
+# One test: `make check T=tests/blackbox/test_serve_once.py::test_name` (pytest's node id),
+# or a unit binary by hand: `make unit-bins && build/tests/test_addr`.
 
-VERSION := $(shell sed -n 's/^\#define SOCKIT_VERSION "\(.*\)"/\1/p' lib/sockit.h)
+VERSION := $(shell sed -n 's/^\#define SOCKIT_VERSION "\(.*\)"/\1/p' include/sockit.h)
 SOVERSION := $(word 1,$(subst ., ,$(VERSION)))
 
 CC ?= cc
@@ -19,15 +27,22 @@ ifeq ($(SAN),1)
 CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
-ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -fPIC $(WARN) -Ilib -Icmd $(CFLAGS)
+BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -fPIC -MMD -MP $(WARN) $(CFLAGS)
+# lib/ sees only itself and include/; its symbols are hidden unless SOCKIT_API marks them.
+LIB_CFLAGS := $(BASE_CFLAGS) -fvisibility=hidden -DSOCKIT_BUILDING -Iinclude -Ilib
+# cmd/ sees the public headers, lib/internal.h and cmd/common; a command's own
+# header sits beside its sources.
+CMD_CFLAGS := $(BASE_CFLAGS) -Iinclude -Ilib -Icmd/common
+TEST_CFLAGS := $(CMD_CFLAGS) -Icmd/serve -Icmd/connect -Icmd/bench -Itests/unit
 LIBS := -pthread -lm
 
-# lib/loop_<backend>.c are included by lib/loop.c, not compiled alone.
-LIB_SRC := $(filter-out lib/loop_%.c,$(wildcard lib/*.c))
-CMD_SRC := $(wildcard cmd/*.c)
+# lib/loop/epoll.c and uring.c are #included by lib/loop/loop.c, not compiled alone.
+LIB_SRC := $(filter-out lib/loop/epoll.c lib/loop/uring.c,$(wildcard lib/*.c lib/loop/*.c))
+CMD_SRC := $(wildcard cmd/*.c cmd/*/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 EXAMPLE_SRC := $(wildcard examples/*.c)
-HEADERS := $(wildcard lib/*.h cmd/*.h tests/unit/*.h)
+C_FILES := $(sort $(wildcard include/*.h lib/*.[ch] lib/*/*.[ch] cmd/*.[ch] cmd/*/*.[ch] \
+	tests/unit/*.[ch] examples/*.c bench/peers/*.c))
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CMD_OBJ := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
@@ -36,15 +51,19 @@ CMD_TESTABLE := $(filter-out $(BUILD)/obj/cmd/main.o,$(CMD_OBJ))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all run test unit-bins examples unit check-format format install uninstall \
+.PHONY: all run check test unit-bins examples check-format format install uninstall \
 	bench clean deps
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sockit $(BUILD)/libsockit.a $(BUILD)/libsockit.so $(BUILD)/sockit.pc
 
-$(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lib/loop_*.c) Makefile
+$(BUILD)/obj/lib/%.o: lib/%.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(LIB_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/cmd/%.o: cmd/%.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CMD_CFLAGS) -c -o $@ $<
 
 $(BUILD)/libsockit.a: $(LIB_OBJ)
 	@rm -f $@
@@ -56,20 +75,22 @@ $(BUILD)/libsockit.so: $(LIB_OBJ)
 $(BUILD)/sockit: $(CMD_OBJ) $(BUILD)/libsockit.a
 	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(BUILD)/libsockit.a $(LIBS)
 
-$(BUILD)/sockit.pc: sockit.pc.in lib/sockit.h Makefile
+$(BUILD)/sockit.pc: sockit.pc.in include/sockit.h Makefile
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
 # A unit test links the library, the testable cmd/ modules and cmocka; extra
 # linker flags (e.g. -Wl,--wrap=send) come from tests/unit/<name>.ldflags.
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsockit.a $(CMD_TESTABLE) $(HEADERS)
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsockit.a $(CMD_TESTABLE) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(CMD_TESTABLE) $(BUILD)/libsockit.a \
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $< $(CMD_TESTABLE) $(BUILD)/libsockit.a \
 		$(shell cat tests/unit/$*.ldflags 2>/dev/null) $(shell pkg-config --libs cmocka) $(LIBS)
 
-$(BUILD)/examples/%: examples/%.c $(BUILD)/libsockit.a lib/sockit.h
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libsockit.a Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsockit.a $(LIBS)
+	$(CC) $(BASE_CFLAGS) -Iinclude $(LDFLAGS) -o $@ $< $(BUILD)/libsockit.a $(LIBS)
+
+-include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(UNIT_BIN:=.d) $(EXAMPLE_BIN:=.d)
 
 unit-bins: $(UNIT_BIN)
 examples: $(EXAMPLE_BIN)
@@ -80,6 +101,12 @@ run: $(BUILD)/sockit
 deps:
 	@scripts/deps.sh test
 
+# The fast loop: one compiler, no sanitizers, no valgrind, no root; T picks tests.
+T ?= tests/blackbox
+check: all unit-bins examples
+	scripts/run-unit.sh $(BUILD)/tests
+	SOCKIT_BIN=$(BUILD)/sockit $(PYTEST) -q -p no:cacheprovider $(T)
+
 # The whole check, as CI runs it: dependencies, warnings as errors (gcc and
 # clang), formatting, unit tests plain, under ASan+UBSan and under valgrind,
 # then the black-box suite against the ASan+UBSan binary (serve on its
@@ -88,8 +115,7 @@ deps:
 test: deps
 	$(MAKE) --no-print-directory WERROR=1 all unit-bins examples
 	$(MAKE) --no-print-directory WERROR=1 BUILD=build/asan SAN=1 all unit-bins
-	@if command -v clang >/dev/null; then \
-		$(MAKE) --no-print-directory WERROR=1 BUILD=build/clang CC=clang all unit-bins; fi
+	$(MAKE) --no-print-directory WERROR=1 BUILD=build/clang CC=clang all unit-bins
 	$(MAKE) --no-print-directory check-format
 	scripts/run-unit.sh build/tests
 	scripts/run-unit.sh build/asan/tests
@@ -98,19 +124,19 @@ test: deps
 	SOCKIT_TEST_BACKEND=epoll $(PYTEST) -q -p no:cacheprovider tests/blackbox
 
 check-format:
-	@bad=$$(clang-format --dry-run --Werror $(sort $(wildcard lib/*.[ch] cmd/*.[ch] tests/unit/*.[ch] examples/*.c bench/peers/*.c)) 2>&1 | \
+	@bad=$$(clang-format --dry-run --Werror $(C_FILES) 2>&1 | \
 		sed -n 's/^\([^:]*\):[0-9]*:[0-9]*: error.*/\1/p' | sort -u); \
 	if [ -n "$$bad" ]; then echo "not clang-formatted (run make format): $$bad"; exit 1; fi; \
 	echo "format: ok"
 
 format:
-	clang-format -i $(wildcard lib/*.[ch] cmd/*.[ch] tests/unit/*.[ch] examples/*.c bench/peers/*.c)
+	clang-format -i $(C_FILES)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
-		$(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/sockit $(DESTDIR)$(PREFIX)/bin/sockit
-	install -m 644 lib/sockit.h lib/sockit_loop.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/sockit.h include/sockit_loop.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libsockit.a $(DESTDIR)$(PREFIX)/lib/libsockit.a
 	install -m 755 $(BUILD)/libsockit.so $(DESTDIR)$(PREFIX)/lib/libsockit.so.$(VERSION)
 	ln -sf libsockit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsockit.so.$(SOVERSION)
@@ -119,7 +145,6 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sockit.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
-	@for m in $(wildcard man/*.1); do install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man1/; done
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/sockit $(DESTDIR)$(PREFIX)/include/sockit.h \
@@ -133,4 +158,4 @@ bench: all
 	python3 bench/run.py --sockit $(BUILD)/sockit $(if $(QUICK),--quick)
 
 clean:
-	rm -rf build
+	rm -rf $(BUILD)

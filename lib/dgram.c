@@ -4,9 +4,9 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include "dgram.h"
+#include "internal.h"
 
-int sockit_recv_batch(int fd, struct mmsghdr *m, unsigned n)
+int sk_recv_batch(int fd, struct mmsghdr *m, unsigned n)
 {
 	if (fd < 0 || (m == NULL && n > 0) || n > INT_MAX)
 		return -EINVAL;
@@ -21,7 +21,7 @@ int sockit_recv_batch(int fd, struct mmsghdr *m, unsigned n)
 	}
 }
 
-int sockit_send_batch(int fd, struct mmsghdr *m, unsigned n)
+int sk_send_batch(int fd, struct mmsghdr *m, unsigned n)
 {
 	if (fd < 0 || (m == NULL && n > 0) || n > INT_MAX)
 		return -EINVAL;

@@ -2,14 +2,14 @@
 #include <errno.h>
 #include <sys/socket.h>
 
-#include "nbio.h"
+#include "sockit.h"
 
-ssize_t sockit_try_send(int fd, const void *buf, size_t len)
+ssize_t sockit_try_send(int fd, const void *buf, size_t len, int flags)
 {
 	if (fd < 0 || (buf == NULL && len > 0))
 		return -EINVAL;
 	for (;;) {
-		ssize_t n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		ssize_t n = send(fd, buf, len, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n >= 0)
 			return n;
 		if (errno != EINTR)

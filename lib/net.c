@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sockit.h"
+#include "internal.h"
 
 /* At most this many resolved addresses are tried by the conveniences. */
 #define MAX_ADDRS 16
@@ -18,9 +18,7 @@
 
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)sk_clock_ms();
 }
 
 /* Deadline values: -1 waits forever, DEADLINE_NOW (0) means "timeout 0:
@@ -49,7 +47,7 @@ static int remaining_ms(int64_t deadline)
 
 /* Waits until fd is ready for events or the deadline passes: the revents
  * (> 0; error/hangup count as ready, the next call reports them),
- * -ETIMEDOUT, or -errno.  EINTR keeps the deadline. */
+ * -EAGAIN (DEADLINE_NOW) or -ETIMEDOUT when it passed, or -errno.  EINTR keeps the deadline. */
 static int poll_fd(int fd, short events, int64_t deadline)
 {
 	for (;;) {
@@ -60,7 +58,7 @@ static int poll_fd(int fd, short events, int64_t deadline)
 		if (rc == 0) {
 			/* poll may wake a little early; only a passed deadline counts. */
 			if (remaining_ms(deadline) == 0)
-				return -ETIMEDOUT;
+				return deadline == DEADLINE_NOW ? -EAGAIN : -ETIMEDOUT;
 			continue;
 		}
 		if (errno != EINTR)
@@ -122,7 +120,7 @@ static ssize_t io_once(int fd, struct io_op *op)
  * first: share blocking listeners with care).
  * Costs: timeout 0 is one system call (plus, for accept only, one fcntl to
  * learn whether the fd blocks: a blocking accept4 cannot be told not to
- * wait; lib/nbio.h's sockit_try_accept skips it for known non-blocking
+ * wait; sockit_try_accept skips it for known non-blocking
  * listeners).  No clock read unless the first attempt finds EAGAIN and a
  * real deadline is set.  timeout -1: no fcntl, no clock. */
 static ssize_t io_retry(int fd, struct io_op *op, int64_t deadline)
@@ -160,8 +158,10 @@ static ssize_t io_retry(int fd, struct io_op *op, int64_t deadline)
 			continue;
 		if (err != EAGAIN && err != EWOULDBLOCK)
 			return -err;
-		if (deadline == DEADLINE_NOW || (deadline > 0 && remaining_ms(deadline) == 0))
-			return -ETIMEDOUT; /* timeout 0 tried once; no poll for nothing */
+		if (deadline == DEADLINE_NOW)
+			return -EAGAIN; /* timeout 0 tried once; no poll for nothing */
+		if (deadline > 0 && remaining_ms(deadline) == 0)
+			return -ETIMEDOUT;
 		int rc = wait_fd(fd, events, deadline);
 		if (rc < 0)
 			return rc;
@@ -259,7 +259,7 @@ static ssize_t now_result(ssize_t n)
 {
 	if (n >= 0)
 		return n;
-	return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+	return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
 ssize_t sockit_send(int fd, const void *buf, size_t len, int timeout_ms)

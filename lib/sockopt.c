@@ -1,8 +1,10 @@
-/* sockopt.c -- socket options: non-blocking, nodelay, keepalive, buffers, reuseport. */
+/* sockopt.c -- socket options: non-blocking, nodelay, keepalive, buffers, reuseport, linger. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "sockit.h"
@@ -59,4 +61,25 @@ int sockit_set_rcvbuf(int fd, int bytes)
 int sockit_set_reuseport(int fd, int on)
 {
 	return setopt(fd, SOL_SOCKET, SO_REUSEPORT, on != 0);
+}
+
+int sockit_set_linger(int fd, int on, int seconds)
+{
+	if (fd < 0 || seconds < 0)
+		return -EINVAL;
+	struct linger lg = {.l_onoff = on != 0, .l_linger = seconds};
+	return setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0 ? -errno : 0;
+}
+
+int sockit_set_defer_accept(int fd, int seconds)
+{
+	return seconds < 0 ? -EINVAL : setopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, seconds);
+}
+
+int sockit_unacked(int fd)
+{
+	if (fd < 0)
+		return -EINVAL;
+	int v = 0;
+	return ioctl(fd, SIOCOUTQ, &v) < 0 ? -errno : v;
 }

@@ -5,15 +5,15 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "ticker.h"
+#include "internal.h"
 
-int sockit_ticker_new(void)
+int sk_ticker_new(void)
 {
 	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
 
-int sockit_ticker_arm(int fd, uint64_t when_ns, uint64_t period_ns)
+int sk_ticker_arm(int fd, uint64_t when_ns, uint64_t period_ns)
 {
 	if (fd < 0)
 		return -EINVAL;
@@ -29,7 +29,7 @@ int sockit_ticker_arm(int fd, uint64_t when_ns, uint64_t period_ns)
 	return timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, NULL) < 0 ? -errno : 0;
 }
 
-int sockit_ticker_ack(int fd)
+int sk_ticker_ack(int fd)
 {
 	if (fd < 0)
 		return -EINVAL;

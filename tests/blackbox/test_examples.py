@@ -92,7 +92,7 @@ def test_installed_library_with_pkg_config(tmp_path):
     assert f"-I{dest}/usr/include" in flags and f"-L{libdir}" in flags and "-lsockit" in flags
     version = subprocess.run(["pkg-config", "--modversion", "sockit"], env=env, check=True,
                              capture_output=True, text=True).stdout.strip()
-    with open(os.path.join(ROOT, "lib", "sockit.h")) as h:
+    with open(os.path.join(ROOT, "include", "sockit.h")) as h:
         assert f'#define SOCKIT_VERSION "{version}"' in h.read()
     # Only the installed files: the example is copied out of the source tree.
     src = tmp_path / "tutorial_server.c"

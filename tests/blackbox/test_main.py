@@ -11,7 +11,7 @@ def test_version_matches_pc_and_header(run_sockit):
     m = re.fullmatch(rb"sockit (\d+\.\d+\.\d+)\n", r.stdout)
     assert m, r.stdout
     version = m.group(1).decode()
-    with open(os.path.join(ROOT, "lib", "sockit.h")) as f:
+    with open(os.path.join(ROOT, "include", "sockit.h")) as f:
         assert f'#define SOCKIT_VERSION "{version}"' in f.read()
     pc = os.path.join(os.path.dirname(SOCKIT), "sockit.pc")
     with open(pc) as f:

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "dgram.h"
+#include "internal.h"
 
 /* recvmmsg/sendmmsg shims: fail with EINTR while eintr_left > 0. */
 static int eintr_left;
@@ -72,26 +72,26 @@ static void test_batch_round_trip(void **state)
 	batch_init(&out, msgs, 0);
 	batch_init(&in, NULL, sizeof(in.buf[0]));
 
-	assert_int_equal(sockit_recv_batch(sv[1], in.m, 4), -EAGAIN); /* nothing yet, no wait */
+	assert_int_equal(sk_recv_batch(sv[1], in.m, 4), -EAGAIN); /* nothing yet, no wait */
 	eintr_left = 2;
-	assert_int_equal(sockit_send_batch(sv[0], out.m, 3), 3); /* EINTR retried */
+	assert_int_equal(sk_send_batch(sv[0], out.m, 3), 3); /* EINTR retried */
 	assert_int_equal(eintr_left, 0);
 	eintr_left = 1;
-	assert_int_equal(sockit_recv_batch(sv[1], in.m, 4), 3); /* only what is queued */
+	assert_int_equal(sk_recv_batch(sv[1], in.m, 4), 3); /* only what is queued */
 	assert_int_equal(in.m[0].msg_len, 3);
 	assert_memory_equal(in.buf[0], "one", 3);
 	assert_int_equal(in.m[2].msg_len, 5);
 	assert_memory_equal(in.buf[2], "three", 5);
-	assert_int_equal(sockit_recv_batch(sv[1], in.m, 4), -EAGAIN);
+	assert_int_equal(sk_recv_batch(sv[1], in.m, 4), -EAGAIN);
 
 	/* a datagram longer than its buffer is cut and flagged */
-	assert_int_equal(sockit_send_batch(sv[0], out.m + 3, 1), 1);
+	assert_int_equal(sk_send_batch(sv[0], out.m + 3, 1), 1);
 	batch_init(&in, NULL, sizeof(in.buf[0]));
-	assert_int_equal(sockit_recv_batch(sv[1], in.m, 4), 1);
+	assert_int_equal(sk_recv_batch(sv[1], in.m, 4), 1);
 	assert_int_equal(in.m[0].msg_len, 8);
 	assert_true(in.m[0].msg_hdr.msg_flags & MSG_TRUNC);
 
-	assert_int_equal(sockit_send_batch(sv[0], out.m, 0), 0);
+	assert_int_equal(sk_send_batch(sv[0], out.m, 0), 0);
 	close(sv[0]);
 	close(sv[1]);
 }
@@ -101,15 +101,15 @@ static void test_errors(void **state)
 	(void)state;
 	struct batch b;
 	batch_init(&b, msgs, 0);
-	assert_int_equal(sockit_send_batch(-1, b.m, 1), -EINVAL);
-	assert_int_equal(sockit_recv_batch(-1, b.m, 1), -EINVAL);
-	assert_int_equal(sockit_send_batch(0, NULL, 1), -EINVAL);
+	assert_int_equal(sk_send_batch(-1, b.m, 1), -EINVAL);
+	assert_int_equal(sk_recv_batch(-1, b.m, 1), -EINVAL);
+	assert_int_equal(sk_send_batch(0, NULL, 1), -EINVAL);
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
 	close(sv[1]);
-	assert_int_equal(sockit_send_batch(sv[0], b.m, 2), -ECONNREFUSED); /* peer gone */
+	assert_int_equal(sk_send_batch(sv[0], b.m, 2), -ECONNREFUSED); /* peer gone */
 	close(sv[0]);
-	assert_int_equal(sockit_recv_batch(sv[0], b.m, 1), -EBADF);
+	assert_int_equal(sk_recv_batch(sv[0], b.m, 1), -EBADF);
 }
 
 int main(void)

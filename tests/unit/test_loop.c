@@ -26,7 +26,7 @@
 
 #include <cmocka.h>
 
-#include "loop_ops.h"
+#include "../../lib/loop/ops.h"
 #include "sockit_loop.h"
 
 /* Every wait in these tests ends by this deadline. */

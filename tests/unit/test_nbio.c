@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "nbio.h"
+#include "sockit.h"
 
 /* send/recv shims: fail with EINTR while eintr_left > 0. */
 static int eintr_left;
@@ -53,15 +53,15 @@ static void test_send_recv(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);	     /* blocking fds */
 	assert_int_equal(sockit_try_recv(sv[1], buf, sizeof(buf)), -EAGAIN); /* no wait */
 	eintr_left = 2;
-	assert_int_equal(sockit_try_send(sv[0], "hello", 5), 5);
+	assert_int_equal(sockit_try_send(sv[0], "hello", 5, 0), 5);
 	eintr_left = 1;
 	assert_int_equal(sockit_try_recv(sv[1], buf, sizeof(buf)), 5);
 	assert_memory_equal(buf, "hello", 5);
 	close(sv[0]);
 	assert_int_equal(sockit_try_recv(sv[1], buf, sizeof(buf)), 0); /* EOF */
-	assert_int_equal(sockit_try_send(sv[1], "x", 1), -EPIPE);      /* no SIGPIPE */
+	assert_int_equal(sockit_try_send(sv[1], "x", 1, 0), -EPIPE);   /* no SIGPIPE */
 	close(sv[1]);
-	assert_int_equal(sockit_try_send(-1, "x", 1), -EINVAL);
+	assert_int_equal(sockit_try_send(-1, "x", 1, 0), -EINVAL);
 	assert_int_equal(sockit_try_recv(sv[1], buf, 1), -EBADF);
 }
 

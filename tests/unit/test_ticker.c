@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "ticker.h"
+#include "internal.h"
 
 static uint64_t now_ns(void)
 {
@@ -28,45 +28,45 @@ static int readable(int fd, int timeout_ms)
 static void test_fires_once_not_early(void **state)
 {
 	(void)state;
-	int fd = sockit_ticker_new();
+	int fd = sk_ticker_new();
 	assert_true(fd >= 0);
-	assert_int_equal(sockit_ticker_ack(fd), 0); /* disarmed: nothing */
+	assert_int_equal(sk_ticker_ack(fd), 0); /* disarmed: nothing */
 
 	uint64_t t0 = now_ns(), when = t0 + 3000000; /* 3 ms */
-	assert_int_equal(sockit_ticker_arm(fd, when, 0), 0);
+	assert_int_equal(sk_ticker_arm(fd, when, 0), 0);
 	assert_true(readable(fd, 10000));
 	uint64_t t1 = now_ns();
 	if (t1 < when) {
 		print_error("fired %llu ns early\n", (unsigned long long)(when - t1));
 		fail();
 	}
-	assert_int_equal(sockit_ticker_ack(fd), 1);
-	assert_int_equal(sockit_ticker_ack(fd), 0); /* one shot */
+	assert_int_equal(sk_ticker_ack(fd), 1);
+	assert_int_equal(sk_ticker_ack(fd), 0); /* one shot */
 	assert_false(readable(fd, 5));
 
 	/* a deadline in the past fires at once; re-arming replaces */
-	assert_int_equal(sockit_ticker_arm(fd, 1, 0), 0);
+	assert_int_equal(sk_ticker_arm(fd, 1, 0), 0);
 	assert_true(readable(fd, 10000));
-	assert_int_equal(sockit_ticker_ack(fd), 1);
-	assert_int_equal(sockit_ticker_arm(fd, now_ns() + 3600000000000ull, 0), 0);
-	assert_int_equal(sockit_ticker_arm(fd, now_ns() + 1000000, 0), 0); /* moved to 1 ms */
+	assert_int_equal(sk_ticker_ack(fd), 1);
+	assert_int_equal(sk_ticker_arm(fd, now_ns() + 3600000000000ull, 0), 0);
+	assert_int_equal(sk_ticker_arm(fd, now_ns() + 1000000, 0), 0); /* moved to 1 ms */
 	assert_true(readable(fd, 10000));
-	assert_int_equal(sockit_ticker_ack(fd), 1);
+	assert_int_equal(sk_ticker_ack(fd), 1);
 
 	/* periodic: every 2 ms from 2 ms on; expiries add up while unread */
 	t0 = now_ns();
-	assert_int_equal(sockit_ticker_arm(fd, t0 + 2000000, 2000000), 0);
+	assert_int_equal(sk_ticker_arm(fd, t0 + 2000000, 2000000), 0);
 	assert_true(readable(fd, 10000));
 	assert_true(now_ns() >= t0 + 2000000);
-	assert_true(sockit_ticker_ack(fd) >= 1);
+	assert_true(sk_ticker_ack(fd) >= 1);
 	usleep(7000);
-	int n = sockit_ticker_ack(fd);
+	int n = sk_ticker_ack(fd);
 	assert_true(n >= 3);		  /* at least 3 more periods passed */
 	assert_true(readable(fd, 10000)); /* and it goes on */
 
 	/* 0 disarms */
-	assert_int_equal(sockit_ticker_arm(fd, now_ns() + 2000000, 0), 0);
-	assert_int_equal(sockit_ticker_arm(fd, 0, 0), 0);
+	assert_int_equal(sk_ticker_arm(fd, now_ns() + 2000000, 0), 0);
+	assert_int_equal(sk_ticker_arm(fd, 0, 0), 0);
 	assert_false(readable(fd, 20));
 	close(fd);
 }
@@ -74,11 +74,11 @@ static void test_fires_once_not_early(void **state)
 static void test_bad_fd(void **state)
 {
 	(void)state;
-	assert_int_equal(sockit_ticker_arm(-1, 5, 0), -EINVAL);
-	assert_int_equal(sockit_ticker_ack(-1), -EINVAL);
+	assert_int_equal(sk_ticker_arm(-1, 5, 0), -EINVAL);
+	assert_int_equal(sk_ticker_ack(-1), -EINVAL);
 	int p[2];
 	assert_int_equal(pipe(p), 0);
-	assert_int_equal(sockit_ticker_arm(p[0], 5, 0), -EINVAL); /* not a timerfd */
+	assert_int_equal(sk_ticker_arm(p[0], 5, 0), -EINVAL); /* not a timerfd */
 	close(p[0]);
 	close(p[1]);
 }

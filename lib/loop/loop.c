@@ -65,9 +65,9 @@ struct loop_fired {
 	void *op;
 };
 
-#include "loop_epoll.c"
-#include "loop_ops.h"
-#include "loop_uring.c"
+#include "epoll.c"
+#include "ops.h"
+#include "uring.c"
 
 enum backend_kind { BACKEND_EPOLL, BACKEND_URING };
 static const char *const backend_names[] = {"epoll", "io_uring"};

@@ -19,7 +19,7 @@
 #include "sockit.h"
 
 #define RELAY_BUF (64 * 1024) /* each direction of the TCP relay */
-#define MAX_DGRAM 65507	      /* largest UDP payload over IPv4 */
+#define MAX_DGRAM SOCKIT_UDP_MAX
 
 /* A bounded byte buffer: data is p[off, len). */
 struct buf {
@@ -47,7 +47,7 @@ static size_t buf_room(struct buf *b)
 
 static int would_block(long rc)
 {
-	return rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -ETIMEDOUT || rc == -EINTR;
+	return rc == -EAGAIN || rc == -EINTR;
 }
 
 static int is_reset(long rc)

@@ -17,15 +17,15 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "dgram.h"
-#include "loop_ops.h"
+#include "../../lib/loop/ops.h"
+#include "internal.h"
 #include "serve.h"
 
 #define UDP_BATCH 8
 #define UDP_ROUNDS 16
 #define UDP_DATA_MAX 65536 /* larger than any UDP payload */
-#define UDP4_MAX 65507	   /* 65535 - 20 (IPv4) - 8 (UDP) */
-#define UDP6_MAX 65527	   /* 65535 - 8 (UDP): IPv6's length excludes its header */
+#define UDP4_MAX SOCKIT_UDP_MAX
+#define UDP6_MAX 65527 /* 65535 - 8 (UDP): IPv6's length excludes its header */
 #define UDP_RCVBUF (4 << 20)
 
 struct udp_state {
@@ -103,7 +103,7 @@ static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 			h->msg_iov = &u->iov_in[i];
 			h->msg_iovlen = 1;
 		}
-		int n = sockit_recv_batch(fd, u->in, UDP_BATCH);
+		int n = sk_recv_batch(fd, u->in, UDP_BATCH);
 		if (n < 0) {
 			if (n != -EAGAIN && n != -EWOULDBLOCK)
 				serve_log_limited(w->log, &w->rl_udp, now, LOG_WARN,
@@ -151,7 +151,7 @@ static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 			nout++;
 		}
 		for (unsigned sent = 0; sent < nout;) {
-			int r = sockit_send_batch(fd, u->out + sent, nout - sent);
+			int r = sk_send_batch(fd, u->out + sent, nout - sent);
 			if (r < 0) {
 				serve_log_limited(w->log, &w->rl_udp, now, LOG_WARN, "udp send: %s",
 						  sockit_strerror(r));

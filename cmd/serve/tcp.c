@@ -32,9 +32,9 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
-#include "loop_ops.h"
-#include "nbio.h"
+#include "../../lib/loop/ops.h"
 #include "serve.h"
+#include "sockit.h"
 
 #define ACCEPT_BATCH 64		/* accepts per wake, so connections are not starved */
 #define READS_PER_WAKE 4	/* reads per wake per connection (line/echo) */
@@ -106,7 +106,7 @@ static ssize_t io_recv(int fd, void *buf, size_t len)
 
 static ssize_t io_send(int fd, const void *buf, size_t len)
 {
-	return sockit_try_send(fd, buf, len);
+	return sockit_try_send(fd, buf, len, 0);
 }
 
 /* send(MSG_MORE): the data waits in the socket for the FIN that follows
@@ -114,8 +114,7 @@ static ssize_t io_send(int fd, const void *buf, size_t len)
  * one packet less to send, receive and acknowledge. */
 static ssize_t io_send_more(int fd, const void *buf, size_t len)
 {
-	ssize_t n = sockit_send_flags(fd, buf, len, MSG_MORE, 0);
-	return n == -ETIMEDOUT ? -EAGAIN : n;
+	return sockit_try_send(fd, buf, len, MSG_MORE);
 }
 
 /* sockit_accept() with timeout 0 would also ask fcntl(F_GETFL) whether the
@@ -251,8 +250,8 @@ static void sweep_arm(struct worker *w, uint64_t deadline)
 /* Bytes sent but not yet acknowledged by the peer, or -1. */
 static int unacked(int fd)
 {
-	int v;
-	return ioctl(fd, SIOCOUTQ, &v) == 0 ? v : -1;
+	int v = sockit_unacked(fd);
+	return v >= 0 ? v : -1;
 }
 
 /* With a backlog: notes what the kernel holds unacknowledged now, for
@@ -1104,8 +1103,7 @@ static int still_reading(const struct conn *c)
 static void idle_close(struct worker *w, struct conn *c)
 {
 	if (c->out != NULL || c->send_op != NULL) {
-		struct linger lg = {.l_onoff = 1, .l_linger = 0};
-		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		sockit_set_linger(c->fd, 1, 0);
 	}
 	conn_close(w, c, R_TIMEOUT);
 }
@@ -1308,7 +1306,7 @@ void tcp_on_accept(sockit_loop *loop, int lfd, unsigned events, void *arg)
 		sockit_addr peer;
 		int fd = io_accept(lfd, peer_wanted ? &peer : NULL);
 		if (fd < 0) {
-			if (fd == -EAGAIN || fd == -EWOULDBLOCK || fd == -ETIMEDOUT)
+			if (fd == -EAGAIN)
 				break;
 			if (accept_error(w, fd) < 0)
 				return;

@@ -22,10 +22,9 @@
 #include <time.h>
 
 #include "bench.h"
-#include "dgram.h"
-#include "nbio.h"
+#include "internal.h"
+#include "sockit.h"
 #include "sockit_loop.h"
-#include "ticker.h"
 
 #define RBUF_SIZE (64 * 1024) /* TCP reads */
 #define MS 1000000ull
@@ -453,7 +452,7 @@ static int tcp_flush(struct conn *c)
 	struct bench_worker *w = c->w;
 	unsigned want = SOCKIT_READABLE;
 	if (c->out_off < c->out_len) {
-		ssize_t n = sockit_try_send(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+		ssize_t n = sockit_try_send(c->fd, c->out + c->out_off, c->out_len - c->out_off, 0);
 		if (n > 0) {
 			uint64_t now = w->now_cache; /* close enough for the byte count */
 			if (c->state == C_CONNECTING) {
@@ -717,7 +716,7 @@ static void udp_flush(struct bench_worker *w)
 			io->out_iov[i].iov_base = w->conns[w->udp_q[i]].out;
 			io->out_iov[i].iov_len = w->tm->size;
 		}
-		int r = sockit_send_batch(w->ufd, io->out, n);
+		int r = sk_send_batch(w->ufd, io->out, n);
 		uint64_t now = now_ns();
 		if (r == -EAGAIN || r == -ENOBUFS)
 			break; /* the rest when writable */
@@ -872,7 +871,7 @@ static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 		/* At most about one window of replies per wake-up, so a flood
 		 * cannot starve the timers. */
 		for (unsigned got = 0; got < w->nconns + UDP_BATCH && !w->stopping;) {
-			int r = sockit_recv_batch(fd, io->in, io->batch);
+			int r = sk_recv_batch(fd, io->in, io->batch);
 			uint64_t now = now_ns();
 			if (r == -EAGAIN)
 				break;
@@ -940,13 +939,13 @@ static void on_tick(sockit_loop *loop, int fd, unsigned events, void *arg);
  * are due more often (pace sends all that is due). */
 static int start_ticker(struct bench_worker *w)
 {
-	int fd = sockit_ticker_new();
+	int fd = sk_ticker_new();
 	if (fd < 0)
 		return fd;
 	uint64_t period = w->interval_ns;
 	if (period < PACE_MIN_NS)
 		period = (PACE_MIN_NS + w->interval_ns - 1) / w->interval_ns * w->interval_ns;
-	int rc = sockit_ticker_arm(fd, w->sched_base, period);
+	int rc = sk_ticker_arm(fd, w->sched_base, period);
 	if (rc == 0)
 		rc = sockit_loop_watch(w->loop, fd, SOCKIT_READABLE, on_tick, w);
 	if (rc < 0) {
@@ -962,7 +961,7 @@ static void on_tick(sockit_loop *loop, int fd, unsigned events, void *arg)
 	struct bench_worker *w = arg;
 	(void)loop;
 	(void)events;
-	if (sockit_ticker_ack(fd) > 0)
+	if (sk_ticker_ack(fd) > 0)
 		pace(w, now_ns());
 }
 

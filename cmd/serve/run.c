@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "loop_ops.h"
+#include "../../lib/loop/ops.h"
 #include "serve.h"
 
 #define DEFER_ACCEPT_S 1 /* once mode: the kernel holds silent clients this long */
@@ -234,8 +234,7 @@ static int open_group(struct run_ctx *x, int type, int port, int quiet_inuse)
 			host = ip; /* the others bind exactly where the first did */
 		}
 		if (type == SOCK_STREAM && cfg->mode == MODE_ONCE) {
-			int secs = DEFER_ACCEPT_S;
-			if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)) == 0)
+			if (sockit_set_defer_accept(fd, DEFER_ACCEPT_S) == 0)
 				w->defer_ms = DEFER_ACCEPT_S * 1000;
 		}
 	}

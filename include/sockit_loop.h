@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sockit.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -37,35 +39,36 @@ typedef void (*sockit_io_cb)(sockit_loop *loop, int fd, unsigned events, void *a
 
 /* Creates a loop on the default backend, epoll.  Returns NULL only when
  * out of memory or descriptors (errno says which). */
-sockit_loop *sockit_loop_new(void);
+SOCKIT_API sockit_loop *sockit_loop_new(void);
 /* Creates a loop on backend name: "epoll", or "io_uring" (readiness
  * through one-shot polls re-armed each iteration, everything submitted
  * with the wait in one system call).  NULL means the default.  Returns
  * NULL with errno EINVAL for an unknown name, or the kernel's reason when
  * it refuses the backend (ENOSYS, EPERM where io_uring is disabled). */
-sockit_loop *sockit_loop_new_backend(const char *name);
+SOCKIT_API sockit_loop *sockit_loop_new_backend(const char *name);
 /* Frees the loop.  Does not close the watched fds (the caller owns them). */
-void sockit_loop_free(sockit_loop *loop);
+SOCKIT_API void sockit_loop_free(sockit_loop *loop);
 
 /* Sets the interest for fd to events (READABLE|WRITABLE), replacing any
  * earlier interest, callback and argument.  events 0 keeps the fd known but
  * silent (out of the kernel's set: going 0 <-> non-0 costs one epoll_ctl).
  * Returns 0, -EINVAL, -ENOMEM, -EBADF, or epoll_ctl's error. */
-int sockit_loop_watch(sockit_loop *loop, int fd, unsigned events, sockit_io_cb cb, void *arg);
+SOCKIT_API int sockit_loop_watch(sockit_loop *loop, int fd, unsigned events, sockit_io_cb cb,
+				 void *arg);
 
 /* Changes only the interest mask of an fd already watched (cheap: no
  * syscall if unchanged). */
-int sockit_loop_modify(sockit_loop *loop, int fd, unsigned events);
+SOCKIT_API int sockit_loop_modify(sockit_loop *loop, int fd, unsigned events);
 
 /* Forgets fd.  Call before closing it (closing first is also safe: the
  * kernel drops it from epoll; the loop then just forgets). Returns 0 or
  * -ENOENT. */
-int sockit_loop_unwatch(sockit_loop *loop, int fd);
+SOCKIT_API int sockit_loop_unwatch(sockit_loop *loop, int fd);
 
 /* Forgets fd and closes it, saving the epoll_ctl(DEL) that unwatch makes
  * (the kernel drops a closed fd from epoll by itself).  Only for fds that
  * were never dup()ed.  Returns 0 (close errors are not reported). */
-int sockit_loop_close(sockit_loop *loop, int fd);
+SOCKIT_API int sockit_loop_close(sockit_loop *loop, int fd);
 
 /* ---- Timers: intrusive, the caller owns the memory -------------------- */
 
@@ -82,18 +85,19 @@ struct sockit_timer {
 };
 
 /* Prepares t (idle).  Must be called once before any other timer call. */
-void sockit_timer_init(sockit_timer *t, sockit_timer_cb cb, void *data);
+SOCKIT_API void sockit_timer_init(sockit_timer *t, sockit_timer_cb cb, void *data);
 
 /* Arms t to fire after timeout_ms, then every repeat_ms if > 0.  Restarting
  * an armed timer moves it.  Timers with equal deadlines fire in the order
  * they were started.  Returns 0 or -ENOMEM. */
-int sockit_timer_start(sockit_loop *loop, sockit_timer *t, uint64_t timeout_ms, uint64_t repeat_ms);
+SOCKIT_API int sockit_timer_start(sockit_loop *loop, sockit_timer *t, uint64_t timeout_ms,
+				  uint64_t repeat_ms);
 
 /* Disarms t; harmless if idle.  A timer may stop itself in its callback. */
-void sockit_timer_stop(sockit_loop *loop, sockit_timer *t);
+SOCKIT_API void sockit_timer_stop(sockit_loop *loop, sockit_timer *t);
 
 /* 1 if t is armed. */
-int sockit_timer_active(const sockit_timer *t);
+SOCKIT_API int sockit_timer_active(const sockit_timer *t);
 
 /* ---- Signals ---------------------------------------------------------- */
 
@@ -103,7 +107,7 @@ typedef void (*sockit_signal_cb)(sockit_loop *loop, int signo, void *arg);
  * calling thread; block it in every other thread too (create threads after
  * this call, or use pthread_sigmask) so the kernel queues it for the loop.
  * Signal dispositions are not touched.  Returns 0 or a negative code. */
-int sockit_loop_signal(sockit_loop *loop, int signo, sockit_signal_cb cb, void *arg);
+SOCKIT_API int sockit_loop_signal(sockit_loop *loop, int signo, sockit_signal_cb cb, void *arg);
 
 /* ---- Control ---------------------------------------------------------- */
 
@@ -111,32 +115,32 @@ typedef void (*sockit_loop_cb)(sockit_loop *loop, void *arg);
 
 /* Runs until sockit_loop_stop(); returns 0, or a negative code if waiting
  * for events failed. */
-int sockit_loop_run(sockit_loop *loop);
+SOCKIT_API int sockit_loop_run(sockit_loop *loop);
 
 /* Waits at most timeout_ms (-1: until something happens) for events and
  * timers, dispatches them, and returns the number of callbacks run (fd,
  * timer, signal and wake callbacks; not before-sleep), or a negative code
  * if waiting failed.  Does not sleep if a stop is pending. */
-int sockit_loop_run_once(sockit_loop *loop, int timeout_ms);
+SOCKIT_API int sockit_loop_run_once(sockit_loop *loop, int timeout_ms);
 
 /* Makes sockit_loop_run() return after the current iteration. */
-void sockit_loop_stop(sockit_loop *loop);
+SOCKIT_API void sockit_loop_stop(sockit_loop *loop);
 
 /* Called before each sleep in the loop (e.g. to flush batched writes). */
-void sockit_loop_before_sleep(sockit_loop *loop, sockit_loop_cb cb, void *arg);
+SOCKIT_API void sockit_loop_before_sleep(sockit_loop *loop, sockit_loop_cb cb, void *arg);
 
 /* Thread-safe: wakes the loop from any thread (or a signal handler) and
  * runs the callback set with sockit_loop_on_wake() in the loop's thread.
  * Several wakes before the loop runs may coalesce into one callback. */
-int sockit_loop_wake(sockit_loop *loop);
-void sockit_loop_on_wake(sockit_loop *loop, sockit_loop_cb cb, void *arg);
+SOCKIT_API int sockit_loop_wake(sockit_loop *loop);
+SOCKIT_API void sockit_loop_on_wake(sockit_loop *loop, sockit_loop_cb cb, void *arg);
 
 /* The loop's cached monotonic time, updated once per iteration. */
-uint64_t sockit_loop_now_ms(const sockit_loop *loop);
-uint64_t sockit_loop_now_ns(const sockit_loop *loop);
+SOCKIT_API uint64_t sockit_loop_now_ms(const sockit_loop *loop);
+SOCKIT_API uint64_t sockit_loop_now_ns(const sockit_loop *loop);
 
 /* The loop's backend: "epoll" or "io_uring". */
-const char *sockit_loop_backend(const sockit_loop *loop);
+SOCKIT_API const char *sockit_loop_backend(const sockit_loop *loop);
 
 #ifdef __cplusplus
 }

@@ -11,14 +11,22 @@
 extern "C" {
 #endif
 
-#define SOCKIT_VERSION "0.1.0"
+/* What the shared object exports: the library is built with
+ * -fvisibility=hidden, and only declarations marked SOCKIT_API are public. */
+#if defined(__GNUC__)
+#define SOCKIT_API __attribute__((visibility("default")))
+#else
+#define SOCKIT_API
+#endif
+
+#define SOCKIT_VERSION "0.2.0"
 #define SOCKIT_VERSION_MAJOR 0
-#define SOCKIT_VERSION_MINOR 1
+#define SOCKIT_VERSION_MINOR 2
 #define SOCKIT_VERSION_PATCH 0
 
 /* The library's version string, the same as SOCKIT_VERSION when the header
  * and the library match. */
-const char *sockit_version(void);
+SOCKIT_API const char *sockit_version(void);
 
 /*
  * Conventions, for every function below unless it says otherwise:
@@ -30,10 +38,13 @@ const char *sockit_version(void);
  * - A bad argument (NULL pointer, negative fd, unknown family, ...) returns
  *   -EINVAL; it never crashes.
  * - timeout_ms: -1 waits forever, 0 tries once without waiting, > 0 is a
- *   deadline in milliseconds on CLOCK_MONOTONIC.  Expiry returns
- *   -ETIMEDOUT.  EINTR is retried inside, keeping the deadline.  Blocking
- *   and non-blocking descriptors both work: EAGAIN is waited for with poll.
- *   So with timeout 0, "would block" is -ETIMEDOUT, never -EAGAIN.
+ *   deadline in milliseconds on CLOCK_MONOTONIC.  EINTR is retried inside,
+ *   keeping the deadline.  Blocking and non-blocking descriptors both work.
+ * - "Would block" is -EAGAIN, everywhere (never -EWOULDBLOCK): what a
+ *   timeout-0 call and every sockit_try_* call return when the kernel has
+ *   nothing for them now, as Python's non-blocking socket raises
+ *   BlockingIOError.  A positive timeout that expires is -ETIMEDOUT, as
+ *   Python's socket with a timeout raises TimeoutError.
  * - Every descriptor created is close-on-exec.  Every send uses
  *   MSG_NOSIGNAL: a closed peer gives -EPIPE, never SIGPIPE.
  * - The library never prints, exits, or changes signal dispositions.
@@ -50,7 +61,7 @@ const char *sockit_version(void);
 /* Explains any code: 0, -errno, or a resolver code.  Returns a static
  * string ("success", "connection refused", "name or service not known",
  * "unknown error -12345").  Thread-safe. */
-const char *sockit_strerror(int code);
+SOCKIT_API const char *sockit_strerror(int code);
 
 /* ---- Addresses -------------------------------------------------------- */
 
@@ -68,37 +79,38 @@ typedef struct sockit_addr {
  * family: AF_UNSPEC, AF_INET or AF_INET6.  type: SOCK_STREAM/SOCK_DGRAM
  * (0 means stream).  passive != 0 asks for a bind address.  Returns the
  * number found (>= 1) or a negative code. */
-int sockit_resolve(const char *host, int port, int family, int type, int passive, sockit_addr *out,
-		   size_t max);
+SOCKIT_API int sockit_resolve(const char *host, int port, int family, int type, int passive,
+			      sockit_addr *out, size_t max);
 
 /* Parses a numeric "1.2.3.4:80", "[::1]:80", "[fe80::1%eth0]:80" (no DNS)
  * into out.  Returns 0 or -EINVAL. */
-int sockit_addr_parse(const char *s, sockit_addr *out);
+SOCKIT_API int sockit_addr_parse(const char *s, sockit_addr *out);
 
 /* Splits "host:port", "[v6]:port" or "host" (port = default_port) into a
  * host buffer and a port, without resolving.  Returns 0, or -EINVAL for
  * malformed input, a bad port, or a host longer than hostlen - 1. */
-int sockit_hostport_split(const char *s, char *host, size_t hostlen, int *port, int default_port);
+SOCKIT_API int sockit_hostport_split(const char *s, char *host, size_t hostlen, int *port,
+				     int default_port);
 
 /* Builds an address from a numeric IP string and a port (no DNS). */
-int sockit_addr_from_ip(const char *ip, int port, sockit_addr *out);
+SOCKIT_API int sockit_addr_from_ip(const char *ip, int port, sockit_addr *out);
 
 /* Formats "127.0.0.1:1234" or "[::1]:1234" into buf (>= SOCKIT_ADDRSTRLEN
  * is always enough).  IPv4-mapped IPv6 addresses print as IPv4.  Returns
  * the length written (excluding NUL) or -ENOSPC / -EINVAL. */
-int sockit_addr_format(const sockit_addr *a, char *buf, size_t len);
+SOCKIT_API int sockit_addr_format(const sockit_addr *a, char *buf, size_t len);
 
 /* Formats only the IP ("127.0.0.1", "::1"). */
-int sockit_addr_format_ip(const sockit_addr *a, char *buf, size_t len);
+SOCKIT_API int sockit_addr_format_ip(const sockit_addr *a, char *buf, size_t len);
 
 /* The port of an address, or -EINVAL. */
-int sockit_addr_port(const sockit_addr *a);
+SOCKIT_API int sockit_addr_port(const sockit_addr *a);
 
 /* Local / peer address of a socket, as a struct and as a string. */
-int sockit_getsockname(int fd, sockit_addr *out);
-int sockit_getpeername(int fd, sockit_addr *out);
-int sockit_sockname_str(int fd, char *buf, size_t len);
-int sockit_peername_str(int fd, char *buf, size_t len);
+SOCKIT_API int sockit_getsockname(int fd, sockit_addr *out);
+SOCKIT_API int sockit_getpeername(int fd, sockit_addr *out);
+SOCKIT_API int sockit_sockname_str(int fd, char *buf, size_t len);
+SOCKIT_API int sockit_peername_str(int fd, char *buf, size_t len);
 
 /* A CIDR block: "10.0.0.0/8", "::1/128", "192.168.1.7" (a host). */
 typedef struct sockit_cidr {
@@ -109,52 +121,82 @@ typedef struct sockit_cidr {
 
 /* Parses a CIDR.  Host bits set ("10.1.2.3/8") are accepted and cleared.
  * Returns 0 or -EINVAL. */
-int sockit_cidr_parse(const char *s, sockit_cidr *out);
+SOCKIT_API int sockit_cidr_parse(const char *s, sockit_cidr *out);
 
 /* 1 if a is inside c, else 0.  An IPv4-mapped IPv6 address (::ffff:a.b.c.d)
  * matches IPv4 blocks. */
-int sockit_cidr_match(const sockit_cidr *c, const sockit_addr *a);
+SOCKIT_API int sockit_cidr_match(const sockit_cidr *c, const sockit_addr *a);
 
 /* ---- The tutorial's calls --------------------------------------------- */
 
 /* socket(family, type | SOCK_CLOEXEC).  type may include SOCK_NONBLOCK.
  * Returns the fd. */
-int sockit_socket(int family, int type);
+SOCKIT_API int sockit_socket(int family, int type);
 
 /* close(2), with EINTR treated as closed (Linux semantics).  Returns 0. */
-int sockit_close(int fd);
+SOCKIT_API int sockit_close(int fd);
 
-int sockit_bind(int fd, const sockit_addr *a);
-int sockit_listen(int fd, int backlog); /* backlog <= 0: SOMAXCONN */
+SOCKIT_API int sockit_bind(int fd, const sockit_addr *a);
+SOCKIT_API int sockit_listen(int fd, int backlog); /* backlog <= 0: SOMAXCONN */
 
 /* Connects within timeout_ms, also on a blocking fd (the fd is made
  * non-blocking for the attempt and restored).  Returns 0.  timeout_ms 0
  * returns -EINPROGRESS when the connection does not complete at once: it
  * goes on; wait for writability, then read SO_ERROR (for event loops). */
-int sockit_connect(int fd, const sockit_addr *a, int timeout_ms);
+SOCKIT_API int sockit_connect(int fd, const sockit_addr *a, int timeout_ms);
 
 /* Accepts one connection (accept4 with SOCK_CLOEXEC | flags, where flags
  * may be SOCK_NONBLOCK).  peer may be NULL.  Returns the new fd.  Cost:
  * timeout -1 is one accept4 on a ready listener; timeout >= 0 adds one
  * fcntl(F_GETFL), since only a blocking listener must be polled first. */
-int sockit_accept(int fd, sockit_addr *peer, int flags, int timeout_ms);
+SOCKIT_API int sockit_accept(int fd, sockit_addr *peer, int flags, int timeout_ms);
 
 /* One send / recv: returns the bytes moved (recv: 0 means EOF).  With
  * timeout 0 each is exactly one system call (no clock read, no poll). */
-ssize_t sockit_send(int fd, const void *buf, size_t len, int timeout_ms);
-ssize_t sockit_recv(int fd, void *buf, size_t len, int timeout_ms);
+SOCKIT_API ssize_t sockit_send(int fd, const void *buf, size_t len, int timeout_ms);
+SOCKIT_API ssize_t sockit_recv(int fd, void *buf, size_t len, int timeout_ms);
 
 /* sockit_send with send(2) flags, e.g. MSG_MORE (more data or a FIN
  * follows: the kernel may hold this in the socket to join it).
  * MSG_NOSIGNAL is always added. */
-ssize_t sockit_send_flags(int fd, const void *buf, size_t len, int flags, int timeout_ms);
+SOCKIT_API ssize_t sockit_send_flags(int fd, const void *buf, size_t len, int flags,
+				     int timeout_ms);
 
 /* Datagrams.  from may be NULL. */
-ssize_t sockit_sendto(int fd, const void *buf, size_t len, const sockit_addr *to, int timeout_ms);
-ssize_t sockit_recvfrom(int fd, void *buf, size_t len, sockit_addr *from, int timeout_ms);
+SOCKIT_API ssize_t sockit_sendto(int fd, const void *buf, size_t len, const sockit_addr *to,
+				 int timeout_ms);
+SOCKIT_API ssize_t sockit_recvfrom(int fd, void *buf, size_t len, sockit_addr *from,
+				   int timeout_ms);
 
 /* how: SHUT_RD, SHUT_WR or SHUT_RDWR. */
-int sockit_shutdown(int fd, int how);
+SOCKIT_API int sockit_shutdown(int fd, int how);
+
+/* ---- One attempt, for event loops ----------------------------------------- */
+
+/* Exactly one system call each (EINTR retried), for a caller that knows fd
+ * is non-blocking (or ready): no clock read, no poll, no fcntl.  "Not now"
+ * is -EAGAIN.  sockit_send/recv with timeout 0 behave the same but check
+ * more; sockit_accept with timeout 0 also asks fcntl(F_GETFL) whether the
+ * listener blocks, which these skip. */
+
+/* send(MSG_DONTWAIT | MSG_NOSIGNAL | flags): the bytes taken, or -EAGAIN,
+ * -EPIPE, ...  flags may be MSG_MORE (a FIN or more data follows at once:
+ * the kernel may hold the bytes to join them). */
+SOCKIT_API ssize_t sockit_try_send(int fd, const void *buf, size_t len, int flags);
+
+/* recv(MSG_DONTWAIT): the bytes read (0 at EOF), or -EAGAIN, -ECONNRESET. */
+SOCKIT_API ssize_t sockit_try_recv(int fd, void *buf, size_t len);
+
+/* connect() on a non-blocking fd: 0 if connected at once, -EINPROGRESS
+ * while the handshake goes on (watch for writability; the first send or
+ * recv reports a failure), or the error (-ECONNREFUSED, -EAGAIN when out
+ * of local ports, ...). */
+SOCKIT_API int sockit_try_connect(int fd, const sockit_addr *a);
+
+/* accept4(SOCK_CLOEXEC | flags) on a non-blocking listener (flags may be
+ * SOCK_NONBLOCK, for the new fd): the new fd, -EAGAIN when none is queued,
+ * or -errno.  peer may be NULL (the kernel then copies no address). */
+SOCKIT_API int sockit_try_accept(int fd, sockit_addr *peer, int flags);
 
 /* ---- Python's conveniences -------------------------------------------- */
 
@@ -167,7 +209,7 @@ typedef struct sockit_attempt {
 /* Resolves host (IPv6 and IPv4) and tries every address in order, each
  * with timeout_ms.  Returns a connected, blocking, close-on-exec stream fd,
  * or the last attempt's error (or the resolver's). */
-int sockit_create_connection(const char *host, int port, int timeout_ms);
+SOCKIT_API int sockit_create_connection(const char *host, int port, int timeout_ms);
 
 /* The same, with a family restriction (AF_UNSPEC, AF_INET, AF_INET6), a
  * socket type (SOCK_STREAM or SOCK_DGRAM; a datagram socket is connect()ed
@@ -175,9 +217,9 @@ int sockit_create_connection(const char *host, int port, int timeout_ms);
  * entries are written to attempts, *nattempts gets the number of failures
  * (may exceed max).  attempts/nattempts may be NULL.  If connected is not
  * NULL it receives the address that worked. */
-int sockit_create_connection_ex(const char *host, int port, int family, int type, int timeout_ms,
-				sockit_attempt *attempts, size_t max, size_t *nattempts,
-				sockit_addr *connected);
+SOCKIT_API int sockit_create_connection_ex(const char *host, int port, int family, int type,
+					   int timeout_ms, sockit_attempt *attempts, size_t max,
+					   size_t *nattempts, sockit_addr *connected);
 
 /* Flags for sockit_create_server. */
 #define SOCKIT_REUSEPORT 0x1 /* SO_REUSEPORT, for one listener per thread */
@@ -189,39 +231,53 @@ int sockit_create_connection_ex(const char *host, int port, int family, int type
  * address until one binds.  SO_REUSEADDR always.  host NULL or "" means all
  * interfaces: "::" with DUALSTACK, else "0.0.0.0".  backlog <= 0 means
  * SOMAXCONN.  Returns the fd (blocking unless SOCKIT_NONBLOCK). */
-int sockit_create_server(const char *host, int port, int type, int backlog, int flags);
+SOCKIT_API int sockit_create_server(const char *host, int port, int type, int backlog, int flags);
 
 /* Sends all len bytes before one total deadline.  *sent (may be NULL)
  * gets the bytes sent, also on failure.  Returns 0 or a negative code. */
-int sockit_sendall(int fd, const void *buf, size_t len, int timeout_ms, size_t *sent);
+SOCKIT_API int sockit_sendall(int fd, const void *buf, size_t len, int timeout_ms, size_t *sent);
 
 /* Receives exactly len bytes before one total deadline.  Returns len; the
  * count received so far (< len) if the peer closes first; or a negative
  * code (-ETIMEDOUT, -ECONNRESET, ...). */
-ssize_t sockit_recv_exact(int fd, void *buf, size_t len, int timeout_ms);
+SOCKIT_API ssize_t sockit_recv_exact(int fd, void *buf, size_t len, int timeout_ms);
 
 /* Receives one line ending in '\n' into buf (NUL-terminated, the '\n'
  * kept), at most len - 1 bytes, before one deadline.  Reads byte-exact: it
  * never consumes past the '\n' (it peeks).  Returns the line's length; 0 at
  * EOF with nothing read; the partial line's length at EOF; -EMSGSIZE if no
  * '\n' within len - 1 bytes (those bytes stay unread). */
-ssize_t sockit_recvline(int fd, char *buf, size_t len, int timeout_ms);
+SOCKIT_API ssize_t sockit_recvline(int fd, char *buf, size_t len, int timeout_ms);
 
 /* UDP with host and port: a datagram socket connected to host:port (first
  * address that works), and a one-shot send to a named host. */
-int sockit_udp_connect(const char *host, int port, int family);
-ssize_t sockit_udp_sendto(int fd, const void *buf, size_t len, const char *host, int port,
-			  int timeout_ms);
+SOCKIT_API int sockit_udp_connect(const char *host, int port, int family);
+SOCKIT_API ssize_t sockit_udp_sendto(int fd, const void *buf, size_t len, const char *host,
+				     int port, int timeout_ms);
+
+/* The largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP). */
+#define SOCKIT_UDP_MAX 65507
 
 /* ---- Options ---------------------------------------------------------- */
 
-int sockit_set_nonblocking(int fd, int on);
-int sockit_set_nodelay(int fd, int on);
+SOCKIT_API int sockit_set_nonblocking(int fd, int on);
+SOCKIT_API int sockit_set_nodelay(int fd, int on);
 /* idle_s/interval_s/count <= 0 keep the system default for that knob. */
-int sockit_set_keepalive(int fd, int on, int idle_s, int interval_s, int count);
-int sockit_set_sndbuf(int fd, int bytes);
-int sockit_set_rcvbuf(int fd, int bytes);
-int sockit_set_reuseport(int fd, int on);
+SOCKIT_API int sockit_set_keepalive(int fd, int on, int idle_s, int interval_s, int count);
+SOCKIT_API int sockit_set_sndbuf(int fd, int bytes);
+SOCKIT_API int sockit_set_rcvbuf(int fd, int bytes);
+SOCKIT_API int sockit_set_reuseport(int fd, int on);
+/* SO_LINGER: on with seconds 0 makes close() send RST and drop unsent
+ * data at once (for a connection being dropped); off restores the
+ * default graceful close. */
+SOCKIT_API int sockit_set_linger(int fd, int on, int seconds);
+/* TCP_DEFER_ACCEPT on a listener: a connection is handed to accept() only
+ * once data arrived or seconds passed (the kernel rounds to its
+ * retransmission schedule).  0 turns it off. */
+SOCKIT_API int sockit_set_defer_accept(int fd, int seconds);
+/* Bytes in the socket's send queue not yet acknowledged by the peer
+ * (SIOCOUTQ), or a negative code. */
+SOCKIT_API int sockit_unacked(int fd);
 
 #ifdef __cplusplus
 }

@@ -20,7 +20,7 @@
 #define MAX_THREADS 256u
 #define MAX_DEPTH 4096u
 #define MAX_TCP_SIZE (16u << 20)
-#define MAX_UDP_SIZE 65507u
+#define MAX_UDP_SIZE ((unsigned)SOCKIT_UDP_MAX)
 #define MIN_ID 8 /* bytes of unique id a request must hold */
 #define MAX_DURATION_MS (366ull * 86400 * 1000)
 
