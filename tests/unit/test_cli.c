@@ -27,8 +27,8 @@ static void dur_bad(const char *s, uint64_t max)
 {
 	uint64_t v = 777;
 	int rc = cli_parse_duration_ms(s, max, &v);
-	if (rc != -1)
-		fail_msg("cli_parse_duration_ms(\"%s\") = %d (%llu ms), want -1", s ? s : "NULL",
+	if (rc >= 0)
+		fail_msg("cli_parse_duration_ms(\"%s\") = %d (%llu ms), want < 0", s ? s : "NULL",
 			 rc, (unsigned long long)v);
 	assert_int_equal(v, 777); /* untouched on failure */
 }
@@ -124,7 +124,7 @@ static void test_size(void **state)
 				    "17179869184G"};
 	uint64_t v;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (cli_parse_size(bad[i], 0, UINT64_MAX, &v) != -1)
+		if (cli_parse_size(bad[i], 0, UINT64_MAX, &v) >= 0)
 			fail_msg("cli_parse_size(\"%s\") accepted: %llu", bad[i],
 				 (unsigned long long)v);
 	assert_int_equal(cli_parse_size("64k", 0, 65535, &v), -1);
@@ -146,11 +146,70 @@ static void test_port(void **state)
 	assert_int_equal(p, 65535);
 	p = -5;
 	assert_int_equal(cli_parse_port("0", 0, &p), -1);
-	static const char *bad[] = {"", "65536", "-1", "80x", " 80", "+80", "http", "99999999999"};
+	static const char *bad[] = {"",	   "65536",	      "-1",	    "80x", " 80",
+				    "+80", "no-such-service", "99999999999"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (cli_parse_port(bad[i], 1, &p) != -1)
 			fail_msg("cli_parse_port(\"%s\") accepted: %d", bad[i], p);
 	assert_int_equal(p, -5);
+	/* Service names, as nc takes them (issue 19, item 12). */
+	assert_int_equal(cli_parse_port("http", 1, &p), 0);
+	assert_int_equal(p, 80);
+}
+
+/* A number with an unknown unit is told apart from one out of range, so
+ * the message can say which (issue 19, item 11: "--max-bytes 1kb"). */
+static void test_unknown_unit(void **state)
+{
+	(void)state;
+	uint64_t v;
+	assert_int_equal(cli_parse_size("1kb", 0, UINT64_MAX, &v), -2);
+	assert_int_equal(cli_parse_size("1kB", 0, UINT64_MAX, &v), -2);
+	assert_int_equal(cli_parse_size("2G", 0, 1024, &v), -1);
+	assert_int_equal(cli_parse_duration_ms("5x", 1000000, &v), -2);
+	assert_int_equal(cli_parse_duration_ms("5000s", 1000, &v), -1);
+}
+
+static void test_format(void **state)
+{
+	(void)state;
+	char b[32];
+	static const struct {
+		uint64_t v;
+		const char *want;
+	} sizes[] = {{0, "0"},	     {1000, "1000"},	{1024, "1KiB"},	      {65536, "64KiB"},
+		     {1536, "1536"}, {1048576, "1MiB"}, {16u << 20, "16MiB"}, {1u << 30, "1GiB"}};
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		cli_format_size(b, sizeof(b), sizes[i].v);
+		assert_string_equal(b, sizes[i].want);
+		uint64_t back;
+		assert_int_equal(cli_parse_size(b, 0, UINT64_MAX, &back), 0);
+		assert_int_equal(back, sizes[i].v);
+	}
+	static const struct {
+		uint64_t ms;
+		const char *want;
+	} durs[] = {{0, "0ms"},	      {500, "500ms"}, {1000, "1s"},   {1500, "1.5s"},
+		    {1250, "1250ms"}, {60000, "1m"},  {90000, "90s"}, {3600000, "1h"}};
+	for (size_t i = 0; i < sizeof(durs) / sizeof(durs[0]); i++) {
+		cli_format_duration(b, sizeof(b), durs[i].ms);
+		assert_string_equal(b, durs[i].want);
+		uint64_t back;
+		assert_int_equal(cli_parse_duration_ms(b, UINT64_MAX / 1000, &back), 0);
+		assert_int_equal(back, durs[i].ms);
+	}
+}
+
+static void test_host(void **state)
+{
+	(void)state;
+	char b[64];
+	assert_string_equal(cli_host("[::1]", b, sizeof(b)), "::1");
+	assert_string_equal(cli_host("::1", b, sizeof(b)), "::1");
+	assert_string_equal(cli_host("localhost", b, sizeof(b)), "localhost");
+	assert_null(cli_host("[::1", b, sizeof(b)));
+	assert_null(cli_host("[]", b, sizeof(b)));
+	assert_null(cli_host("[::1]]", b, sizeof(b)));
 }
 
 static void test_int_u64(void **state)
@@ -210,8 +269,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_duration), cmocka_unit_test(test_size),
-		cmocka_unit_test(test_port),	 cmocka_unit_test(test_int_u64),
-		cmocka_unit_test(test_usage),
+		cmocka_unit_test(test_port),	 cmocka_unit_test(test_unknown_unit),
+		cmocka_unit_test(test_format),	 cmocka_unit_test(test_host),
+		cmocka_unit_test(test_int_u64),	 cmocka_unit_test(test_usage),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
