@@ -136,7 +136,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/sockit $(DESTDIR)$(PREFIX)/bin/sockit
-	install -m 644 include/sockit.h include/sockit_loop.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/sockit.h include/sockit_loop.h include/sockit_proxy.h \
+		$(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libsockit.a $(DESTDIR)$(PREFIX)/lib/libsockit.a
 	install -m 755 $(BUILD)/libsockit.so $(DESTDIR)$(PREFIX)/lib/libsockit.so.$(VERSION)
 	ln -sf libsockit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsockit.so.$(SOVERSION)
@@ -148,7 +149,8 @@ install: all
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/sockit $(DESTDIR)$(PREFIX)/include/sockit.h \
-		$(DESTDIR)$(PREFIX)/include/sockit_loop.h $(DESTDIR)$(PREFIX)/lib/libsockit.* \
+		$(DESTDIR)$(PREFIX)/include/sockit_loop.h $(DESTDIR)$(PREFIX)/include/sockit_proxy.h \
+		$(DESTDIR)$(PREFIX)/lib/libsockit.* \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
 
 # Side-by-side comparison with the peer servers (bench/README.md).
