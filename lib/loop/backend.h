@@ -32,8 +32,11 @@
  * sk_uring_op_complete(), which runs the callback of a completion (fired
  * fd -1) and returns the number of callbacks run (0 or 1).
  *
- * The switches are static inline: one predictable branch and a direct
- * call per poll, no indirect call per event.
+ * Each backend's state is an allocation of its own, opaque here (only
+ * uring.h, shared by uring.c and uring_ops.c, defines io_uring's), so the
+ * core cannot reach into it.  The switches are static inline: one
+ * predictable branch and a direct call per poll, no indirect call per
+ * event.
  */
 #ifndef SOCKIT_LOOP_BACKEND_H
 #define SOCKIT_LOOP_BACKEND_H
