@@ -36,8 +36,7 @@ CMD_CFLAGS := $(BASE_CFLAGS) -Iinclude -Ilib -Icmd/common
 TEST_CFLAGS := $(CMD_CFLAGS) -Icmd/serve -Icmd/connect -Icmd/bench -Itests/unit
 LIBS := -pthread -lm
 
-# lib/loop/epoll.c and uring.c are #included by lib/loop/loop.c, not compiled alone.
-LIB_SRC := $(filter-out lib/loop/epoll.c lib/loop/uring.c,$(wildcard lib/*.c lib/loop/*.c))
+LIB_SRC := $(wildcard lib/*.c lib/loop/*.c)
 CMD_SRC := $(wildcard cmd/*.c cmd/*/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 EXAMPLE_SRC := $(wildcard examples/*.c)

@@ -37,15 +37,18 @@ typedef struct sockit_loop sockit_loop;
 
 typedef void (*sockit_io_cb)(sockit_loop *loop, int fd, unsigned events, void *arg);
 
-/* Creates a loop on the default backend, epoll.  Returns NULL only when
- * out of memory or descriptors (errno says which). */
-SOCKIT_API sockit_loop *sockit_loop_new(void);
-/* Creates a loop on backend name: "epoll", or "io_uring" (readiness
- * through one-shot polls re-armed each iteration, everything submitted
- * with the wait in one system call).  NULL means the default.  Returns
- * NULL with errno EINVAL for an unknown name, or the kernel's reason when
- * it refuses the backend (ENOSYS, EPERM where io_uring is disabled). */
-SOCKIT_API sockit_loop *sockit_loop_new_backend(const char *name);
+/* Creates a loop on the default backend, epoll, into *out.  Returns 0, or
+ * a negative code with *out NULL: -ENOMEM, or the kernel's refusal of a
+ * descriptor (-EMFILE, -ENFILE).  out NULL is -EINVAL. */
+SOCKIT_API int sockit_loop_new(sockit_loop **out);
+/* Creates a loop on backend name into *out: "epoll", or "io_uring"
+ * (readiness through one-shot polls re-armed each iteration, everything
+ * submitted with the wait in one system call).  name NULL means the
+ * default.  Returns 0, or a negative code with *out NULL: -EINVAL for an
+ * unknown name, the kernel's refusal of the backend (-ENOSYS on a kernel
+ * without io_uring, -EPERM where it is disabled by sysctl or seccomp),
+ * -ENOMEM, -EMFILE. */
+SOCKIT_API int sockit_loop_new_backend(sockit_loop **out, const char *name);
 /* Frees the loop.  Does not close the watched fds (the caller owns them). */
 SOCKIT_API void sockit_loop_free(sockit_loop *loop);
 

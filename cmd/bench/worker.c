@@ -1221,7 +1221,7 @@ struct bench_worker *bench_worker_new(const struct bench_config *cfg, const stru
 	w->dirty = calloc(conns, sizeof(*w->dirty));
 	w->udp_q = calloc(conns, sizeof(*w->udp_q));
 	w->tokens = calloc(w->tok_cap, sizeof(*w->tokens));
-	w->loop = sockit_loop_new();
+	(void)sockit_loop_new(&w->loop); /* NULL on failure: checked below */
 	if (!w->conns || !w->reqs || !w->outs || !w->rbuf || !w->kick || !w->kick_run ||
 	    !w->dirty || !w->udp_q || !w->tokens || !w->loop) {
 		bench_worker_free(w);

@@ -77,7 +77,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	int rc = sockit_loop_run(w->loop);
-	loop_ops_finish(w->loop); /* io_uring: only this thread may */
+	sk_loop_ops_finish(w->loop); /* io_uring: only this thread may */
 	if (rc < 0)
 		serve_log(w->log, LOG_ERROR, "worker %d: event loop failed: %s", w->id,
 			  sockit_strerror(rc));
@@ -312,12 +312,13 @@ static sockit_loop *worker_loop_new(struct run_ctx *x)
 {
 	static const char *const names[] = {"io_uring", "io_uring", "epoll"};
 	enum serve_backend b = x->cfg->backend;
-	sockit_loop *loop = sockit_loop_new_backend(names[b]);
-	if (loop == NULL && b == BACKEND_AUTO)
-		loop = sockit_loop_new_backend("epoll");
-	if (loop == NULL)
+	sockit_loop *loop;
+	int rc = sockit_loop_new_backend(&loop, names[b]);
+	if (rc < 0 && b == BACKEND_AUTO)
+		rc = sockit_loop_new_backend(&loop, "epoll");
+	if (rc < 0)
 		serve_log_fail(&x->log, "cannot create an event loop (%s): %s", names[b],
-			       sockit_strerror(-errno));
+			       sockit_strerror(rc));
 	return loop;
 }
 
@@ -345,7 +346,7 @@ static int sibling_on_my_cpu(void *arg)
 	for (int i = 0; i < w->sh->nworkers; i++) {
 		const struct worker *o = &w->sh->workers[i];
 		if (o != w && __atomic_load_n(&o->cpu, __ATOMIC_RELAXED) == cpu &&
-		    loop_work_pending(o->loop))
+		    sk_loop_work_pending(o->loop))
 			return 1;
 	}
 	return 0;
@@ -362,8 +363,8 @@ static int loops_setup(struct run_ctx *x)
 			return -1;
 		sockit_loop_on_wake(w->loop, worker_on_wake, w);
 		if (x->sh.nworkers > 1 && x->cfg->mode != MODE_ONCE) /* epoll declines */
-			(void)loop_yield_before_wait(w->loop, sibling_on_my_cpu, w,
-						     &w->ctr.cpu_yields);
+			(void)sk_loop_yield_before_wait(w->loop, sibling_on_my_cpu, w,
+							&w->ctr.cpu_yields);
 	}
 	serve_log(&x->log, LOG_INFO, "event loop: %s", sockit_loop_backend(x->sh.workers[0].loop));
 	return 0;
@@ -465,9 +466,10 @@ int serve_run(struct serve_config *cfg)
 		serve_log_fail(&x.log, "out of memory");
 		goto out;
 	}
-	x.loop = x.sh.main_loop = sockit_loop_new();
-	if (x.loop == NULL) {
-		serve_log_fail(&x.log, "cannot create an event loop: %s", sockit_strerror(-errno));
+	int lrc = sockit_loop_new(&x.loop);
+	x.sh.main_loop = x.loop;
+	if (lrc < 0) {
+		serve_log_fail(&x.log, "cannot create an event loop: %s", sockit_strerror(lrc));
 		goto out;
 	}
 	sockit_timer_init(&x.drain_timer, on_drain_timer, &x);

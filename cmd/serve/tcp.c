@@ -357,13 +357,13 @@ static void conn_close(struct worker *w, struct conn *c, int reason)
 		w->wbuf_len = 0;
 	}
 	if (c->recv_op != NULL) {
-		loop_op_detach(w->loop, c->recv_op); /* what it still gets is dropped */
+		sk_loop_op_detach(w->loop, c->recv_op); /* what it still gets is dropped */
 		c->recv_op = NULL;
 	}
 	if (c->send_op != NULL) {
 		/* The ring still sends from fd: it closes fd after that. */
 		sockit_loop_unwatch(w->loop, fd);
-		loop_op_close_after(c->send_op, on_orphan_sent, w);
+		sk_loop_op_close_after(c->send_op, on_orphan_sent, w);
 	} else {
 		sockit_loop_close(w->loop, fd);
 	}
@@ -423,7 +423,7 @@ static void start_linger(struct worker *w, struct conn *c, int fd, struct ip_ent
 	}
 	if (c->recv_op != NULL) {
 		/* Lingering reads by readiness: the rest is discarded unseen. */
-		loop_op_detach(w->loop, c->recv_op);
+		sk_loop_op_detach(w->loop, c->recv_op);
 		c->recv_op = NULL;
 	}
 	c->flags |= F_COUNTED;
@@ -478,7 +478,7 @@ static int send_or_queue(struct worker *w, struct conn *c, const char *p, size_t
 	if (c->send_op != NULL)
 		return iobuf_append(&c->out, p, n); /* behind the one in the ring */
 	if (w->ops && n <= LOOP_SEND_MAX && !(c->flags & (F_EOF | F_LIMIT)) &&
-	    (c->send_op = loop_send(w->loop, c->fd, p, n, 0, on_stream_sent, c)) != NULL) {
+	    sk_loop_send(w->loop, c->fd, p, n, 0, on_stream_sent, c, &c->send_op) == 0) {
 		CTR_ADD(w, bytes_out, n);
 		return 0;
 	}
@@ -544,7 +544,7 @@ static void on_stream_sent(sockit_loop *loop, void *arg, int res, int more, size
 	(void)more;
 	struct conn *c = arg;
 	struct worker *w = c->w;
-	const char *data = loop_op_data(c->send_op);
+	const char *data = sk_loop_op_data(c->send_op);
 	c->send_op = NULL;
 	sent_short(w, res, len);
 	if (res < 0 && res != -EAGAIN) {
@@ -634,8 +634,8 @@ static void on_reply_eof(sockit_loop *loop, void *arg, int res, int more, size_t
 static int once_reply_async(struct worker *w, int fd, struct ip_entry *ip, ssize_t n, size_t len)
 {
 	int reason = n == 0 ? R_EOF : R_DONE;
-	if (loop_send_close(w->loop, fd, w->rbuf, len, MSG_MORE, n > 0,
-			    reason == R_DONE ? on_reply_done : on_reply_eof, w) < 0)
+	if (sk_loop_send_close(w->loop, fd, w->rbuf, len, MSG_MORE, n > 0,
+			       reason == R_DONE ? on_reply_done : on_reply_eof, w) < 0)
 		return -1;
 	CTR_ADD(w, bytes_out, len);
 	conn_done(w, fd, ip, reason);
@@ -968,13 +968,13 @@ static void stream_settle(struct worker *w, struct conn *c)
 		/* io_uring: input comes by a multishot receive (one system call
 		 * fewer per request); readiness only if it cannot be had. */
 		if (c->recv_op == NULL)
-			c->recv_op = loop_recv_multi(w->loop, c->fd, on_stream_recv, c);
+			(void)sk_loop_recv_multi(w->loop, c->fd, on_stream_recv, c, &c->recv_op);
 		if (c->recv_op != NULL)
 			want &= ~SOCKIT_READABLE;
 	} else if (c->recv_op != NULL) {
 		/* Input paused: chunks already on their way still come, and
 		 * the last one settles the connection again. */
-		loop_op_cancel(w->loop, c->recv_op);
+		sk_loop_op_cancel(w->loop, c->recv_op);
 	}
 	set_events(w, c, want);
 }
@@ -986,7 +986,7 @@ static void on_stream_recv(sockit_loop *loop, void *arg, int res, int more, size
 	(void)len;
 	struct conn *c = arg;
 	struct worker *w = c->w;
-	const char *data = loop_op_data(c->recv_op);
+	const char *data = sk_loop_op_data(c->recv_op);
 	/* More input waits in the socket, its chunk comes next: this chunk's
 	 * output waits in the per-wake batch to go with it, up to HOLD_MAX, so
 	 * a burst costs one send per HOLD_MAX, as a read of that size would (a
@@ -994,7 +994,7 @@ static void on_stream_recv(sockit_loop *loop, void *arg, int res, int more, size
 	 * for room anyway.  Whatever ends the receive still calls back, and
 	 * that call sends. */
 	wbuf_take(w, c);
-	int hold = more && res > 0 && loop_op_more_input(c->recv_op) && c->out == NULL &&
+	int hold = more && res > 0 && sk_loop_op_more_input(c->recv_op) && c->out == NULL &&
 		   w->wbuf_len < HOLD_MAX;
 	int rc = 0;
 	if (!more)
@@ -1158,7 +1158,7 @@ static void accept_pause(struct worker *w, int err)
 	}
 	w->accept_paused = 1;
 	if (w->accept_op != NULL)
-		loop_op_cancel(w->loop, w->accept_op);
+		sk_loop_op_cancel(w->loop, w->accept_op);
 	else if (!w->accept_multi)
 		sockit_loop_modify(w->loop, w->tcp_fd, 0);
 	sockit_timer_start(w->loop, &w->accept_timer, ACCEPT_PAUSE_MS, 0);
@@ -1327,9 +1327,10 @@ static void accept_arm(struct worker *w)
 {
 	if (w->accept_op != NULL || w->tcp_fd < 0)
 		return;
-	w->accept_op = loop_accept_multi(w->loop, w->tcp_fd, SOCK_NONBLOCK, on_accept_op, w);
-	if (w->accept_op == NULL)
-		accept_pause(w, -errno); /* out of memory or ring space: retry soon */
+	int rc = sk_loop_accept_multi(w->loop, w->tcp_fd, SOCK_NONBLOCK, on_accept_op, w,
+				      &w->accept_op);
+	if (rc < 0)
+		accept_pause(w, rc); /* out of memory or ring space: retry soon */
 }
 
 static void on_accept_op(sockit_loop *loop, void *arg, int res, int more, size_t len)
@@ -1370,7 +1371,7 @@ int tcp_worker_init(struct worker *w)
 	}
 	sockit_timer_init(&w->sweep, on_sweep, w);
 	sockit_timer_init(&w->accept_timer, on_accept_timer, w);
-	w->ops = loop_ops_available(w->loop);
+	w->ops = sk_loop_ops_available(w->loop);
 	if (w->tcp_fd < 0)
 		return 0;
 	if (w->ops && !need_peer(w)) {
@@ -1384,7 +1385,7 @@ int tcp_worker_init(struct worker *w)
 void tcp_worker_drain(struct worker *w)
 {
 	if (w->accept_op != NULL)
-		loop_op_cancel(w->loop, w->accept_op); /* it holds the listener open */
+		sk_loop_op_cancel(w->loop, w->accept_op); /* it holds the listener open */
 	if (w->tcp_fd >= 0) {
 		sockit_loop_close(w->loop, w->tcp_fd);
 		w->tcp_fd = -1;

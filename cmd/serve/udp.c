@@ -75,8 +75,8 @@ static void on_udp_sent(sockit_loop *loop, void *arg, int res, int more, size_t 
 static int reply_async(struct worker *w, int fd, const char *data, size_t len,
 		       const sockit_addr *to)
 {
-	if (loop_sendto(w->loop, fd, data, len, (const struct sockaddr *)&to->ss, to->len, 0,
-			on_udp_sent, w) == NULL)
+	if (sk_loop_sendto(w->loop, fd, data, len, (const struct sockaddr *)&to->ss, to->len, 0,
+			   on_udp_sent, w, NULL) < 0)
 		return 0;
 	CTR_ADD(w, dgrams_out, 1);
 	CTR_ADD(w, bytes_out, len);
@@ -198,7 +198,7 @@ void udp_worker_drain(struct worker *w)
 {
 	if (w->udp_fd < 0)
 		return;
-	loop_ops_submit(w->loop);
+	sk_loop_ops_submit(w->loop);
 	sockit_loop_close(w->loop, w->udp_fd);
 	w->udp_fd = -1;
 }

@@ -1,25 +1,41 @@
-/* loop_epoll.c -- the epoll backend of the loop; #included by loop.c, never compiled alone. */
+/* epoll.c -- the epoll backend of the loop (the contract: backend.h). */
 
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
+
+#include "backend.h"
 
 struct epoll_backend {
 	int epfd;
 	struct epoll_event events[LOOP_BATCH];
 };
 
-static int epoll_init(struct epoll_backend *b)
+int sk_epoll_new(struct epoll_backend **out)
 {
+	struct epoll_backend *b = malloc(sizeof(*b));
+	int rc;
+
+	*out = NULL;
+	if (!b)
+		return -ENOMEM;
 	b->epfd = epoll_create1(EPOLL_CLOEXEC);
-	return b->epfd < 0 ? -errno : 0;
+	if (b->epfd < 0) {
+		rc = -errno;
+		free(b);
+		return rc;
+	}
+	*out = b;
+	return 0;
 }
 
-static void epoll_free(struct epoll_backend *b)
+void sk_epoll_free(struct epoll_backend *b)
 {
-	if (b->epfd >= 0)
-		close(b->epfd);
-	b->epfd = -1;
+	if (!b)
+		return;
+	close(b->epfd);
+	free(b);
 }
 
 static uint32_t epoll_interest(unsigned mask)
@@ -29,8 +45,8 @@ static uint32_t epoll_interest(unsigned mask)
 
 /* Interest 0 means "not in the epoll set": an fd with an empty mask would
  * still report EPOLLERR/EPOLLHUP, level-triggered, forever. */
-static int epoll_set(struct epoll_backend *b, int fd, uint32_t gen, unsigned old_mask,
-		     unsigned new_mask)
+int sk_epoll_set(struct epoll_backend *b, int fd, uint32_t gen, unsigned old_mask,
+		 unsigned new_mask)
 {
 	struct epoll_event ev = {.events = epoll_interest(new_mask),
 				 .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd};
@@ -55,15 +71,7 @@ static int epoll_set(struct epoll_backend *b, int fd, uint32_t gen, unsigned old
 	return epoll_ctl(b->epfd, op, fd, &ev) == 0 ? 0 : -errno;
 }
 
-/* The fd is about to be closed: the kernel drops it from the set itself. */
-static void epoll_forget(struct epoll_backend *b, int fd, unsigned old_mask)
-{
-	(void)b;
-	(void)fd;
-	(void)old_mask;
-}
-
-static int epoll_poll(struct epoll_backend *b, int timeout_ms, struct loop_fired *fired)
+int sk_epoll_poll(struct epoll_backend *b, int timeout_ms, struct loop_fired *fired)
 {
 	int n = epoll_wait(b->epfd, b->events, LOOP_BATCH, timeout_ms);
 

@@ -1,21 +1,22 @@
-/* loop_uring.c -- the io_uring backend of the loop; #included by loop.c, never compiled alone.
+/* uring.c -- the io_uring backend of the loop: the ring and readiness (the contract: backend.h).
  *
  * Readiness, as the contract asks: a one-shot IORING_OP_POLL_ADD per
  * watched fd, re-armed before the next wait while the fd stays watched.
  * Arming checks the fd at once, so an fd that is still readable comes back
  * in the next iteration: level-triggered, as epoll.  All the SQEs of one
- * iteration (arms, removals, and the completion operations of loop_ops.h)
+ * iteration (arms, removals, and the completion operations of ops.h)
  * go to the kernel with the wait itself: one io_uring_enter per iteration.
  *
- * Completion operations (loop_ops.h, in loop.c) add what epoll cannot: work the kernel
- * does inside that same io_uring_enter instead of one system call each --
- * a reply's send and its close, a multishot accept.
+ * Completion operations (ops.h, in uring_ops.c) add what epoll cannot: work
+ * the kernel does inside that same io_uring_enter instead of one system
+ * call each -- a reply's send and its close, a multishot accept.
  *
  * Raw system calls and <linux/io_uring.h>: libc and the kernel's headers
  * are all the library needs.
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/io_uring.h>
 #include <poll.h>
 #include <sched.h>
@@ -27,14 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
+#include "uring.h"
+
 #define URING_SQ_ENTRIES 1024u
 #define URING_CQ_ENTRIES 4096u
-
-/* user_data: the top two bits say what a completion belongs to. */
-#define UD_KIND_SHIFT 62
-#define UD_IGNORE 0ull /* removals, the silent links of a chain */
-#define UD_POLL 1ull   /* readiness: [61:32] arm sequence, [31:0] fd */
-#define UD_OP 2ull     /* a struct loop_op pointer in [61:0] */
 
 /* The readiness state of one fd number (8 bytes). */
 struct uring_fd {
@@ -45,125 +43,6 @@ struct uring_fd {
 };
 #define UFD_ARMED 0x1u /* a poll is in the kernel */
 #define UFD_REARM 0x2u /* on the re-arm list */
-
-struct uring_backend {
-	int fd;
-	unsigned *sq_head, *sq_tail, *sq_array, sq_mask, sq_entries;
-	unsigned *sq_flags; /* IORING_SQ_TASKRUN: completions wait to be run */
-	unsigned *cq_head, *cq_tail, cq_mask;
-	struct io_uring_sqe *sqes;
-	struct io_uring_cqe *cqes;
-	void *sq_map, *cq_map;
-	size_t sq_map_len, cq_map_len, sqes_len;
-	unsigned sq_local; /* SQEs filled, published to sq_tail before each enter */
-	int disabled;	   /* created IORING_SETUP_R_DISABLED: enabled by its first user */
-	int ops_ok;	   /* the kernel has every operation of loop_ops.h */
-	unsigned ninline;  /* queued operations that complete inside the submit */
-
-	struct uring_fd *fds;
-	size_t nfds;
-	int *rearm; /* fds whose poll fired while still watched */
-	size_t nrearm;
-
-	int (*should_yield)(void *arg); /* loop_yield_before_wait() */
-	void *yield_arg;
-	uint64_t *yields;
-};
-
-/* The buffers of multishot receives (loop_recv_multi): a provided-buffer
- * ring of up to RECV_BUFS buffers of RECV_BUF_SIZE bytes, registered with
- * the first receive.  The kernel takes one per chunk received; the loop
- * gives it back once the chunk's callback has run.  The kernel takes them
- * in turn, so every buffer in the ring ends up touched: the ring starts
- * with RECV_BUFS_START and doubles each time a receive finds it empty, so
- * the memory follows the largest burst seen, not the number of
- * connections. */
-#define RECV_BUFS 256u
-#define RECV_BUFS_START 16u
-#define RECV_BUF_SIZE 8192u
-#define RECV_BGID 0
-
-struct recv_bufs {
-	struct io_uring_buf_ring *br;
-	char *base;
-	unsigned nbufs; /* buffers given to the ring so far */
-	uint16_t tail;	/* ours, published to br->tail */
-	int err;	/* registration failed with this: no more tries */
-};
-
-static char *recv_buf(const struct recv_bufs *rb, unsigned bid)
-{
-	return rb->base + (size_t)bid * RECV_BUF_SIZE;
-}
-
-/* Buffer bid back to the kernel. */
-static void recv_buf_put(struct recv_bufs *rb, unsigned bid)
-{
-	struct io_uring_buf *e = &rb->br->bufs[rb->tail & (RECV_BUFS - 1)];
-
-	/* Not e->resv: in bufs[0] it overlays the ring's tail. */
-	e->addr = (uint64_t)(uintptr_t)recv_buf(rb, bid);
-	e->len = RECV_BUF_SIZE;
-	e->bid = (uint16_t)bid;
-	rb->tail++;
-	/* release: the entry is written before the kernel sees the tail move */
-	__atomic_store_n(&rb->br->tail, rb->tail, __ATOMIC_RELEASE);
-}
-
-/* Gives the ring as many buffers again as it has (the first time,
- * RECV_BUFS_START), up to RECV_BUFS. */
-static void recv_bufs_grow(struct recv_bufs *rb)
-{
-	unsigned n = rb->nbufs ? rb->nbufs * 2 : RECV_BUFS_START;
-	if (n > RECV_BUFS)
-		n = RECV_BUFS;
-	for (unsigned i = rb->nbufs; i < n; i++)
-		recv_buf_put(rb, i);
-	rb->nbufs = n;
-}
-
-static void recv_bufs_free(struct recv_bufs *rb)
-{
-	if (rb->br)
-		munmap(rb->br, RECV_BUFS * sizeof(struct io_uring_buf));
-	if (rb->base)
-		munmap(rb->base, (size_t)RECV_BUFS * RECV_BUF_SIZE);
-	rb->br = NULL;
-	rb->base = NULL;
-}
-
-/* Registers the ring once; 0, or -errno (then never again). */
-static int recv_bufs_init(struct uring_backend *u, struct recv_bufs *rb)
-{
-	if (rb->br || rb->err)
-		return rb->err;
-	/* The ring must be page aligned: a mapping of its own. */
-	rb->br = mmap(NULL, RECV_BUFS * sizeof(struct io_uring_buf), PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	rb->base = mmap(NULL, (size_t)RECV_BUFS * RECV_BUF_SIZE, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	int rc = 0;
-	if (rb->br == MAP_FAILED || rb->base == MAP_FAILED) {
-		rc = -ENOMEM;
-		if (rb->br == MAP_FAILED)
-			rb->br = NULL;
-		if (rb->base == MAP_FAILED)
-			rb->base = NULL;
-	} else {
-		struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)rb->br,
-					       .ring_entries = RECV_BUFS,
-					       .bgid = RECV_BGID};
-		if (syscall(__NR_io_uring_register, u->fd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0)
-			rc = -errno;
-	}
-	if (rc < 0) {
-		recv_bufs_free(rb);
-		rb->err = rc;
-		return rc;
-	}
-	recv_bufs_grow(rb);
-	return 0;
-}
 
 static int uring_sys_setup(unsigned entries, struct io_uring_params *p)
 {
@@ -251,12 +130,12 @@ static const unsigned uring_flag_sets[] = {
 	IORING_SETUP_CQSIZE,
 };
 
-static int uring_init(struct uring_backend *u)
+/* Sets the ring up on u (zeroed), trying the flag sets in turn. */
+static int uring_setup(struct uring_backend *u)
 {
 	struct io_uring_params p;
 	int rc = -ENOSYS;
 
-	memset(u, 0, sizeof(*u));
 	u->fd = -1;
 	for (size_t i = 0; i < sizeof(uring_flag_sets) / sizeof(uring_flag_sets[0]); i++) {
 		memset(&p, 0, sizeof(p));
@@ -282,25 +161,36 @@ static int uring_init(struct uring_backend *u)
 	 * serves readiness. */
 	u->ops_ok = p.flags == uring_flag_sets[0];
 	u->disabled = (p.flags & IORING_SETUP_R_DISABLED) != 0;
-	rc = uring_map(u, &p);
-	if (rc < 0) {
-		uring_unmap(u);
-		close(u->fd);
-		u->fd = -1;
-	}
-	return rc;
+	return uring_map(u, &p);
 }
 
-static void uring_free(struct uring_backend *u)
+int sk_uring_new(struct uring_backend **out)
 {
+	struct uring_backend *u = calloc(1, sizeof(*u));
+	int rc;
+
+	*out = NULL;
+	if (!u)
+		return -ENOMEM;
+	rc = uring_setup(u);
+	if (rc < 0) {
+		sk_uring_free(u);
+		return rc;
+	}
+	*out = u;
+	return 0;
+}
+
+void sk_uring_free(struct uring_backend *u)
+{
+	if (!u)
+		return;
 	uring_unmap(u);
 	if (u->fd >= 0)
 		close(u->fd);
-	u->fd = -1;
 	free(u->fds);
 	free(u->rearm);
-	u->fds = NULL;
-	u->rearm = NULL;
+	free(u);
 }
 
 /* A wait that expects the queued sends' completions caps itself at this,
@@ -311,18 +201,18 @@ static void uring_free(struct uring_backend *u)
  * submission queue) is tried again. */
 #define URING_REARM_RETRY_MS 1
 
-/* Submits what is queued and waits for min_wait completions or until
- * timeout_ms (-1: none).  Returns >= 0, or -errno (-ETIME, -EINTR,
- * -EBUSY...).
+/* sk_uring_enter(): submits what is queued and waits for min_wait
+ * completions or until timeout_ms (-1: none).  Returns >= 0, or -errno
+ * (-ETIME, -EINTR, -EBUSY...).
  *
  * Some operations complete during the submit, before the wait starts,
- * and nothing waits on their completion: a loop_send() (it never waits for
- * room) and the close that ends a loop_send_close().  Were those
+ * and nothing waits on their completion: an sk_loop_send() (it never waits for
+ * room) and the close that ends an sk_loop_send_close().  Were those
  * completions to end the wait, each would cost an io_uring_enter of its
  * own -- as many system calls as the direct calls.  So the wait asks for
  * that many completions more, and if one did not complete inside the
  * submit after all, waits no longer than URING_SEND_WAIT_MS for it. */
-static int uring_enter(struct uring_backend *u, unsigned min_wait, int timeout_ms)
+int sk_uring_enter(struct uring_backend *u, unsigned min_wait, int timeout_ms)
 {
 	struct __kernel_timespec ts;
 	struct io_uring_getevents_arg arg = {.sigmask_sz = _NSIG / 8};
@@ -354,21 +244,16 @@ static int uring_enter(struct uring_backend *u, unsigned min_wait, int timeout_m
 	return rc < 0 ? -errno : rc;
 }
 
-/* A zeroed SQE, or NULL if the kernel cannot take the queued ones now. */
-static struct io_uring_sqe *uring_sqe(struct uring_backend *u)
+/* The slow path of sk_uring_sqe() (uring.h): the queue is full. */
+int sk_uring_make_room(struct uring_backend *u)
 {
-	if (u->sq_local - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE) >= u->sq_entries) {
-		/* Full: hand the queue over without waiting. */
-		int rc = uring_enter(u, 0, 0);
-		if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
-			return NULL;
-		if (u->sq_local - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE) >= u->sq_entries)
-			return NULL;
-	}
-	struct io_uring_sqe *sqe = &u->sqes[u->sq_local & u->sq_mask];
-	memset(sqe, 0, sizeof(*sqe));
-	u->sq_local++;
-	return sqe;
+	int rc = sk_uring_enter(u, 0, 0);
+
+	if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
+		return rc;
+	if (u->sq_local - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE) >= u->sq_entries)
+		return -EBUSY;
+	return 0;
 }
 
 static uint64_t ud_poll(int fd, uint16_t seq)
@@ -402,7 +287,7 @@ static int uring_fds_reserve(struct uring_backend *u, int fd)
 static int uring_arm(struct uring_backend *u, int fd)
 {
 	struct uring_fd *f = &u->fds[fd];
-	struct io_uring_sqe *sqe = uring_sqe(u);
+	struct io_uring_sqe *sqe = sk_uring_sqe(u);
 
 	if (!sqe)
 		return -EBUSY;
@@ -428,7 +313,7 @@ static int uring_arm(struct uring_backend *u, int fd)
  * (IORING_REGISTER_SYNC_CANCEL, Linux 6.0; its completion follows as
  * usual): returns 0, also if it had completed already.  -errno if neither
  * could be done (an older kernel: the request stays until it fires). */
-static int uring_take_back(struct uring_backend *u, uint64_t ud, uint64_t nop_ud)
+int sk_uring_take_back(struct uring_backend *u, uint64_t ud, uint64_t nop_ud)
 {
 	unsigned head = __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE);
 
@@ -456,20 +341,20 @@ static void uring_disarm(struct uring_backend *u, int fd)
 
 	if (!(f->state & UFD_ARMED))
 		return;
-	struct io_uring_sqe *sqe = uring_sqe(u);
+	struct io_uring_sqe *sqe = sk_uring_sqe(u);
 	if (sqe) {
 		sqe->opcode = IORING_OP_POLL_REMOVE;
 		sqe->addr = ud_poll(fd, f->seq);
 		sqe->user_data = UD_IGNORE;
 	} else {
-		(void)uring_take_back(u, ud_poll(fd, f->seq), UD_IGNORE);
+		(void)sk_uring_take_back(u, ud_poll(fd, f->seq), UD_IGNORE);
 	}
 	f->seq++;
 	f->state &= (uint8_t)~UFD_ARMED;
 }
 
-static int uring_set(struct uring_backend *u, int fd, uint32_t gen, unsigned old_mask,
-		     unsigned new_mask)
+int sk_uring_set(struct uring_backend *u, int fd, uint32_t gen, unsigned old_mask,
+		 unsigned new_mask)
 {
 	int rc = uring_fds_reserve(u, fd);
 	if (rc < 0)
@@ -486,9 +371,8 @@ static int uring_set(struct uring_backend *u, int fd, uint32_t gen, unsigned old
 
 /* fd is about to be closed: a poll holds a reference to the file, so it
  * must go, or the socket would outlive its close(). */
-static void uring_forget(struct uring_backend *u, int fd, unsigned old_mask)
+void sk_uring_forget(struct uring_backend *u, int fd)
 {
-	(void)old_mask;
 	if (fd < 0 || (size_t)fd >= u->nfds)
 		return;
 	uring_disarm(u, fd);
@@ -545,9 +429,9 @@ static int uring_cqe(struct uring_backend *u, const struct io_uring_cqe *cqe,
 
 /* 1 if the loop's CQ holds completions its thread has not taken, or
  * (DEFER_TASKRUN) completions wait for its thread to run them.  Any thread
- * may ask.  A thread asleep in uring_enter() may hold some: those of its
- * sends, which its wait counts on (see uring_enter()). */
-static int uring_work_pending(const struct uring_backend *u)
+ * may ask.  A thread asleep in sk_uring_enter() may hold some: those of its
+ * sends, which its wait counts on (see sk_uring_enter()). */
+int sk_uring_work_pending(const struct uring_backend *u)
 {
 	/* Only what is fixed once the rings are mapped is read here: not
 	 * u->disabled, which the loop's own thread clears (a ring not yet
@@ -559,7 +443,7 @@ static int uring_work_pending(const struct uring_backend *u)
 		       __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
 }
 
-/* See loop_yield_before_wait().  Returns 1 if there is work after all:
+/* See sk_loop_yield_before_wait().  Returns 1 if there is work after all:
  * completions beyond those of the sends that complete inside the submit.
  * After a yield, the wait that follows asks for one completion more than
  * the CQ already holds. */
@@ -567,7 +451,7 @@ static int uring_yield(struct uring_backend *u, unsigned head)
 {
 	unsigned sends = u->ninline;
 
-	if (uring_enter(u, 0, 0) < 0)
+	if (sk_uring_enter(u, 0, 0) < 0)
 		return 0; /* the wait will tell */
 	unsigned got = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE) - head;
 	if (got > sends)
@@ -578,7 +462,7 @@ static int uring_yield(struct uring_backend *u, unsigned head)
 	return 0;
 }
 
-static int uring_poll(struct uring_backend *u, int timeout_ms, struct loop_fired *fired)
+int sk_uring_poll(struct uring_backend *u, int timeout_ms, struct loop_fired *fired)
 {
 	/* Re-arm the fds that fired and are still watched.  One that finds the
 	 * submission queue still full after a flush (the kernel refused it:
@@ -603,7 +487,7 @@ static int uring_poll(struct uring_backend *u, int timeout_ms, struct loop_fired
 	int ready = head != __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
 	if (!ready && timeout_ms != 0 && u->should_yield && u->should_yield(u->yield_arg))
 		ready = uring_yield(u, head);
-	int rc = uring_enter(u, ready || timeout_ms == 0 ? 0 : 1, timeout_ms);
+	int rc = sk_uring_enter(u, ready || timeout_ms == 0 ? 0 : 1, timeout_ms);
 	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
 		return rc;
 
