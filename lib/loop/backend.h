@@ -115,6 +115,18 @@ struct sig_entry {
 	void *arg;
 };
 
+/* Adaptive wake-up coalescing (sockit_loop_coalesce): after a small
+ * batch, linger ns outside the kernel's wait, then take what came without
+ * waiting; a linger that gathers little makes the next ones wait (skip). */
+struct coalesce {
+	uint64_t ns;	  /* the linger; 0: off */
+	int last_n;	  /* events of the last poll */
+	unsigned skip;	  /* small batches still to pass without lingering */
+	unsigned penalty; /* the skip of the next fruitless linger (doubles) */
+	int slack_set;	  /* this thread's timer slack is at 1 us */
+	uint64_t lingers, fruitful;
+};
+
 struct sockit_loop {
 	struct fd_entry *fds; /* indexed by fd, grown by doubling */
 	size_t nfds;
@@ -137,9 +149,15 @@ struct sockit_loop {
 	sigset_t sigmask;
 	struct sig_entry sig[_NSIG];
 
+	struct coalesce co; /* sockit_loop_coalesce() */
+
 	struct loop_fired fired[LOOP_BATCH];
 	struct loop_backend be;
 };
+
+/* coalesce.c: the poll of one iteration, lingering after small batches
+ * when sockit_loop_coalesce() asked for it.  Returns as a backend's poll. */
+int sk_loop_coalesced_poll(sockit_loop *loop, int t);
 
 /* ---- the switches the core calls ----------------------------------------- */
 

@@ -506,7 +506,8 @@ int sockit_loop_run_once(sockit_loop *loop, int timeout_ms)
 		t = timeout_ms;
 	if (loop->stop)
 		t = 0;
-	n = loop_backend_poll(&loop->be, t, loop->fired);
+	n = sk_loop_coalesced_poll(loop, t);
+	loop->co.last_n = n;
 	loop->now_ns = sk_clock_ns();
 	if (n > 0)
 		dispatch(loop, n);
