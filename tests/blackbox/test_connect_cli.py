@@ -103,7 +103,7 @@ def test_verbose_summary(reply_server):
     assert r.stdout == b"Received: hello\n"
     err = r.stderr.decode()
     assert f"connected to 127.0.0.1:{reply_server.port} (tcp" in err, err
-    assert re.search(r"sent 6 bytes, received 16 bytes, \d+ ms, end=fin exit=0\n", err), err
+    assert re.search(r"sent 6 bytes, received 16 bytes, \d+(\.\d)?(ms|s), end=fin exit=0\n", err), err
 
 
 def test_verbose_summary_of_a_failure():
