@@ -1,6 +1,5 @@
 /* parse.c -- `sockit connect`'s command line: argv into a struct connect_config. */
 #include <getopt.h>
-#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -10,8 +9,9 @@
 
 #define CMD "connect"
 
-/* Longest duration we accept: what fits an int of milliseconds. */
-#define MAX_DURATION_MS ((uint64_t)INT_MAX)
+/* Longest duration we accept: 24 days (576h), a round number that fits
+ * poll()'s int of milliseconds. */
+#define MAX_DURATION_MS (24ull * 24 * 3600 * 1000)
 
 const char connect_help[] =
 	"usage: sockit connect [-u] [-4|-6] [-w DUR] [-i DUR] [-q DUR] [-n] [-z] [-v]\n"
