@@ -3,6 +3,7 @@
 Every server binds port 0 on loopback, every wait has a deadline, and every
 thread is a daemon stopped at teardown.
 """
+import os
 import socket
 import subprocess
 import threading
@@ -121,6 +122,22 @@ def connect(args, input=None, timeout=30):
     t0 = time.monotonic()
     r = subprocess.run([SOCKIT, "connect"] + [str(a) for a in args], input=input,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return r, time.monotonic() - t0
+
+
+def connect_lost_stdout(args, how, input=None, timeout=30):
+    """Runs `sockit connect ARGS` with stdout lost: how is "closed" (the
+    shell's >&-) or "full" (> /dev/full).  Returns (CompletedProcess with
+    stdout None, elapsed seconds)."""
+    t0 = time.monotonic()
+    if how == "closed":
+        r = subprocess.run([SOCKIT, "connect"] + [str(a) for a in args], input=input,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           preexec_fn=lambda: os.close(1), timeout=timeout)
+    else:
+        with open("/dev/full", "wb") as full:
+            r = subprocess.run([SOCKIT, "connect"] + [str(a) for a in args], input=input,
+                               stdout=full, stderr=subprocess.PIPE, timeout=timeout)
     return r, time.monotonic() - t0
 
 

@@ -18,8 +18,8 @@ import time
 import pytest
 
 from conftest import SOCKIT
-from connect_helpers import (TcpServer, closed_port, connect, echo_handler, has_ipv6,
-                             read_to_eof)
+from connect_helpers import (TcpServer, closed_port, connect, connect_lost_stdout,
+                             echo_handler, has_ipv6, read_to_eof)
 
 
 @pytest.fixture
@@ -263,8 +263,9 @@ def test_refused_names_the_address():
     r, _ = connect(["127.0.0.1", port, "x"])
     assert r.returncode == 1
     assert r.stdout == b""
-    assert r.stderr == (b"sockit connect: cannot connect to 127.0.0.1 port %d: "
-                        b"127.0.0.1:%d: connection refused\n" % (port, port))
+    # issue 19, item 11: the address once, and the next step
+    assert r.stderr == (b"sockit connect: cannot connect to 127.0.0.1:%d: connection refused "
+                        b"(is the server running?)\n" % port)
 
 
 def test_unresolvable_host_exit_1():
@@ -286,8 +287,12 @@ def test_every_address_tried_and_named():
     port = closed_port()
     r, _ = connect(["localhost", port])
     assert r.returncode == 1
-    assert b"[::1]:%d: connection refused" % port in r.stderr
-    assert b"127.0.0.1:%d: connection refused" % port in r.stderr
+    # issue 19, item 11: a header naming the host, then one line per address
+    lines = r.stderr.decode().splitlines()
+    assert lines[0] == f"sockit connect: cannot connect to localhost port {port}:", lines
+    assert f"  [::1]:{port}: connection refused" in lines, lines
+    assert any(x.startswith(f"  127.0.0.1:{port}: connection refused") for x in lines), lines
+    assert r.stderr.count(b":%d" % port) == 2, r.stderr
 
 
 @pytest.fixture
@@ -332,7 +337,9 @@ def black_hole():
 def test_connect_timeout_black_hole(black_hole):
     r, took = connect(["-w", "500ms", "127.0.0.1", black_hole, "x"], timeout=15)
     assert r.returncode == 1
-    assert b"127.0.0.1:%d: connection timed out" % black_hole in r.stderr
+    # issue 19, item 11: the timeout's length is said
+    assert (b"cannot connect to 127.0.0.1:%d: connection timed out after 500ms\n" % black_hole
+            in r.stderr), r.stderr
     assert 0.4 < took < 8
 
 
@@ -348,6 +355,17 @@ def test_connect_timeout_zero_means_no_limit(black_hole):
         p.wait(timeout=10)
         p.stdout.close()
         p.stderr.close()
+
+
+def test_named_host_names_the_address_once():
+    """issue 19, item 11: a name and the one address it resolved to."""
+    port = closed_port()
+    r, _ = connect(["-4", "localhost", port])
+    if b"cannot resolve" in r.stderr:
+        pytest.skip("'localhost' does not resolve to 127.0.0.1 here")
+    assert r.returncode == 1
+    assert r.stderr == (b"sockit connect: cannot connect to localhost (127.0.0.1:%d): "
+                        b"connection refused (is the server running?)\n" % port)
 
 
 def test_data_after_double_dash(tcp_server):
@@ -436,7 +454,7 @@ def test_wait_for_server_that_starts_late():
         assert r.returncode == 0, r.stderr
         assert took >= 0.4
         j = json.loads(r.stderr)
-        assert j["end"] == "open" and j["attempts"] >= 2, j
+        assert j["end"] == "open" and j["rounds"] >= 2, j
     finally:
         t.join(timeout=5)
         if "s" in holder:
@@ -449,6 +467,7 @@ def test_wait_for_gives_up():
     assert r.returncode == 1
     assert b"still closed after" in r.stderr
     assert b"127.0.0.1:%d: connection refused" % port in r.stderr
+    assert r.stderr.count(b"\n") == 1, r.stderr
     assert 0.3 < took < 8
 
 
@@ -536,3 +555,84 @@ def test_signal_prints_summary_then_dies_of_it(tcp_server, sig):
     assert p.returncode == -sig, err
     j = json.loads(err)
     assert (j["end"], j["exit"], j["bytes_sent"]) == ("signal", 128 + sig, 4), j
+
+
+# ---- Lost stdout (issue 19, items 1 and 9) ---------------------------------
+
+@pytest.mark.parametrize("data", [["hi"], []], ids=["data", "stdin"])
+def test_stdout_write_error_ends_the_run(tcp_server, data):
+    """issue 19, item 1: a write error on stdout other than EPIPE (here
+    ENOSPC from /dev/full) used to spin at 100% CPU forever; it must end the
+    run with a message naming the error, exit 1."""
+    s = tcp_server(echo_handler)
+    r, took = connect_lost_stdout(["127.0.0.1", s.port] + data, "full",
+                                  input=None if data else b"hi\n", timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert b"no space left on device" in r.stderr, r.stderr
+    assert r.stderr.count(b"\n") == 1, r.stderr
+    assert took < 10
+
+
+def test_stdout_write_error_with_summary(tcp_server):
+    """issue 19, item 1: the run ends as an error, and the summary says so."""
+    s = tcp_server(echo_handler)
+    r, _ = connect_lost_stdout(["--json", "127.0.0.1", s.port, "hi"], "full")
+    assert r.returncode == 1, r.stderr
+    j = json.loads(r.stderr)
+    assert (j["end"], j["exit"]) == ("error", 1), j
+    assert "no space left on device" in j["error"], j
+
+
+@pytest.mark.parametrize("args", [["{port}", "hi"], ["-z", "{port}"], ["{port}"]],
+                         ids=["reply", "zero-io", "nothing-written"])
+def test_closed_stdout_is_a_failure(tcp_server, args):
+    """issue 19, item 9: `sockit connect ... >&-` exits 1 with one message,
+    whether or not a reply was due."""
+    s = tcp_server(echo_handler)
+    args = ["127.0.0.1"] + [a.format(port=s.port) for a in args]
+    r, took = connect_lost_stdout(args, "closed", input=b"", timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert b"standard output" in r.stderr, r.stderr
+    assert r.stderr.count(b"\n") == 1, r.stderr
+    assert took < 10
+
+
+def test_bracketed_ipv4_and_malformed_brackets(tutorial_server):
+    """issue 19, item 7: HOST goes through cli_host: "[::1]" and a bracketed
+    IPv4 literal work; malformed brackets are a usage error."""
+    host, port = tutorial_server
+    r, _ = connect(["[127.0.0.1]", port, "hi"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"Received: hi\n"
+    for bad in ("[::1", "[]", "[::1]x"):
+        r, _ = connect([bad, port, "hi"])
+        assert r.returncode == 2, (bad, r.stderr)
+        assert f"invalid host '{bad}' for HOST".encode() in r.stderr, r.stderr
+
+
+def test_bracketed_ipv6_without_family_flag():
+    """issue 19, item 7: "[::1]" with neither -4 nor -6."""
+    if not has_ipv6():
+        pytest.skip("no IPv6 loopback")
+    s6 = TcpServer(lambda c: c.sendall(b"six " + read_to_eof(c)), family=socket.AF_INET6)
+    try:
+        r, _ = connect(["--json", "[::1]", s6.port, "hi"])
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == b"six hi\n"
+        j = json.loads(r.stderr)
+        assert (j["host"], j["address"]) == ("[::1]", f"[::1]:{s6.port}"), j
+    finally:
+        s6.stop()
+
+
+def test_port_as_a_service_name():
+    """issue 19, item 12: PORT may be a service name ("http" is port 80)."""
+    try:
+        if socket.getservbyname("http", "tcp") != 80:
+            pytest.skip("'http' is not port 80 in this /etc/services")
+    except OSError:
+        pytest.skip("no 'http' in /etc/services")
+    r, _ = connect(["-z", "-w", "2s", "--json", "127.0.0.1", "http"], timeout=20)
+    j = json.loads(r.stderr)
+    assert j["port"] == 80, j
+    assert j["attempts"][0]["address"] == "127.0.0.1:80", j

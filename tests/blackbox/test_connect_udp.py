@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import SOCKIT, wait_until
-from connect_helpers import UdpServer, closed_port, connect, has_ipv6
+from connect_helpers import UdpServer, closed_port, connect, connect_lost_stdout, has_ipv6
 
 
 @pytest.fixture
@@ -74,6 +74,7 @@ def test_udp_several_replies_printed_as_they_come(udp_server):
     j = json.loads(r.stderr)
     assert (j["datagrams_sent"], j["datagrams_received"]) == (2, 2), j
     assert (j["bytes_sent"], j["bytes_received"], j["proto"]) == (4, 4, "udp"), j
+    assert j["address"] == f"127.0.0.1:{s.port}", j
 
 
 def test_udp_no_reply_exit_1_after_reply_timeout(udp_server):
@@ -144,7 +145,52 @@ def test_udp_idle_timeout(udp_server):
     r, took = connect(["-u", "-i", "300ms", "--reply-timeout", "20s", "127.0.0.1", s.port, "x"],
                       timeout=15)
     assert r.returncode == 1
-    assert b"idle timeout" in r.stderr
+    assert b"idle timeout: no datagram either way for 300ms" in r.stderr, r.stderr
+    assert took < 10
+
+
+@pytest.mark.parametrize("idle", ["1s", "300ms"])
+def test_udp_idle_timeout_after_a_reply_exits_0(udp_server, idle):
+    """issue 19, item 2: -i used to turn a successful exchange into a
+    failure ("Received: x", then "idle timeout", exit 1).  UDP exits 0 once
+    a reply came."""
+    s = udp_server(received)
+    r, took = connect(["-u", "-i", idle, "--reply-timeout", "20s", "127.0.0.1", s.port, "x"],
+                      timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"Received: x\n"
+    assert r.stderr == b""
+    assert took < 15
+    r, _ = connect(["-u", "-i", "1s", "127.0.0.1", s.port, "x"], timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == b""
+
+
+def test_udp_idle_timeout_while_stdin_is_open_after_a_reply(udp_server):
+    """issue 19, item 2: the same when stdin stays open (nc -u style)."""
+    s = udp_server(received)
+    p = subprocess.Popen([SOCKIT, "connect", "-u", "-i", "500ms", "127.0.0.1", str(s.port)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        p.stdin.write(b"ping\n")
+        p.stdin.flush()
+        out, err = p.communicate(timeout=15)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+    assert p.returncode == 0, err
+    assert out == b"Received: ping\n"
+
+
+@pytest.mark.parametrize("how", ["full", "closed"])
+def test_udp_lost_stdout_exit_1(udp_server, how):
+    """issue 19, items 1 and 9: a reply that cannot be written is a failure."""
+    s = udp_server(received)
+    r, took = connect_lost_stdout(["-u", "--reply-timeout", "300ms", "127.0.0.1", s.port, "x"],
+                                  how)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.count(b"\n") == 1, r.stderr
     assert took < 10
 
 
