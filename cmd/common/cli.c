@@ -302,9 +302,11 @@ int cli_stdout_done(const char *cmd, int rc)
 	/* fclose, not fflush: only close(2) reports some errors (NFS, and a
 	 * closed descriptor 1, which fflush of an empty buffer never notices). */
 	int bad = ferror(stdout);
-	if (fclose(stdout) != 0 || bad) {
+	int err = fclose(stdout) != 0 ? errno : 0;
+	if (err != 0 || bad) {
+		/* An earlier failed write's errno is gone by now: then EIO. */
 		fprintf(stderr, "sockit %s: cannot write to standard output: %s\n", cmd,
-			strerror(bad ? EIO : errno));
+			sockit_strerror(-(err != 0 ? err : EIO)));
 		return rc == 0 || rc == 2 ? 1 : rc;
 	}
 	return rc;
