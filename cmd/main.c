@@ -36,10 +36,10 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0 ||
 	    strcmp(cmd, "version") == 0) {
 		cli_print_version();
-		return 0;
+		return cli_stdout_done(NULL, 0);
 	}
 	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0)
-		return usage(stdout), 0;
+		return usage(stdout), cli_stdout_done(NULL, 0);
 	for (int i = 0; commands[i].name != NULL; i++)
 		if (strcmp(cmd, commands[i].name) == 0)
 			return commands[i].run(argc - 1, argv + 1);

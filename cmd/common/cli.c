@@ -305,7 +305,8 @@ int cli_stdout_done(const char *cmd, int rc)
 	int err = fclose(stdout) != 0 ? errno : 0;
 	if (err != 0 || bad) {
 		/* An earlier failed write's errno is gone by now: then EIO. */
-		fprintf(stderr, "sockit %s: cannot write to standard output: %s\n", cmd,
+		fprintf(stderr, "sockit%s%s: cannot write to standard output: %s\n",
+			cmd != NULL ? " " : "", cmd != NULL ? cmd : "",
 			sockit_strerror(-(err != 0 ? err : EIO)));
 		return rc == 0 || rc == 2 ? 1 : rc;
 	}

@@ -78,7 +78,7 @@ int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(print
 /* The last step of every command: closes stdout and returns rc, or, if
  * anything written to stdout was lost (closed, /dev/full, EIO), says so
  * and returns 1 (rc when rc already reports a failure).  Also for --help
- * and --version. */
+ * and --version.  cmd NULL: the top-level "sockit". */
 int cli_stdout_done(const char *cmd, int rc);
 
 /* write(2) until all len bytes are written: 0, or -errno (EINTR retried). */

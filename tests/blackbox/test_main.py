@@ -35,3 +35,16 @@ def test_unknown_command_is_named(run_sockit):
     r = run_sockit(["frobnicate"])
     assert r.returncode == 2
     assert b"unknown command 'frobnicate'" in r.stderr
+
+
+def test_help_and_version_lost_output_exit_1():
+    """issue 19, item 9: lost output is a failure, also at the top level."""
+    import subprocess
+    for args in (["--help"], ["--version"]):
+        with open("/dev/full", "wb") as full:
+            r = subprocess.run([SOCKIT] + args, stdout=full, stderr=subprocess.PIPE, timeout=30)
+        assert r.returncode == 1, (args, r.stderr)
+        assert b"sockit: cannot write to standard output: no space left on device" in r.stderr
+        r = subprocess.run([SOCKIT] + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           timeout=30, preexec_fn=lambda: os.close(1))
+        assert r.returncode == 1, (args, r.stderr)
