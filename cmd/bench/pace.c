@@ -9,7 +9,6 @@
  * (request_over restarts it); what is still unsent at the end is
  * res.rate_behind.
  */
-#include <math.h>
 
 #include "engine.h"
 
