@@ -298,10 +298,15 @@ def measure_load(args, name, wl, mode, conns, logdir):
     other = max(0.0, busy - server_s - bench_s)
     ncpu = len(t1)
     req = res["requests"]
-    lat = res.get("latency_us") or {}
+    lat = res.get("latency_ms") or {}
+
+    def us(ms):
+        return ms * 1000.0 if ms is not None else None
+    dur = res.get("duration_ms")
     run.update({
-        "requests": req, "rps": res.get("rps"), "elapsed_s": res.get("elapsed_s"),
-        "p50_us": lat.get("p50"), "p99_us": lat.get("p99"),
+        "requests": req, "rps": res.get("rate_per_s"),
+        "elapsed_s": dur / 1000.0 if dur is not None else None,
+        "p50_us": us(lat.get("p50")), "p99_us": us(lat.get("p99")),
         "errors": res.get("errors_total"), "errors_by_kind": res.get("errors"),
         "over_100ms": res.get("over_100ms"),
         "server_cpu_s": server_s, "bench_cpu_s": bench_s,

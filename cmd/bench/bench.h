@@ -1,4 +1,5 @@
-/* bench.h -- `sockit bench`: the configuration, the per-thread engine, its results. */
+/* bench.h -- `sockit bench`: its configuration, results, and the parts main.c strings together:
+ * parse (argv -> config), run (threads, owns the workers, merges), report (text, JSON). */
 #ifndef SOCKIT_BENCH_H
 #define SOCKIT_BENCH_H
 
@@ -8,7 +9,7 @@
 #include "hist.h"
 #include "sockit.h"
 
-enum bench_mode { BENCH_ONCE, BENCH_LINE, BENCH_ECHO, BENCH_UDP };
+enum bench_mode { BENCH_ONCE, BENCH_LINE, BENCH_ECHO, BENCH_UDP, BENCH_MODES };
 
 /* Errors by kind; the JSON keys are bench_err_name(). */
 enum bench_err {
@@ -24,37 +25,36 @@ enum bench_err {
 
 const char *bench_err_name(enum bench_err e);
 
+/* "once", "line", "echo", "udp". */
+const char *bench_mode_name(enum bench_mode m);
+
 struct bench_config {
-	enum bench_mode mode;
-	const char *host;
+	enum bench_mode mode; /* BENCH_UDP with echo set: datagrams come back verbatim */
+	int echo;	      /* replies are the requests (-m echo, or -u -m echo) */
+	int lined;	      /* a request is a line ('\n' last): line and echo over TCP */
+	int family;	      /* AF_UNSPEC, or AF_INET / AF_INET6 (-4 / -6) */
+	const char *host_arg; /* HOST as given ("[::1]") */
+	const char *host;     /* HOST as resolved ("::1") */
+	char host_buf[64];
 	int port;
 	unsigned conns;	  /* TCP connections / outstanding datagrams, in all */
 	unsigned threads; /* each with its own loop and share of conns */
 	unsigned depth;	  /* requests in flight per connection (line, echo) */
-	size_t size;	  /* bytes per request, '\n' included in line/echo */
+	size_t size;	  /* bytes per request, '\n' included when lined */
 	uint64_t duration_ms;
 	uint64_t requests; /* -n: exactly this many measured requests; 0 = by time */
 	double rate;	   /* -R: requests/s in all; 0 = closed loop */
 	uint64_t warmup_ms;
 	uint64_t timeout_ms;
-	const char *prefix;
-	size_t prefix_len; /* 0 in echo mode */
+	const char *prefix; /* "" when echo */
+	size_t prefix_len;
 	int json;
 	sockit_addr addr; /* resolved target */
 };
 
-/* The request template, built once, read by every thread.  A request is
- * msg with its first id_len bytes replaced by the request's id in hex; its
- * expected reply is expect (= prefix + msg) with the same replacement at
- * id_off = prefix_len. */
-struct bench_tmpl {
-	char *msg;
-	size_t size;
-	char *expect;
-	size_t reply_len;
-	size_t id_off;
-	size_t id_len; /* 8..16 hex digits */
-};
+/* Returns 0 to run, 2 after a usage error (printed), -1 after --help or
+ * --version (printed on stdout). */
+int bench_parse(int argc, char **argv, struct bench_config *cfg);
 
 /* Clock points shared by all threads (CLOCK_MONOTONIC ns), fixed before
  * the threads start. */
@@ -62,6 +62,16 @@ struct bench_clock {
 	uint64_t start;	  /* the run begins */
 	uint64_t measure; /* warm-up ends: requests started from here are measured */
 	uint64_t end;	  /* -d: the run ends; UINT64_MAX with -n */
+};
+
+/* The first mismatch seen: a window of the reply around where it departs. */
+#define BENCH_SAMPLE 48
+struct bench_sample {
+	int set;
+	size_t offset; /* of expected[0] in the reply */
+	size_t elen, rlen;
+	char expected[BENCH_SAMPLE];
+	char received[BENCH_SAMPLE];
 };
 
 /* One thread's results (and, merged, the run's). */
@@ -73,21 +83,32 @@ struct bench_result {
 	uint64_t bytes_out, bytes_in; /* in the measured window */
 	uint64_t stop_ns;	      /* when this thread's measuring ended */
 	uint64_t rate_behind;	      /* -R: requests still unsent when due at the end */
-	struct hist latency;	      /* ns, from send (or scheduled) time to verified reply */
-	struct hist connect;	      /* ns, once mode: connect() to connected */
-	struct hist send_lag;	      /* ns, -R: how late requests started versus schedule */
+	uint64_t unfinished;	      /* requests waiting for their reply at the end */
+	uint64_t oldest_wait_ns;      /* ... the longest of them had waited this long */
+	int answered;		      /* a connect succeeded, or a datagram came back */
+	int dead;		      /* stopped early: every connect (datagram) refused */
+	struct bench_sample mismatch;
+	struct hist latency;  /* ns, from send (or scheduled) time to verified reply */
+	struct hist connect;  /* ns, once mode: connect() to connected */
+	struct hist send_lag; /* ns, -R: how late requests started versus schedule */
 };
 
-/* ---- The engine (bench_worker.c) ---------------------------------------- */
+/* This many refused connects (or datagrams) in a thread before any
+ * succeeds: nothing listens, the run stops. */
+#define BENCH_DEAD_AFTER 100
 
+/* ---- the worker: one thread, its loop and its share (worker.c) ---------- */
+
+struct bench_tmpl;
 struct bench_worker;
 
 /* A thread's share: conns connections (or datagram slots), quota measured
  * requests (-n; UINT64_MAX = by time), rate requests/s (0 = closed loop).
- * Returns NULL when out of memory or descriptors. */
-struct bench_worker *bench_worker_new(const struct bench_config *cfg, const struct bench_tmpl *tm,
-				      const struct bench_clock *clk, unsigned index, unsigned conns,
-				      uint64_t quota, double rate);
+ * Returns 0 with *out set, or a negative code (-ENOMEM, -EMFILE, ...)
+ * with *out NULL. */
+int bench_worker_new(const struct bench_config *cfg, const struct bench_tmpl *tm,
+		     const struct bench_clock *clk, unsigned index, unsigned conns, uint64_t quota,
+		     double rate, struct bench_worker **out);
 
 /* Starts the thread; done_cb(arg) is called from it when it has finished
  * (time is up, its quota is done, or it was stopped).  Returns 0 or a
@@ -103,26 +124,34 @@ void bench_worker_progress(const struct bench_worker *w, uint64_t *requests, uin
 /* 1 once the thread has finished. */
 int bench_worker_finished(const struct bench_worker *w);
 
-/* Joins the thread; then the results are final. */
+/* Joins the thread; then the results are final (valid until _free). */
 const struct bench_result *bench_worker_join(struct bench_worker *w);
 
 void bench_worker_free(struct bench_worker *w);
 
-/* Builds the template; returns 0 or -ENOMEM.  bench_tmpl_free releases it. */
-int bench_tmpl_init(struct bench_tmpl *tm, const struct bench_config *cfg);
-void bench_tmpl_free(struct bench_tmpl *tm);
+/* ---- the run (run.c) and its report (report.c) ---------------------------- */
 
-/* Writes id as id_len lowercase hex digits (the low 4 * id_len bits). */
-void bench_id_format(char *dst, size_t id_len, uint64_t id);
+struct bench_outcome {
+	struct bench_result r; /* merged */
+	double elapsed_s;
+	uint64_t errors_total;
+	int started;	  /* the workers ran: r and elapsed_s mean something */
+	int signo;	  /* stopped by this signal (0: not) */
+	char error[256];  /* why the run failed, "" if it did not */
+	const char *hint; /* the next step, or NULL */
+	int exit;	  /* 0 or 1 */
+};
 
-/* Adds 1 << shift to the id_len hex digits at txt (wrapping like the
- * number's low 4 * id_len bits): the text of the next id, without
- * formatting it anew. */
-void bench_id_next(char *txt, size_t id_len, unsigned shift);
+/* Resolves the target, runs the workers until done or a signal, merges
+ * their results, and judges the run (o->error, o->exit). */
+void bench_run(struct bench_config *cfg, struct bench_outcome *o);
 
-/* 1 if data[0..n) equals bytes off..off+n of the expected reply to the
- * request whose id is idtxt (id_len hex digits, as bench_id_format wrote). */
-int bench_reply_match(const struct bench_tmpl *tm, const char *idtxt, size_t off, const char *data,
-		      size_t n);
+/* Fills o->error, o->hint and o->exit from the merged results. */
+void bench_judge(const struct bench_config *cfg, struct bench_outcome *o);
+
+/* The result on stdout: text, or one JSON object (also when the run could
+ * not start: then with "error" and "exit"). */
+void bench_report_text(const struct bench_config *cfg, const struct bench_outcome *o);
+void bench_report_json(const struct bench_config *cfg, const struct bench_outcome *o);
 
 #endif /* SOCKIT_BENCH_H */

@@ -1,5 +1,6 @@
 """test_bench_errors.py -- `sockit bench` must fail (exit 1), naming the error kind,
 against wrong, dead or stalled servers; and reject bad arguments (exit 2)."""
+import re
 import socket
 import time
 
@@ -58,12 +59,25 @@ def test_prefix_with_quotes_round_trips_in_json(run_sockit, bench_server):
 
 
 def test_refused_connection(run_sockit):
+    """A dead port is diagnosed at once, not hammered for the whole run --
+    issue 19, item 12."""
     port = free_port()
     t0 = time.monotonic()
-    rc, d, err = bench(run_sockit, ["-d", "300ms", "127.0.0.1", port], timeout=20)
+    rc, d, err = bench(run_sockit, ["-d", "60s", "127.0.0.1", port], timeout=30)
     assert rc == 1
     assert d["errors"]["refused"] > 0 and d["requests"] == 0
-    assert "no request completed" in err
+    assert "nothing listens on 127.0.0.1:%d" % port in err, err
+    assert d["exit"] == 1 and "nothing listens" in d["error"]
+    assert time.monotonic() - t0 < 10
+
+
+def test_udp_dead_port_stops_early(run_sockit):
+    """issue 19, item 12: the same for datagrams (ICMP port unreachable)."""
+    port = free_port(type=socket.SOCK_DGRAM)
+    t0 = time.monotonic()
+    rc, d, err = bench(run_sockit, ["-u", "-d", "60s", "127.0.0.1", port], timeout=30)
+    assert rc == 1
+    assert "nothing listens" in err, err
     assert time.monotonic() - t0 < 10
 
 
@@ -107,6 +121,9 @@ def test_stalled_server_with_n_ends(run_sockit, bench_server):
 
 @pytest.mark.parametrize("args,name", [
     (["-m", "tcp"], "-m"),
+    (["--mode", "tcp"], "--mode"),
+    (["-w", "0"], "-w"),
+    (["--conns", "x"], "--conns"),
     (["-c", "0"], "-c"),
     (["-c", "x"], "-c"),
     (["-t", "0"], "-t"),
@@ -145,8 +162,74 @@ def test_bad_positionals(run_sockit, args):
 def test_help_and_version(run_sockit):
     r = run_sockit(["bench", "--help"])
     assert r.returncode == 0
-    for opt in (b"--mode", b"--conns", b"--threads", b"--duration", b"--requests", b"--size",
+    for opt in (b"--udp", b"--ipv4", b"--ipv6", b"-w, --timeout", b"--mode", b"--conns", b"--threads", b"--duration", b"--requests", b"--size",
                 b"--depth", b"--rate", b"--warmup", b"--timeout", b"--prefix", b"--json"):
         assert opt in r.stdout, opt
     r = run_sockit(["bench", "--version"])
     assert r.returncode == 0 and r.stdout.startswith(b"sockit ")
+
+
+def test_udp_mismatch_is_one_outcome_per_request(run_sockit, serve):
+    """issue 19, item 4: against a UDP echo server, -m udp --prefix XX gets
+    mismatches only -- one per datagram sent, none also counted as a
+    timeout -- and a slot whose reply mismatched sends again at once
+    (it used to wait --timeout: a handful of datagrams in the whole run)."""
+    srv = serve(["--udp-only", "-m", "echo", "--workers", "1"], udp=True, tcp=False)
+    rc, d, err = bench(run_sockit, ["-m", "udp", "--prefix", "XX", "-c", "4", "-d", "1500ms",
+                                    "--timeout", "1s", "127.0.0.1", srv.udp_port])
+    assert rc == 1
+    sent = d["bytes_sent"] // d["size"]
+    assert d["errors"]["timeout"] == 0, d["errors"]
+    assert d["errors_total"] == d["errors"]["mismatch"]
+    assert d["errors_total"] <= sent <= d["errors_total"] + d["unfinished"], (sent, d)
+    assert d["errors_total"] > 100, d  # no stall of --timeout after each mismatch
+    m = d["first_mismatch"]
+    assert m["offset"] == 0 and m["expected"].startswith("XX") and m["received"][:2] != "XX"
+
+
+def test_failed_run_ends_with_one_line_saying_why(run_sockit, serve):
+    """issue 19, item 5: line mode against a once-mode server: the run ends
+    with "FAILED: E of T requests failed (truncated E): is the server in line
+    mode?" on stderr, exit 1, and the JSON's error says the same."""
+    srv = serve(["-m", "once", "--workers", "1"])
+    r = run_sockit(["bench", "-m", "line", "-c", "4", "-d", "500ms", "127.0.0.1",
+                    str(srv.port)])
+    assert r.returncode == 1
+    last = r.stderr.decode().strip().splitlines()[-1]
+    m = re.fullmatch(r"sockit bench: FAILED: (\d+) of (\d+) requests failed "
+                     r"\(truncated (\d+)\): is the server in line mode\?", last)
+    assert m, last
+    assert m.group(1) == m.group(3)
+    rc, d, err = bench(run_sockit, ["-m", "line", "-c", "4", "-d", "500ms", "127.0.0.1",
+                                    srv.port])
+    assert rc == 1 and d["exit"] == 1
+    assert d["error"].startswith("%d of " % d["errors_total"]), d["error"]
+    assert "FAILED: " + d["error"] in err
+
+
+def test_wrong_protocol_reports_unfinished_requests(run_sockit, serve):
+    """issue 19, item 12: once mode against a line server (no newline, so no
+    reply): the requests left waiting are reported, with the next step."""
+    srv = serve(["-m", "line", "--workers", "1"])
+    r = run_sockit(["bench", "-m", "once", "-c", "3", "-d", "500ms", "127.0.0.1",
+                    str(srv.port)])
+    assert r.returncode == 1
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert re.search(r"unfinished 3 \(waiting for a reply at the end", out), out
+    assert "no request completed: 3 still waited" in err, err
+    assert err.strip().endswith("is the server in once mode?"), err
+    rc, d, _ = bench(run_sockit, ["-m", "once", "-c", "3", "-d", "500ms", "127.0.0.1",
+                                  srv.port])
+    assert rc == 1 and d["unfinished"] == 3 and d["requests"] == 0
+
+
+def test_first_mismatch_is_shown(run_sockit, bench_server):
+    """issue 19, item 12: one example of expected vs received bytes, escaped."""
+    srv = bench_server("line", "wrong_prefix")
+    r = run_sockit(["bench", "-m", "line", "-n", "20", "-c", "1", "-s", "20", "127.0.0.1",
+                    str(srv.port)])
+    assert r.returncode == 1
+    out = r.stdout.decode()
+    assert re.search(r'mismatch   first at reply byte 0: expected "Received: [0-9a-f]{16}'
+                     r'abc\\n"', out), out
+    assert re.search(r'received "Recieved: [0-9a-f]{16}abc\\n"', out), out
