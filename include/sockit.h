@@ -207,26 +207,71 @@ SOCKIT_API int sockit_try_accept(int fd, sockit_addr *peer, int flags);
 
 /* ---- Python's conveniences -------------------------------------------- */
 
-/* One failed attempt of sockit_create_connection_ex. */
+/* One failed attempt of sockit_create_connection_ex / _opts. */
 typedef struct sockit_attempt {
 	sockit_addr addr;
 	int error; /* negative code */
 } sockit_attempt;
 
-/* Resolves host (IPv6 and IPv4) and tries every address in order, each
- * with timeout_ms.  Returns a connected, blocking, close-on-exec stream fd,
- * or the last attempt's error (or the resolver's). */
+/* Resolves host (IPv6 and IPv4) and connects to the first address that
+ * answers, racing them as sockit_create_connection_opts does, all within
+ * timeout_ms.  Returns a connected, blocking, close-on-exec stream fd, or
+ * the latest attempt's error (or the resolver's). */
 SOCKIT_API int sockit_create_connection(const char *host, int port, int timeout_ms);
 
 /* The same, with a family restriction (AF_UNSPEC, AF_INET, AF_INET6), a
  * socket type (SOCK_STREAM or SOCK_DGRAM; a datagram socket is connect()ed
- * to the first address), and a report of each failed attempt: up to max
- * entries are written to attempts, *nattempts gets the number of failures
- * (may exceed max).  attempts/nattempts may be NULL.  If connected is not
- * NULL it receives the address that worked. */
+ * to the first address that takes it), and a report of each failed
+ * attempt: up to max entries are written to attempts, in the order the
+ * failures happened; *nattempts gets the number of failures (may exceed
+ * max).  attempts/nattempts may be NULL.  If connected is not NULL it
+ * receives the address that worked.  timeout_ms bounds the whole call
+ * (until 0.2 it bounded each address).  The Connection Attempt Delay is
+ * SOCKIT_CONNECT_DELAY_MS. */
 SOCKIT_API int sockit_create_connection_ex(const char *host, int port, int family, int type,
 					   int timeout_ms, sockit_attempt *attempts, size_t max,
 					   size_t *nattempts, sockit_addr *connected);
+
+/* RFC 8305's recommended Connection Attempt Delay. */
+#define SOCKIT_CONNECT_DELAY_MS 250
+
+/* How sockit_create_connection_opts connects.  Start from
+ * SOCKIT_CONNECT_OPTS_INIT and change what you need. */
+typedef struct sockit_connect_opts {
+	int family;	      /* AF_UNSPEC, AF_INET or AF_INET6 */
+	int type;	      /* SOCK_STREAM (also 0) or SOCK_DGRAM */
+	int timeout_ms;	      /* for the whole call: -1 none; 0 -EAGAIN unless at once */
+	int attempt_delay_ms; /* 0: SOCKIT_CONNECT_DELAY_MS; -1: one attempt at a time */
+	int flags;	      /* 0 or SOCKIT_NONBLOCK: return a non-blocking fd */
+} sockit_connect_opts;
+
+#define SOCKIT_CONNECT_OPTS_INIT                                                                   \
+	{                                                                                          \
+		AF_UNSPEC, SOCK_STREAM, -1, 0, 0                                                   \
+	}
+
+/* Happy Eyeballs (RFC 8305): resolves host, orders the addresses as
+ * getaddrinfo sorted them (RFC 6724 on glibc) but with the families
+ * alternating, starting with the first address's family, and starts a
+ * non-blocking connect to the first.  Whenever attempt_delay_ms passes
+ * without a connection, or an attempt fails, the next address is tried
+ * too, without giving up those in flight; the first connection to
+ * complete wins, and every other attempt is closed.  So an address that
+ * drops packets costs about one delay, not the whole timeout.  The
+ * deadline holds across all attempts: attempts still in flight when it
+ * passes are reported with -ETIMEDOUT (-EAGAIN for timeout 0, which gives
+ * each attempt only what completes at once) and no attempt starts after
+ * it.  No thread: one poll() over the attempts in flight.  Datagram
+ * sockets connect at once, so the first address that takes one wins.
+ * opts NULL means SOCKIT_CONNECT_OPTS_INIT.  attempts, max, nattempts and
+ * connected as for sockit_create_connection_ex.  Returns the fd
+ * (close-on-exec; blocking unless SOCKIT_NONBLOCK), the latest failure
+ * when every address failed, -ETIMEDOUT, the resolver's code, or -EINVAL
+ * for a bad option.  Cost: at most 16 addresses, one socket each. */
+SOCKIT_API int sockit_create_connection_opts(const char *host, int port,
+					     const sockit_connect_opts *opts,
+					     sockit_attempt *attempts, size_t max,
+					     size_t *nattempts, sockit_addr *connected);
 
 /* Flags for sockit_create_server. */
 #define SOCKIT_REUSEPORT 0x1 /* SO_REUSEPORT, for one listener per thread */
