@@ -226,8 +226,8 @@ SOCKIT_API int sockit_create_connection(const char *host, int port, int timeout_
  * failures happened; *nattempts gets the number of failures (may exceed
  * max).  attempts/nattempts may be NULL.  If connected is not NULL it
  * receives the address that worked.  timeout_ms bounds the whole call
- * (until 0.2 it bounded each address).  The Connection Attempt Delay is
- * SOCKIT_CONNECT_DELAY_MS. */
+ * (it used to bound each address in turn).  The Connection Attempt Delay
+ * is SOCKIT_CONNECT_DELAY_MS. */
 SOCKIT_API int sockit_create_connection_ex(const char *host, int port, int family, int type,
 					   int timeout_ms, sockit_attempt *attempts, size_t max,
 					   size_t *nattempts, sockit_addr *connected);
@@ -240,15 +240,14 @@ SOCKIT_API int sockit_create_connection_ex(const char *host, int port, int famil
 typedef struct sockit_connect_opts {
 	int family;	      /* AF_UNSPEC, AF_INET or AF_INET6 */
 	int type;	      /* SOCK_STREAM (also 0) or SOCK_DGRAM */
-	int timeout_ms;	      /* for the whole call: -1 none; 0 -EAGAIN unless at once */
-	int attempt_delay_ms; /* 0: SOCKIT_CONNECT_DELAY_MS; -1: one attempt at a time */
+	int timeout_ms;	      /* for the whole call; -1: no limit */
+	int attempt_delay_ms; /* 0: SOCKIT_CONNECT_DELAY_MS; -1: the next only on failure */
 	int flags;	      /* 0 or SOCKIT_NONBLOCK: return a non-blocking fd */
 } sockit_connect_opts;
 
-#define SOCKIT_CONNECT_OPTS_INIT                                                                   \
-	{                                                                                          \
-		AF_UNSPEC, SOCK_STREAM, -1, 0, 0                                                   \
-	}
+/* clang-format off */
+#define SOCKIT_CONNECT_OPTS_INIT {AF_UNSPEC, SOCK_STREAM, -1, 0, 0}
+/* clang-format on */
 
 /* Happy Eyeballs (RFC 8305): resolves host, orders the addresses as
  * getaddrinfo sorted them (RFC 6724 on glibc) but with the families
@@ -258,16 +257,16 @@ typedef struct sockit_connect_opts {
  * too, without giving up those in flight; the first connection to
  * complete wins, and every other attempt is closed.  So an address that
  * drops packets costs about one delay, not the whole timeout.  The
- * deadline holds across all attempts: attempts still in flight when it
- * passes are reported with -ETIMEDOUT (-EAGAIN for timeout 0, which gives
- * each attempt only what completes at once) and no attempt starts after
- * it.  No thread: one poll() over the attempts in flight.  Datagram
- * sockets connect at once, so the first address that takes one wins.
- * opts NULL means SOCKIT_CONNECT_OPTS_INIT.  attempts, max, nattempts and
- * connected as for sockit_create_connection_ex.  Returns the fd
- * (close-on-exec; blocking unless SOCKIT_NONBLOCK), the latest failure
- * when every address failed, -ETIMEDOUT, the resolver's code, or -EINVAL
- * for a bad option.  Cost: at most 16 addresses, one socket each. */
+ * deadline holds across all attempts: those in flight when it passes are
+ * reported with -ETIMEDOUT, and the next address is not tried.  timeout 0
+ * waits for nothing: addresses are tried while they fail without a wait
+ * (as loopback refusals do), and one that connects without a wait wins;
+ * else -EAGAIN.  No thread: one poll() over the attempts in
+ * flight.  Datagram sockets connect at once, so the first address that takes one wins. opts NULL
+ * means SOCKIT_CONNECT_OPTS_INIT.  attempts, max, nattempts and connected as for
+ * sockit_create_connection_ex.  Returns the fd (close-on-exec; blocking unless SOCKIT_NONBLOCK),
+ * the latest failure when every address failed, -ETIMEDOUT, the resolver's code, or -EINVAL for a
+ * bad option.  Cost: at most 16 addresses, one socket each. */
 SOCKIT_API int sockit_create_connection_opts(const char *host, int port,
 					     const sockit_connect_opts *opts,
 					     sockit_attempt *attempts, size_t max,

@@ -137,26 +137,27 @@ static int wait_ms(const struct race *r, int64_t deadline, int64_t now)
 }
 
 /* Runs the race until one attempt connects (its fd; *won its address),
- * all failed (the latest failure), or the deadline passes (every attempt
- * still in flight written down with expired, which is returned).  No
- * attempt starts after the deadline, but the first always does. */
+ * all failed (the latest failure), or the deadline passes with attempts
+ * in flight (each written down with expired, which is returned).  Once
+ * the deadline passed, a new attempt starts only when all before it
+ * failed, and gets one look (a poll of 0 ms). */
 static int race(struct race *r, int64_t deadline, int expired, int *won)
 {
 	for (;;) {
 		int64_t now = (int64_t)sk_clock_ms();
-		int late = deadline >= 0 && now >= deadline && r->next > 0;
 		int due = r->live == 0 || (r->delay_ms >= 0 && now >= r->next_at);
-		if (r->next < r->n && due && !late) {
-			int rc = start_next(r, now);
+		if (r->next < r->n && due) {
+			int rc;
+			do /* one that fails at once makes the next due at once */
+				rc = start_next(r, now);
+			while (rc < 0 && rc != -EINPROGRESS && r->next < r->n);
 			if (rc >= 0) {
 				*won = r->next - 1;
 				return rc;
 			}
-			if (rc != -EINPROGRESS)
-				continue; /* failed at once: the next one is due */
 		}
 		if (r->live == 0)
-			return r->next < r->n ? expired : r->last;
+			return r->last; /* every address failed */
 		int n = poll(r->pfd, (nfds_t)r->live, wait_ms(r, deadline, now));
 		if (n < 0 && errno != EINTR)
 			return -errno;

@@ -356,6 +356,50 @@ static void test_deadline_holds(void **state)
 	hole_close(&h);
 }
 
+/* timeout 0 waits for nothing: what completes without a wait, or -EAGAIN,
+ * and no descriptor left behind either way. */
+static void test_timeout_zero(void **state)
+{
+	(void)state;
+	int live = tcp_on("127.0.0.2", 0, 16);
+	assert_ok(live);
+	int port = port_of(live);
+	int hold = tcp_on("127.0.0.1", port, -1); /* bound, not listening: refuses */
+	if (hold < 0) {
+		sockit_close(live);
+		skip(); /* that port is taken on 127.0.0.1 */
+	}
+	const char *ips[] = {"127.0.0.1", "127.0.0.2"};
+	resolves_to(2, ips);
+	int before = open_fds();
+	int64_t took;
+	sockit_attempt att[4];
+	size_t natt = 0;
+	int fd = race_to(port, 0, 0, &took, att, 4, &natt, NULL);
+	/* Loopback answers within the first look: refused, then connected. */
+	assert_ok(fd);
+	assert_int_equal(natt, 1);
+	assert_int_equal(att[0].error, -ECONNREFUSED);
+	assert_in_range(took, 0, 1000);
+	sockit_close(fd);
+	assert_int_equal(open_fds(), before);
+	/* A black hole gets its look, then -EAGAIN. */
+	struct hole h;
+	hole_open(&h, "127.0.0.2");
+	const char *hole[] = {"127.0.0.2"};
+	resolves_to(1, hole);
+	before = open_fds();
+	fd = race_to(h.port, 0, 0, &took, att, 4, &natt, NULL);
+	assert_int_equal(fd, -EAGAIN);
+	assert_int_equal(natt, 1);
+	assert_int_equal(att[0].error, -EAGAIN);
+	assert_in_range(took, 0, 1000);
+	assert_int_equal(open_fds(), before);
+	hole_close(&h);
+	sockit_close(live);
+	sockit_close(hold);
+}
+
 /* ---- Datagrams, flags, options ------------------------------------------- */
 
 static void test_dgram_takes_the_first(void **state)
@@ -441,6 +485,7 @@ int main(void)
 		cmocka_unit_test(test_sequential_waits_out_the_hole),
 		cmocka_unit_test(test_all_failing_reported_in_order),
 		cmocka_unit_test(test_deadline_holds),
+		cmocka_unit_test(test_timeout_zero),
 		cmocka_unit_test(test_dgram_takes_the_first),
 		cmocka_unit_test(test_options),
 	};
