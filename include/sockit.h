@@ -328,10 +328,11 @@ SOCKIT_API int sockit_addr_from_path(const char *path, sockit_addr *out);
  * or SOCKIT_NONBLOCK.  mode: the socket file's permissions (e.g. 0600),
  * set before listen() so no one connects under a looser mode (a datagram
  * socket may receive before); 0 leaves what the umask gave; ignored for
- * "@name".  An existing socket file that refuses a connection (a dead
- * server's leftover) is replaced; one still served is -EADDRINUSE and left
- * alone; a path that is not a socket (a file, a directory, a symlink) is
- * -EEXIST and never removed.  The file stays after close: remove it with
+ * "@name".  An existing socket file is probed with a connect(): one that
+ * refuses (a dead server's leftover) is replaced; one still served is
+ * -EADDRINUSE and left alone (its server sees one empty connection).  A
+ * path that is not a socket (a file, a directory, a symlink) is -EEXIST
+ * and never removed.  The file stays after close: remove it with
  * sockit_unlink_unix.  Returns the fd (close-on-exec, blocking unless
  * SOCKIT_NONBLOCK). */
 SOCKIT_API int sockit_create_unix_server(const char *path, int type, int backlog, int flags,
