@@ -65,14 +65,16 @@ SOCKIT_API const char *sockit_strerror(int code);
 
 /* ---- Addresses -------------------------------------------------------- */
 
-/* Large enough for any AF_INET/AF_INET6 address, with its length. */
+/* Large enough for any AF_INET, AF_INET6 or AF_UNIX address, with its
+ * length. */
 typedef struct sockit_addr {
 	struct sockaddr_storage ss;
 	socklen_t len;
 } sockit_addr;
 
-/* "[ffff:...:ffff%scope]:65535" plus NUL fits. */
-#define SOCKIT_ADDRSTRLEN 72
+/* "[ffff:...:ffff%scope]:65535" or a Unix path of up to 108 bytes, plus
+ * NUL, fits. */
+#define SOCKIT_ADDRSTRLEN 112
 
 /* Resolves host and port into at most max addresses, in getaddrinfo's
  * order.  host NULL or "" means the wildcard when passive, else loopback.
@@ -83,7 +85,9 @@ SOCKIT_API int sockit_resolve(const char *host, int port, int family, int type, 
 			      sockit_addr *out, size_t max);
 
 /* Parses a numeric "1.2.3.4:80", "[::1]:80", "[fe80::1%eth0]:80" (no DNS)
- * into out.  Returns 0 or -EINVAL. */
+ * into out.  A string starting with '/', "./", "../" or '@' is a Unix
+ * address instead (see sockit_addr_from_path).  Returns 0 or -EINVAL
+ * (-ENAMETOOLONG for a Unix path too long). */
 SOCKIT_API int sockit_addr_parse(const char *s, sockit_addr *out);
 
 /* Splits "host:port", "[v6]:port" or "host" (port = default_port) into a
@@ -96,14 +100,17 @@ SOCKIT_API int sockit_hostport_split(const char *s, char *host, size_t hostlen, 
 SOCKIT_API int sockit_addr_from_ip(const char *ip, int port, sockit_addr *out);
 
 /* Formats "127.0.0.1:1234" or "[::1]:1234" into buf (>= SOCKIT_ADDRSTRLEN
- * is always enough).  IPv4-mapped IPv6 addresses print as IPv4.  Returns
- * the length written (excluding NUL) or -ENOSPC / -EINVAL. */
+ * is always enough).  IPv4-mapped IPv6 addresses print as IPv4.  A Unix
+ * address prints as its path, "@name" when abstract (a NUL byte inside the
+ * name prints as '@', as in ss(8)), or "" (length 0) for an unnamed socket
+ * such as a stream client's.  Returns the length written (excluding NUL)
+ * or -ENOSPC / -EINVAL. */
 SOCKIT_API int sockit_addr_format(const sockit_addr *a, char *buf, size_t len);
 
-/* Formats only the IP ("127.0.0.1", "::1"). */
+/* Formats only the IP ("127.0.0.1", "::1"); a Unix address as above. */
 SOCKIT_API int sockit_addr_format_ip(const sockit_addr *a, char *buf, size_t len);
 
-/* The port of an address, or -EINVAL. */
+/* The port of an address, or -EINVAL (also for a Unix address). */
 SOCKIT_API int sockit_addr_port(const sockit_addr *a);
 
 /* Local / peer address of a socket, as a struct and as a string. */
@@ -200,26 +207,70 @@ SOCKIT_API int sockit_try_accept(int fd, sockit_addr *peer, int flags);
 
 /* ---- Python's conveniences -------------------------------------------- */
 
-/* One failed attempt of sockit_create_connection_ex. */
+/* One failed attempt of sockit_create_connection_ex / _opts. */
 typedef struct sockit_attempt {
 	sockit_addr addr;
 	int error; /* negative code */
 } sockit_attempt;
 
-/* Resolves host (IPv6 and IPv4) and tries every address in order, each
- * with timeout_ms.  Returns a connected, blocking, close-on-exec stream fd,
- * or the last attempt's error (or the resolver's). */
+/* Resolves host (IPv6 and IPv4) and connects to the first address that
+ * answers, racing them as sockit_create_connection_opts does, all within
+ * timeout_ms.  Returns a connected, blocking, close-on-exec stream fd, or
+ * the latest attempt's error (or the resolver's). */
 SOCKIT_API int sockit_create_connection(const char *host, int port, int timeout_ms);
 
 /* The same, with a family restriction (AF_UNSPEC, AF_INET, AF_INET6), a
  * socket type (SOCK_STREAM or SOCK_DGRAM; a datagram socket is connect()ed
- * to the first address), and a report of each failed attempt: up to max
- * entries are written to attempts, *nattempts gets the number of failures
- * (may exceed max).  attempts/nattempts may be NULL.  If connected is not
- * NULL it receives the address that worked. */
+ * to the first address that takes it), and a report of each failed
+ * attempt: up to max entries are written to attempts, in the order the
+ * failures happened; *nattempts gets the number of failures (may exceed
+ * max).  attempts/nattempts may be NULL.  If connected is not NULL it
+ * receives the address that worked.  timeout_ms bounds the whole call
+ * (it used to bound each address in turn).  The Connection Attempt Delay
+ * is SOCKIT_CONNECT_DELAY_MS. */
 SOCKIT_API int sockit_create_connection_ex(const char *host, int port, int family, int type,
 					   int timeout_ms, sockit_attempt *attempts, size_t max,
 					   size_t *nattempts, sockit_addr *connected);
+
+/* RFC 8305's recommended Connection Attempt Delay. */
+#define SOCKIT_CONNECT_DELAY_MS 250
+
+/* How sockit_create_connection_opts connects.  Start from
+ * SOCKIT_CONNECT_OPTS_INIT and change what you need. */
+typedef struct sockit_connect_opts {
+	int family;	      /* AF_UNSPEC, AF_INET or AF_INET6 */
+	int type;	      /* SOCK_STREAM (also 0) or SOCK_DGRAM */
+	int timeout_ms;	      /* for the whole call; -1: no limit */
+	int attempt_delay_ms; /* 0: SOCKIT_CONNECT_DELAY_MS; -1: the next only on failure */
+	int flags;	      /* 0 or SOCKIT_NONBLOCK: return a non-blocking fd */
+} sockit_connect_opts;
+
+/* clang-format off */
+#define SOCKIT_CONNECT_OPTS_INIT {AF_UNSPEC, SOCK_STREAM, -1, 0, 0}
+/* clang-format on */
+
+/* Happy Eyeballs (RFC 8305): resolves host, orders the addresses as
+ * getaddrinfo sorted them (RFC 6724 on glibc) but with the families
+ * alternating, starting with the first address's family, and starts a
+ * non-blocking connect to the first.  Whenever attempt_delay_ms passes
+ * without a connection, or an attempt fails, the next address is tried
+ * too, without giving up those in flight; the first connection to
+ * complete wins, and every other attempt is closed.  So an address that
+ * drops packets costs about one delay, not the whole timeout.  The
+ * deadline holds across all attempts: those in flight when it passes are
+ * reported with -ETIMEDOUT, and the next address is not tried.  timeout 0
+ * waits for nothing: addresses are tried while they fail without a wait
+ * (as loopback refusals do), and one that connects without a wait wins;
+ * else -EAGAIN.  No thread: one poll() over the attempts in
+ * flight.  Datagram sockets connect at once, so the first address that takes one wins. opts NULL
+ * means SOCKIT_CONNECT_OPTS_INIT.  attempts, max, nattempts and connected as for
+ * sockit_create_connection_ex.  Returns the fd (close-on-exec; blocking unless SOCKIT_NONBLOCK),
+ * the latest failure when every address failed, -ETIMEDOUT, the resolver's code, or -EINVAL for a
+ * bad option.  Cost: at most 16 addresses, one socket each. */
+SOCKIT_API int sockit_create_connection_opts(const char *host, int port,
+					     const sockit_connect_opts *opts,
+					     sockit_attempt *attempts, size_t max,
+					     size_t *nattempts, sockit_addr *connected);
 
 /* Flags for sockit_create_server. */
 #define SOCKIT_REUSEPORT 0x1 /* SO_REUSEPORT, for one listener per thread */
@@ -257,6 +308,60 @@ SOCKIT_API ssize_t sockit_udp_sendto(int fd, const void *buf, size_t len, const 
 
 /* The largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP). */
 #define SOCKIT_UDP_MAX 65507
+
+/* ---- Unix-domain sockets (AF_UNIX) --------------------------------------- */
+
+/* Local sockets, as Python's socket(AF_UNIX), nc -U and socat UNIX-*: name
+ * them by a filesystem path ("/run/x.sock", "./x.sock") or, on Linux, by an
+ * abstract name written "@name" (no file; gone when the last socket closes;
+ * any bytes but NUL).  sockit_socket, sockit_bind, sockit_accept, the
+ * send/recv calls and sockit_getsockname/getpeername all take AF_UNIX. */
+
+/* Builds a Unix address from "path" or "@name".  A path keeps its NUL
+ * terminator in sun_path, so it is at most 107 bytes; "@name" at most 107
+ * bytes of name.  Returns 0, -EINVAL (NULL, "" or a bare "@"), or
+ * -ENAMETOOLONG. */
+SOCKIT_API int sockit_addr_from_path(const char *path, sockit_addr *out);
+
+/* Binds path (and listens, unless type is SOCK_DGRAM).  type: SOCK_STREAM,
+ * SOCK_DGRAM or SOCK_SEQPACKET.  backlog <= 0 means SOMAXCONN.  flags: 0
+ * or SOCKIT_NONBLOCK.  mode: the socket file's permissions (e.g. 0600),
+ * set before listen() so no one connects under a looser mode (a datagram
+ * socket may receive before); 0 leaves what the umask gave; ignored for
+ * "@name".  An existing socket file is probed with a connect(): one that
+ * refuses (a dead server's leftover) is replaced; one still served is
+ * -EADDRINUSE and left alone (its server sees one empty connection).  A
+ * path that is not a socket (a file, a directory, a symlink) is -EEXIST
+ * and never removed.  The file stays after close: remove it with
+ * sockit_unlink_unix.  Returns the fd (close-on-exec, blocking unless
+ * SOCKIT_NONBLOCK). */
+SOCKIT_API int sockit_create_unix_server(const char *path, int type, int backlog, int flags,
+					 unsigned mode);
+
+/* Connects to path ("@name" for an abstract one) within timeout_ms: a
+ * server whose backlog is full makes a stream connect wait (timeout 0:
+ * -EAGAIN at once; expired: -ETIMEDOUT).  A SOCK_DGRAM socket is first
+ * bound to an automatic abstract name (sockit_bind_unix_auto), so the
+ * server can reply to it.  Returns a connected, blocking, close-on-exec fd,
+ * or -ENOENT (no such path), -ECONNREFUSED (no one serves it), ... */
+SOCKIT_API int sockit_create_unix_connection(const char *path, int type, int timeout_ms);
+
+/* Binds an unbound AF_UNIX socket to a fresh abstract name chosen by the
+ * kernel ("@" and 5 hex digits; Linux autobind), e.g. a datagram client
+ * that sends with sockit_sendto and wants replies.  Returns 0 (also when
+ * fd already has a name, which it keeps). */
+SOCKIT_API int sockit_bind_unix_auto(int fd);
+
+/* Removes the socket file at path, for a server on its way out.  Only a
+ * socket is removed: anything else is -ENOTSOCK and kept.  "@name" is 0
+ * (no file).  Returns 0, -ENOENT, -ENOTSOCK, ... */
+SOCKIT_API int sockit_unlink_unix(const char *path);
+
+/* The peer's credentials (SO_PEERCRED) on a connected AF_UNIX stream or
+ * seqpacket socket, as they were at connect() (socketpair: at creation).
+ * Any pointer may be NULL.  Returns 0, -EAFNOSUPPORT (not AF_UNIX) or
+ * -ENOTCONN (no peer). */
+SOCKIT_API int sockit_peercred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 
 /* ---- Options ---------------------------------------------------------- */
 

@@ -1,4 +1,4 @@
-/* addr.c -- addresses: resolve, parse "host:port" and "[v6]:port", format back. */
+/* addr.c -- addresses: resolve, parse "host:port", "[v6]:port" and Unix paths, format back. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <net/if.h>
@@ -7,8 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "sockit.h"
+
+/* The bytes of sun_path an address of length len uses. */
+#define SUN_OFF offsetof(struct sockaddr_un, sun_path)
+#define SUN_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 
 static int port_ok(int port)
 {
@@ -148,10 +153,41 @@ int sockit_addr_from_ip(const char *ip, int port, sockit_addr *out)
 	return 0;
 }
 
+/* Filesystem paths are kept NUL-terminated inside sun_path (at most
+ * SUN_MAX - 1 bytes), as getsockname reports them; an abstract name is
+ * exactly its bytes after the leading NUL, with no terminator. */
+int sockit_addr_from_path(const char *path, sockit_addr *out)
+{
+	if (path == NULL || out == NULL || path[0] == '\0' || strcmp(path, "@") == 0)
+		return -EINVAL;
+	size_t n = strlen(path); /* "@name": the '@' stands for the leading NUL */
+	if (n > (path[0] == '@' ? SUN_MAX : SUN_MAX - 1))
+		return -ENAMETOOLONG;
+	memset(out, 0, sizeof(*out));
+	struct sockaddr_un *sun = (struct sockaddr_un *)&out->ss;
+	sun->sun_family = AF_UNIX;
+	if (path[0] == '@') {
+		memcpy(sun->sun_path + 1, path + 1, n - 1); /* sun_path[0] stays NUL */
+		out->len = (socklen_t)(SUN_OFF + n);
+	} else {
+		memcpy(sun->sun_path, path, n + 1);
+		out->len = (socklen_t)(SUN_OFF + n + 1);
+	}
+	return 0;
+}
+
+/* "/x", "./x", "../x" and "@x" name Unix sockets; no host:port starts so. */
+static int looks_unix(const char *s)
+{
+	return s[0] == '/' || s[0] == '@' || strncmp(s, "./", 2) == 0 || strncmp(s, "../", 3) == 0;
+}
+
 int sockit_addr_parse(const char *s, sockit_addr *out)
 {
 	char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
 	int port;
+	if (s != NULL && out != NULL && looks_unix(s))
+		return sockit_addr_from_path(s, out);
 	if (out == NULL || sockit_hostport_split(s, host, sizeof(host), &port, -1) < 0)
 		return -EINVAL;
 	return sockit_addr_from_ip(host, port, out);
@@ -166,7 +202,33 @@ static int addr_family(const sockit_addr *a)
 		return AF_INET;
 	if (a->ss.ss_family == AF_INET6 && a->len >= sizeof(struct sockaddr_in6))
 		return AF_INET6;
+	if (a->ss.ss_family == AF_UNIX && a->len >= SUN_OFF && a->len <= sizeof(struct sockaddr_un))
+		return AF_UNIX;
 	return -EINVAL;
+}
+
+/* A Unix address as text: the path, "@name" for an abstract name (NUL
+ * bytes inside it print as '@', as ss(8) shows them), "" for an unnamed
+ * socket. */
+static int format_unix(const sockit_addr *a, char *buf, size_t len)
+{
+	const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
+	size_t n = a->len - SUN_OFF;
+	const char *p = sun->sun_path;
+	if (n > 0 && p[0] != '\0') {
+		const char *nul = memchr(p, '\0', n);
+		if (nul != NULL)
+			n = (size_t)(nul - p);
+	}
+	if (n >= len) {
+		if (len > 0)
+			buf[0] = '\0';
+		return -ENOSPC;
+	}
+	for (size_t i = 0; i < n; i++)
+		buf[i] = p[i] == '\0' ? '@' : p[i];
+	buf[n] = '\0';
+	return (int)n;
 }
 
 /* Writes the IP into buf; *bracket says whether it needs [] with a port. */
@@ -177,6 +239,8 @@ static int format_ip(const sockit_addr *a, char *buf, size_t len, int *bracket)
 	if (fam < 0 || buf == NULL)
 		return -EINVAL;
 	*bracket = 0;
+	if (fam == AF_UNIX)
+		return format_unix(a, buf, len);
 	if (fam == AF_INET) {
 		const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->ss;
 		inet_ntop(AF_INET, &sin->sin_addr, tmp, sizeof(tmp));
@@ -215,6 +279,8 @@ int sockit_addr_format(const sockit_addr *a, char *buf, size_t len)
 {
 	char ip[SOCKIT_ADDRSTRLEN];
 	int bracket;
+	if (addr_family(a) == AF_UNIX)
+		return format_ip(a, buf, len, &bracket);
 	int rc = format_ip(a, ip, sizeof(ip), &bracket);
 	if (rc < 0)
 		return rc;
@@ -232,8 +298,8 @@ int sockit_addr_format(const sockit_addr *a, char *buf, size_t len)
 int sockit_addr_port(const sockit_addr *a)
 {
 	int fam = addr_family(a);
-	if (fam < 0)
-		return fam;
+	if (fam < 0 || fam == AF_UNIX)
+		return -EINVAL;
 	if (fam == AF_INET)
 		return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
 	return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);

@@ -11,7 +11,7 @@
 
 #include "internal.h"
 
-/* At most this many resolved addresses are tried by the conveniences. */
+/* At most this many resolved addresses are tried by sockit_create_server. */
 #define MAX_ADDRS 16
 
 /* ---- Deadlines on CLOCK_MONOTONIC ---------------------------------------- */
@@ -321,57 +321,6 @@ int sockit_shutdown(int fd, int how)
 }
 
 /* ---- Python's conveniences ----------------------------------------------- */
-
-int sockit_create_connection(const char *host, int port, int timeout_ms)
-{
-	return sockit_create_connection_ex(host, port, AF_UNSPEC, SOCK_STREAM, timeout_ms, NULL, 0,
-					   NULL, NULL);
-}
-
-int sockit_create_connection_ex(const char *host, int port, int family, int type, int timeout_ms,
-				sockit_attempt *attempts, size_t max, size_t *nattempts,
-				sockit_addr *connected)
-{
-	if (nattempts != NULL)
-		*nattempts = 0;
-	if ((type != SOCK_STREAM && type != SOCK_DGRAM) || (attempts == NULL && max > 0))
-		return -EINVAL;
-	sockit_addr addrs[MAX_ADDRS];
-	int n = sockit_resolve(host, port, family, type, 0, addrs, MAX_ADDRS);
-	if (n < 0)
-		return n;
-	int rc = -ECONNREFUSED;
-	size_t failed = 0;
-	for (int i = 0; i < n; i++) {
-		int fd = sockit_socket(addrs[i].ss.ss_family, type);
-		rc = fd;
-		if (fd >= 0) {
-			rc = sockit_connect(fd, &addrs[i], timeout_ms);
-			if (rc == 0) {
-				if (connected != NULL)
-					*connected = addrs[i];
-				if (nattempts != NULL)
-					*nattempts = failed;
-				return fd;
-			}
-			sockit_close(fd);
-		}
-		if (failed < max) {
-			attempts[failed].addr = addrs[i];
-			attempts[failed].error = rc;
-		}
-		failed++;
-	}
-	if (nattempts != NULL)
-		*nattempts = failed;
-	return rc;
-}
-
-int sockit_udp_connect(const char *host, int port, int family)
-{
-	/* connect() on a datagram socket only sets the default peer: no wait. */
-	return sockit_create_connection_ex(host, port, family, SOCK_DGRAM, -1, NULL, 0, NULL, NULL);
-}
 
 ssize_t sockit_udp_sendto(int fd, const void *buf, size_t len, const char *host, int port,
 			  int timeout_ms)
