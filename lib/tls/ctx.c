@@ -54,7 +54,9 @@ static int setup_client(SSL_CTX *c, const sockit_tls_config *cfg)
 		if (ok != 1)
 			return sk_tls_load_error(SOCKIT_TLS_ECAFILE);
 	}
-	return cfg->cert_file != NULL ? load_pair(c, cfg->cert_file, cfg->key_file) : 0;
+	if (cfg->cert_file == NULL)
+		return cfg->key_file != NULL ? -EINVAL : 0;
+	return load_pair(c, cfg->cert_file, cfg->key_file);
 }
 
 static int setup_server(SSL_CTX *c, const sockit_tls_config *cfg)
