@@ -149,9 +149,13 @@ SOCKIT_TLS_API unsigned sockit_tls_want(const sockit_tls *t);
  * receive until the peer's.  Returns 0, -EAGAIN, -ETIMEDOUT or a code. */
 SOCKIT_TLS_API int sockit_tls_shutdown(sockit_tls *t, int timeout_ms);
 
-/* Sends close_notify (once, within timeout_ms, unless the handshake never
- * completed or the connection failed), closes the fd and frees t.  Returns
- * 0 or the close_notify's error; t is gone either way. */
+/* Sends close_notify (within timeout_ms, unless the handshake never
+ * completed or the connection failed), closes the fd and frees t.  Input
+ * already received is dropped first, so that the kernel closes with FIN,
+ * not with a RST that could destroy the close_notify or alert in flight;
+ * after a failure it sends FIN and waits up to timeout_ms for the peer's
+ * (a lingering close: the peer then reads the alert that says why).
+ * Returns 0 or the close_notify's error; t is gone either way. */
 SOCKIT_TLS_API int sockit_tls_close(sockit_tls *t, int timeout_ms);
 
 /* Frees t without any I/O; the fd stays open and the caller's.  NULL is a

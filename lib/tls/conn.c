@@ -80,15 +80,23 @@ void sockit_tls_free(sockit_tls *t)
 	free(t);
 }
 
+/* Closing a socket with unread input makes the kernel send RST, and a
+ * peer that receives RST drops what it has not read yet: our close_notify,
+ * or the alert that says why its handshake failed.  So input already
+ * queued is dropped first, and after a failure (when no close_notify is
+ * owed) close sends FIN and lingers up to timeout_ms for the peer's, since
+ * a failed peer usually still has its request in flight. */
 int sockit_tls_close(sockit_tls *t, int timeout_ms)
 {
 	if (t == NULL)
 		return -EINVAL;
-	int rc = 0;
-	if (!t->failed && SSL_is_init_finished(t->ssl))
+	int rc = 0, fd = t->fd, failed = t->failed != 0;
+	if (!failed && SSL_is_init_finished(t->ssl))
 		rc = sockit_tls_shutdown(t, timeout_ms);
-	int fd = t->fd;
 	sockit_tls_free(t);
+	if (failed)
+		sockit_shutdown(fd, SHUT_WR);
+	sk_tls_drain(fd, failed ? timeout_ms : 0);
 	int crc = sockit_close(fd);
 	return rc < 0 ? rc : crc;
 }

@@ -19,10 +19,9 @@ static int64_t deadline_of(int timeout_ms)
 	return (int64_t)sk_clock_ms() + timeout_ms;
 }
 
-/* Waits until t->fd is ready for t->want: 0, -ETIMEDOUT or -errno. */
-static int wait_want(const sockit_tls *t, int64_t deadline)
+/* Waits until fd is ready for events: 0, -ETIMEDOUT or -errno. */
+static int wait_fd(int fd, short events, int64_t deadline)
 {
-	short events = t->want == SOCKIT_WRITABLE ? POLLOUT : POLLIN;
 	for (;;) {
 		int ms = -1;
 		if (deadline > 0) {
@@ -31,7 +30,7 @@ static int wait_want(const sockit_tls *t, int64_t deadline)
 				return -ETIMEDOUT;
 			ms = left > INT_MAX ? INT_MAX : (int)left;
 		}
-		struct pollfd p = {.fd = t->fd, .events = events};
+		struct pollfd p = {.fd = fd, .events = events};
 		int rc = poll(&p, 1, ms);
 		if (rc > 0)
 			return (p.revents & POLLNVAL) ? -EBADF : 0; /* errors: the next call says */
@@ -83,7 +82,8 @@ static int run(sockit_tls *t, enum op op, void *buf, size_t len, int64_t deadlin
 			return rc;
 		if (deadline == DEADLINE_NOW)
 			return -EAGAIN;
-		if ((rc = wait_want(t, deadline)) < 0)
+		if ((rc = wait_fd(t->fd, t->want == SOCKIT_WRITABLE ? POLLOUT : POLLIN, deadline)) <
+		    0)
 			return rc;
 	}
 }
@@ -145,4 +145,17 @@ int sockit_tls_shutdown(sockit_tls *t, int timeout_ms)
 		return -ENOTCONN;
 	int rc = run(t, OP_SHUTDOWN, NULL, 0, deadline_of(timeout_ms));
 	return rc > 0 ? 0 : rc;
+}
+
+void sk_tls_drain(int fd, int timeout_ms)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	char buf[4096];
+	for (int i = 0; i < 64; i++) {
+		ssize_t n = sockit_try_recv(fd, buf, sizeof(buf));
+		if (n == 0 || (n < 0 && n != -EAGAIN))
+			return; /* the peer's FIN (or reset): nothing more will come */
+		if (n < 0 && (deadline == DEADLINE_NOW || wait_fd(fd, POLLIN, deadline) < 0))
+			return;
+	}
 }

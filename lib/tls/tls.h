@@ -34,6 +34,12 @@ struct sockit_tls {
 /* A new SSL for ctx's current SSL_CTX, or NULL. */
 SSL *sk_tls_ctx_ssl(sockit_tls_ctx *ctx);
 
+/* ---- io.c ----------------------------------------------------------------- */
+
+/* Reads and drops input until the peer's FIN, an error, timeout_ms (0: only
+ * what is queued now) or 256 KiB, whichever comes first. */
+void sk_tls_drain(int fd, int timeout_ms);
+
 /* ---- bio.c: the descriptor BIO -------------------------------------------- */
 
 /* A BIO over t->fd that reads and writes with sockit_try_recv/send
