@@ -91,6 +91,73 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libsockit.a Makefile
 
 -include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(UNIT_BIN:=.d) $(EXAMPLE_BIN:=.d)
 
+# ---- libsockit_tls (lib/tls/, include/sockit_tls.h): TLS on OpenSSL 3 ------------------
+# A library of its own, so that libsockit stays libc-only.  Needs libssl-dev
+# (scripts/deps.sh installs it for make test).  Its .so links clock.o in
+# (hidden) since libsockit.so exports no sk_ names.  Its unit tests (test_tls*)
+# read the certificates tests/blackbox/tlscerts.py writes to $(BUILD)/tests/tls-certs.
+TLS_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard lib/tls/*.c))
+TLS_LIBS := $(shell pkg-config --libs libssl libcrypto 2>/dev/null)
+TLS_CERTS := $(BUILD)/tests/tls-certs/ca.pem
+.PHONY: openssl-check install-tls uninstall-tls
+
+all: $(BUILD)/libsockit_tls.a $(BUILD)/libsockit_tls.so $(BUILD)/sockit-tls.pc
+
+openssl-check:
+	@pkg-config --exists 'libssl >= 3.0' 'libcrypto >= 3.0' || { echo "libsockit_tls needs\
+	 OpenSSL 3 found by pkg-config: apt-get install libssl-dev pkg-config (or scripts/deps.sh\
+	 test)" >&2; exit 1; }
+
+$(TLS_OBJ): LIB_CFLAGS += $(shell pkg-config --cflags libssl 2>/dev/null)
+$(TLS_OBJ): | openssl-check
+
+$(BUILD)/libsockit_tls.a: $(TLS_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libsockit_tls.so: $(TLS_OBJ) $(BUILD)/obj/lib/clock.o $(BUILD)/libsockit.so
+	$(CC) -shared -Wl,-soname,libsockit_tls.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) \
+		$(LIBS)
+
+$(BUILD)/sockit-tls.pc: sockit-tls.pc.in include/sockit.h Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+$(TLS_CERTS): tests/blackbox/tlscerts.py
+	@rm -rf $(@D) $(@D).tmp
+	python3 tests/blackbox/tlscerts.py $(@D).tmp
+	mv $(@D).tmp $(@D)
+
+$(BUILD)/tests/test_tls%: tests/unit/test_tls%.c $(BUILD)/libsockit_tls.a $(BUILD)/libsockit.a \
+		Makefile | $(TLS_CERTS)
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsockit_tls.a $(BUILD)/libsockit.a \
+		$(shell pkg-config --libs cmocka) $(TLS_LIBS) $(LIBS)
+
+$(BUILD)/examples/tls_%: examples/tls_%.c $(BUILD)/libsockit_tls.a $(BUILD)/libsockit.a Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -Iinclude $(LDFLAGS) -o $@ $< $(BUILD)/libsockit_tls.a \
+		$(BUILD)/libsockit.a $(TLS_LIBS) $(LIBS)
+
+install: install-tls
+install-tls: all
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/sockit_tls.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libsockit_tls.a $(DESTDIR)$(PREFIX)/lib/libsockit_tls.a
+	install -m 755 $(BUILD)/libsockit_tls.so $(DESTDIR)$(PREFIX)/lib/libsockit_tls.so.$(VERSION)
+	ln -sf libsockit_tls.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsockit_tls.so.$(SOVERSION)
+	ln -sf libsockit_tls.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libsockit_tls.so
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sockit-tls.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit-tls.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit-tls.pc
+
+uninstall: uninstall-tls
+uninstall-tls:
+	rm -f $(DESTDIR)$(PREFIX)/include/sockit_tls.h $(DESTDIR)$(PREFIX)/lib/libsockit_tls.* \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit-tls.pc
+
+-include $(TLS_OBJ:.o=.d)
+
 unit-bins: $(UNIT_BIN)
 examples: $(EXAMPLE_BIN)
 

@@ -58,7 +58,8 @@ SOCKIT_API const char *sockit_version(void);
 #define SOCKIT_EAI_BASE (-10000)
 #define SOCKIT_IS_EAI(code) ((code) <= SOCKIT_EAI_BASE - 1 && (code) > SOCKIT_EAI_BASE - 1000)
 
-/* Explains any code: 0, -errno, or a resolver code.  Returns a static
+/* Explains any code: 0, -errno, a resolver code, or a TLS code
+ * (SOCKIT_TLS_BASE - n, sockit_tls.h).  Returns a static
  * string ("success", "connection refused", "name or service not known",
  * "unknown error -12345").  Thread-safe. */
 SOCKIT_API const char *sockit_strerror(int code);

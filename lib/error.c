@@ -1,4 +1,4 @@
-/* error.c -- one sockit_strerror() for both ranges: -errno and resolver codes. */
+/* error.c -- one sockit_strerror() for every range: -errno, resolver and TLS codes. */
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "sockit.h"
+#include "sockit_tls.h" /* the TLS codes only: libsockit stays libc-only */
 
 /* Linux errno values with a message are below 256 (EHWPOISON is 133);
  * EAI_* codes are -1..-105 (glibc). */
@@ -43,6 +44,32 @@ static void build_tables(void)
 	}
 }
 
+/* libsockit_tls's codes, explained here so that one sockit_strerror()
+ * covers them with no OpenSSL in this library: lib/tls/ maps OpenSSL's
+ * errors to these codes, this table maps the codes to words. */
+static const char *const tls_msg[] = {
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_EPROTO] = "TLS protocol error",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_EHOSTNAME] = "certificate verify failed: hostname mismatch",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_EEXPIRED] =
+		"certificate verify failed: certificate has expired",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_ENOTYETVALID] =
+		"certificate verify failed: certificate is not yet valid",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_EUNKNOWNCA] = "certificate verify failed: unknown CA",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_EVERIFY] = "certificate verify failed",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_ENOPEERCERT] = "peer did not send a certificate",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_ECERTREQUIRED] = "peer requires a client certificate",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_ECERTREJECTED] = "peer rejected our certificate",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_ENOTTLS] = "not a TLS handshake",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_EVERSION] = "protocol version too old",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_EHANDSHAKE] = "TLS handshake failed",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_ETRUNCATED] = "TLS connection truncated (no close_notify)",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_ECERTFILE] = "no certificate in the file (PEM expected)",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_EKEYFILE] = "no private key in the file (PEM expected)",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_EKEYMISMATCH] = "private key does not match the certificate",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_ECAFILE] = "no CA certificate in the file (PEM expected)",
+	[SOCKIT_TLS_BASE - SOCKIT_TLS_ESESSION] = "saved TLS session unusable",
+};
+
 const char *sockit_strerror(int code)
 {
 	/* Unknown codes are formatted per thread: valid until this thread's
@@ -58,6 +85,11 @@ const char *sockit_strerror(int code)
 		int eai = SOCKIT_EAI_BASE - code; /* 1.. */
 		if (eai < EAI_MAX && eai_msg[eai][0] != '\0')
 			return eai_msg[eai];
+	}
+	if (SOCKIT_IS_TLS(code)) {
+		unsigned i = (unsigned)(SOCKIT_TLS_BASE - code); /* 1.. */
+		if (i < sizeof(tls_msg) / sizeof(tls_msg[0]) && tls_msg[i] != NULL)
+			return tls_msg[i];
 	}
 	snprintf(unknown, sizeof(unknown), "unknown error %d", code);
 	return unknown;
