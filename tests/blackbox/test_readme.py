@@ -127,16 +127,27 @@ def read_port(p, timeout=20.0):
     finally:
         sel.close()
     m = re.fullmatch(r"port (\d+)\n", line)
-    assert m, f"server said {line!r}; stderr: {p.stderr.read().decode()!r}"
+    assert m, f"the server example's first line was {line!r}, not 'port N'"
     return int(m.group(1))
 
 
+SANITIZER_MARKERS = (b"AddressSanitizer", b"LeakSanitizer", b"runtime error:")
+
+
+def no_sanitizer_report(stderr):
+    for marker in SANITIZER_MARKERS:
+        assert marker not in stderr, stderr.decode("utf-8", "replace")
+
+
 def stop(p):
+    """Kills p if still running; returns what it wrote on stderr."""
     if p.poll() is None:
         p.kill()
     p.wait(timeout=10)
+    err = p.stderr.read()
     p.stdout.close()
     p.stderr.close()
+    return err
 
 
 def run_server(exe, text):
@@ -163,11 +174,12 @@ def run_server(exe, text):
         assert exchange((host, port), b"", family=family, shut_wr=True) == b"Received: "
         if "sockit_loop_signal" in text:
             p.send_signal(signal.SIGTERM)
-            assert p.wait(timeout=20) == 0, p.stderr.read().decode()
+            assert p.wait(timeout=20) == 0
         else:
             assert p.poll() is None, "the server example exited after three clients"
     finally:
-        stop(p)
+        err = stop(p)
+    no_sanitizer_report(err)
 
 
 def hold_port():
@@ -206,6 +218,7 @@ def test_c_example_compiles_and_runs(tmp_path, serve, line, text):
                            timeout=30)
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith(b"Received: hello")
+        no_sanitizer_report(r.stderr)
 
 
 @pytest.mark.parametrize("line,text", c_params())
@@ -229,6 +242,7 @@ def test_c_example_fails_cleanly(tmp_path, line, text):
             s.close()
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     assert b"address already in use" in r.stderr, r.stderr
+    no_sanitizer_report(r.stderr)
 
 
 # ---- options and targets named in the docs -------------------------------
