@@ -35,7 +35,7 @@ USAGE_ERRORS = [
     (["--udp-rate", "fast"], "--udp-rate"),
     (["--port", "70000"], "--port"),
     (["-p", "70000"], "70000"),
-    (["-p", "http"], "http"),
+    (["-p", "no-such-service"], "no-such-service"),  # names work since cli_opt_port
     (["-p", "-1"], "-1"),
     (["-p"], r"-p\b|'p'"),
     (["--idle-timeout", "5x"], "--idle-timeout"),
