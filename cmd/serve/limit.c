@@ -1,5 +1,6 @@
-/* serve_limit.c -- who may connect, how often: allow/deny, per-IP counts, UDP rate. */
+/* limit.c -- who may connect, how often: allow/deny, per-IP counts, UDP rate. */
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,13 +1,15 @@
-/* serve_log.c -- one line per event on stderr, text or JSON, one write each. */
+/* log.c -- one line per event on stderr, text or JSON, one write each. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "serve.h"
 
 #define LINE_MAX_LEN 2048
+#define RATE_WINDOW_MS 1000 /* a limited message: at most one per window */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -42,22 +44,23 @@ static void putf(struct line *l, const char *fmt, ...)
 		put(l, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
-/* A JSON string body: quotes, backslashes and control bytes escaped. */
+/* A quoted JSON string (cut, never inside an escape, if the line is full). */
 static void put_json_str(struct line *l, const char *s)
 {
 	put(l, "\"", 1);
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\') {
-			char e[2] = {'\\', (char)ch};
-			put(l, e, 2);
-		} else if (ch < 0x20) {
-			putf(l, "\\u%04x", ch);
-		} else {
-			put(l, s, 1);
-		}
-	}
+	size_t room = sizeof(l->buf) - 1 - l->len;
+	size_t n = json_escape(l->buf + l->len, room, s);
+	l->len += n < room ? n : room > 0 ? room - 1 : 0;
 	put(l, "\"", 1);
+}
+
+/* ,"key":"value" -- a JSON field, for non-NULL values. */
+static void put_field(struct line *l, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	putf(l, ",\"%s\":", key);
+	put_json_str(l, value);
 }
 
 static void begin(const struct serve_log *lg, struct line *l, enum log_level level, const char *msg)
@@ -83,6 +86,17 @@ static void begin(const struct serve_log *lg, struct line *l, enum log_level lev
 	}
 }
 
+static void put_fields(const struct serve_log *lg, struct line *l, const struct log_fields *f)
+{
+	if (lg->format != LOGF_JSON || f == NULL)
+		return;
+	put_field(l, "event", f->event);
+	if (f->fd >= 0)
+		putf(l, ",\"fd\":%d", f->fd);
+	put_field(l, "peer", f->peer);
+	put_field(l, "reason", f->reason);
+}
+
 static void finish(const struct serve_log *lg, struct line *l)
 {
 	if (lg->format == LOGF_JSON) {
@@ -102,15 +116,14 @@ static void finish(const struct serve_log *lg, struct line *l)
 	}
 }
 
-static void vlog(const struct serve_log *lg, enum log_level level, const char *suffix,
+static void vlog(const struct serve_log *lg, enum log_level level, const struct log_fields *f,
 		 const char *fmt, va_list ap)
 {
 	char msg[LINE_MAX_LEN / 2];
-	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (n > 0 && suffix != NULL && (size_t)n < sizeof(msg))
-		snprintf(msg + n, sizeof(msg) - (size_t)n, "%s", suffix);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	struct line l;
 	begin(lg, &l, level, msg);
+	put_fields(lg, &l, f);
 	finish(lg, &l);
 }
 
@@ -124,26 +137,80 @@ void serve_log(const struct serve_log *lg, enum log_level level, const char *fmt
 	va_end(ap);
 }
 
-void serve_log_limited(const struct serve_log *lg, struct log_ratelimit *rl, uint64_t now_ms,
-		       enum log_level level, const char *fmt, ...)
+void serve_log_event(const struct serve_log *lg, enum log_level level, const struct log_fields *f,
+		     const char *fmt, ...)
 {
 	if (level > lg->level)
 		return;
-	if (rl->last_ms != 0 && now_ms - rl->last_ms < 1000) {
-		rl->suppressed++;
-		return;
-	}
-	char suffix[64] = "";
-	if (rl->suppressed > 0)
-		snprintf(suffix, sizeof(suffix), " (%llu similar suppressed)",
-			 (unsigned long long)rl->suppressed);
-	rl->last_ms = now_ms ? now_ms : 1;
-	rl->suppressed = 0;
 	va_list ap;
 	va_start(ap, fmt);
-	vlog(lg, level, suffix, fmt, ap);
+	vlog(lg, level, f, fmt, ap);
 	va_end(ap);
 }
+
+/* ---- Rate-limited messages ---------------------------------------------- */
+
+void log_ratelimit_flush(struct log_ratelimit *rl)
+{
+	if (rl->loop != NULL)
+		sockit_timer_stop(rl->loop, &rl->timer);
+	if (rl->suppressed == 0 || rl->lg == NULL)
+		return;
+	unsigned long long n = (unsigned long long)rl->suppressed;
+	rl->suppressed = 0;
+	char msg[256];
+	snprintf(msg, sizeof(msg), "%llu more %s not shown (at most one line a second)", n,
+		 rl->what);
+	struct line l;
+	begin(rl->lg, &l, rl->level, msg);
+	if (rl->lg->format == LOGF_JSON) {
+		put_field(&l, "event", "suppressed");
+		putf(&l, ",\"count\":%llu", n);
+		put_field(&l, "what", rl->what);
+	}
+	finish(rl->lg, &l);
+}
+
+static void on_ratelimit_timer(sockit_loop *loop, sockit_timer *t)
+{
+	(void)loop;
+	log_ratelimit_flush(t->data);
+}
+
+void log_ratelimit_init(struct log_ratelimit *rl, const struct serve_log *lg, sockit_loop *loop,
+			const char *what)
+{
+	memset(rl, 0, sizeof(*rl));
+	rl->lg = lg;
+	rl->loop = loop;
+	rl->what = what;
+	rl->level = LOG_WARN;
+	sockit_timer_init(&rl->timer, on_ratelimit_timer, rl);
+}
+
+void serve_log_limited(struct log_ratelimit *rl, enum log_level level, const struct log_fields *f,
+		       const char *fmt, ...)
+{
+	if (level > rl->lg->level)
+		return;
+	uint64_t now = sockit_loop_now_ms(rl->loop);
+	if (rl->last_ms != 0 && now - rl->last_ms < RATE_WINDOW_MS) {
+		/* The episode's count is printed when its window is over. */
+		if (rl->suppressed++ == 0) {
+			rl->level = level;
+			sockit_timer_start(rl->loop, &rl->timer, rl->last_ms + RATE_WINDOW_MS - now,
+					   0);
+		}
+		return;
+	}
+	rl->last_ms = now ? now : 1;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(rl->lg, level, f, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- Fixed lines ----------------------------------------------------------- */
 
 void serve_log_fail(const struct serve_log *lg, const char *fmt, ...)
 {
@@ -164,20 +231,20 @@ void serve_log_fail(const struct serve_log *lg, const char *fmt, ...)
 }
 
 void serve_log_listening(const struct serve_log *lg, const char *proto, const char *addr,
-			 const char *mode)
+			 const char *mode, int dualstack)
 {
 	struct line l;
 	if (lg->format == LOGF_JSON) {
 		begin(lg, &l, LOG_INFO, "listening");
-		puts_(&l, ",\"proto\":");
-		put_json_str(&l, proto);
-		puts_(&l, ",\"addr\":");
-		put_json_str(&l, addr);
-		puts_(&l, ",\"mode\":");
-		put_json_str(&l, mode);
+		put_field(&l, "proto", proto);
+		put_field(&l, "addr", addr);
+		put_field(&l, "mode", mode);
+		if (dualstack)
+			puts_(&l, ",\"dualstack\":true");
 	} else {
 		char msg[256];
-		snprintf(msg, sizeof(msg), "listening on %s %s (%s)", proto, addr, mode);
+		snprintf(msg, sizeof(msg), "listening on %s %s (%s%s)", proto, addr, mode,
+			 dualstack ? ", dualstack" : "");
 		begin(lg, &l, LOG_INFO, msg);
 	}
 	finish(lg, &l);

@@ -1,8 +1,7 @@
-/* serve.h -- `sockit serve` internals: config, counters, workers, connections. */
+/* serve.h -- `sockit serve`: the config, the counters, the log, the limits, the framer. */
 #ifndef SOCKIT_SERVE_H
 #define SOCKIT_SERVE_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -17,12 +16,14 @@ enum serve_backend { BACKEND_AUTO, BACKEND_IO_URING, BACKEND_EPOLL };
 
 /* Everything the command line says, validated; read-only once running. */
 struct serve_config {
-	const char *host;
+	const char *host; /* brackets removed: host_buf, or argv */
+	char host_buf[256];
+	int family; /* AF_UNSPEC, or AF_INET / AF_INET6 for -4 / -6 */
 	int port;
 	enum serve_mode mode;
 	int tcp, udp; /* which listeners */
 	int workers;
-	uint64_t max_conns; /* 0 until run() derives it from RLIMIT_NOFILE */
+	uint64_t max_conns; /* 0 until serve_run() derives it from RLIMIT_NOFILE */
 	uint64_t max_conns_per_ip;
 	uint64_t idle_timeout_ms; /* 0 = none */
 	size_t max_bytes;
@@ -39,6 +40,25 @@ struct serve_config {
 	enum log_format log_format;
 	enum serve_backend backend;
 };
+
+/* ---- Parsing (parse.c): argv -> config; prints only usage messages ------ */
+
+void serve_config_defaults(struct serve_config *cfg);
+/* Parses argv (argv[0] is "serve") into cfg.  Returns -1 to go on, 0 after
+ * --help/--version (printed on stdout), 2 after a usage error (printed). */
+int serve_parse(int argc, char **argv, struct serve_config *cfg);
+void serve_config_free(struct serve_config *cfg);
+
+/* ---- The line framer (frame.c): pure, no I/O, no allocation ------------- */
+
+/* The first complete line of buf[0..len): its length including the '\n'
+ * (a "\r\n" ending is part of the line), if the line without its '\n' is
+ * at most max_line bytes.  -2: no '\n' yet and len <= max_line (incomplete);
+ * -1: the line is longer than max_line (with or without a '\n' yet).
+ * Reads at most max_line + 1 bytes. */
+ssize_t line_frame(const char *buf, size_t len, size_t max_line);
+
+/* ---- Counters ------------------------------------------------------------- */
 
 /* The counters, in the order they are printed.  One X-macro so the struct,
  * the text line, the JSON object and the sum never disagree. */
@@ -75,39 +95,60 @@ struct serve_counters {
 #define CTR_SUB(w, name, n)                                                                        \
 	__atomic_store_n(&(w)->ctr.name, (w)->ctr.name - (uint64_t)(n), __ATOMIC_RELAXED)
 
-/* ---- Logging (serve_log.c) ------------------------------------------- */
+/* ---- Logging (log.c) ------------------------------------------------------ */
 
 struct serve_log {
 	enum log_level level;
 	enum log_format format;
 };
 
-/* A repeated warning, printed at most once a second per worker with the
- * count of those suppressed in between. */
-struct log_ratelimit {
-	uint64_t last_ms;
-	uint64_t suppressed;
+/* Structured fields of an event line (JSON keys; text shows only the
+ * message).  NULL / -1 leave a field out. */
+struct log_fields {
+	const char *event; /* "accepted", "closed", "refused", ... */
+	int fd;
+	const char *peer; /* "127.0.0.1:5555" */
+	const char *reason;
 };
 
 /* One line on stderr with one write(2).  Text: "sockit: [level: ]MSG";
- * JSON: {"time":..,"level":..,"msg":"MSG"}.  Thread-safe. */
+ * JSON: {"time":..,"level":..,"msg":"MSG"[,fields]}.  Thread-safe. */
 void serve_log(const struct serve_log *lg, enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* The same, at most once per second per rl (now_ms from the caller's loop). */
-void serve_log_limited(const struct serve_log *lg, struct log_ratelimit *rl, uint64_t now_ms,
-		       enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+void serve_log_event(const struct serve_log *lg, enum log_level level, const struct log_fields *f,
+		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* A repeated message, printed at most once a second per limiter; the
+ * count of those suppressed is printed when the second is over (a timer
+ * on the owner's loop) and by log_ratelimit_flush().  One thread only. */
+struct log_ratelimit {
+	const struct serve_log *lg;
+	sockit_loop *loop;
+	const char *what; /* "refused connections", for the suppressed line */
+	sockit_timer timer;
+	uint64_t last_ms;
+	uint64_t suppressed;
+	enum log_level level;
+};
+void log_ratelimit_init(struct log_ratelimit *rl, const struct serve_log *lg, sockit_loop *loop,
+			const char *what);
+void serve_log_limited(struct log_ratelimit *rl, enum log_level level, const struct log_fields *f,
+		       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Prints the suppressed count, if any, and stops the timer. */
+void log_ratelimit_flush(struct log_ratelimit *rl);
+
 /* A runtime failure, printed at every level: text "sockit serve: MSG" (as
  * the other subcommands' errors), JSON an object at level "error". */
 void serve_log_fail(const struct serve_log *lg, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* The listening line, printed at every level. */
+/* The listening line, printed at every level: "listening on tcp ADDR
+ * (MODE[, dualstack])". */
 void serve_log_listening(const struct serve_log *lg, const char *proto, const char *addr,
-			 const char *mode);
+			 const char *mode, int dualstack);
 /* The counters line, printed at every level. */
 void serve_log_counters(const struct serve_log *lg, const struct serve_counters *c);
 
-/* ---- Limits (serve_limit.c): pure, no I/O ------------------------------ */
+/* ---- Limits (limit.c): pure, no I/O --------------------------------------- */
 
 /* 1 if the address may connect: no --deny matches, and some --allow
  * matches when any is given. */
@@ -133,92 +174,10 @@ void rate_table_free(struct rate_table *t);
 /* 1 if a datagram from a may pass at now_ms (and takes a token), else 0. */
 int rate_table_allow(struct rate_table *t, const sockit_addr *a, uint64_t now_ms);
 
-/* ---- Workers (serve_tcp.c, serve_udp.c, serve_run.c) ------------------- */
+/* ---- The server (run.c) --------------------------------------------------- */
 
-struct conn;
-
-/* A doubly linked list of connections, oldest activity first. */
-struct conn_list {
-	struct conn *head, *tail;
-};
-
-struct serve_shared;
-
-/* Sent from the main thread to a worker with sockit_loop_wake(). */
-enum { WORKER_RUN = 0, WORKER_DRAIN = 1, WORKER_FORCE = 2 };
-
-struct worker {
-	int id;
-	const struct serve_config *cfg;
-	struct serve_shared *sh;
-	const struct serve_log *log;
-	sockit_loop *loop;
-	pthread_t thread;
-	int tcp_fd, udp_fd; /* -1 when none / closed */
-	int cmd;	    /* WORKER_*, written by main (atomic) */
-	int done;	    /* set (atomic) when the worker's loop has ended */
-	int draining;
-	int accept_paused;
-	int ops;		   /* the loop takes completion operations (io_uring) */
-	int accept_multi;	   /* accepting through accept_op, not readiness */
-	struct loop_op *accept_op; /* the multishot accept, when armed */
-	uint64_t others;	   /* the other workers' active count, as last read */
-	uint64_t others_ms;	   /* ... at this loop time */
-	uint64_t defer_ms;
-
-	char *rbuf; /* prefix + read buffer: rbuf + prefix_len is where reads go */
-	size_t rbuf_size;
-	char *wbuf; /* line/echo: replies of one wake, sent in one write */
-	size_t wbuf_size, wbuf_len;
-	struct conn *wbuf_owner; /* io_uring: whose output wbuf holds between chunks */
-
-	struct conn_list idle;	 /* every open connection but lingering ones */
-	struct conn_list linger; /* after the reply: discarding input, bounded */
-	sockit_timer sweep;	 /* fires at the earliest deadline of both lists */
-	uint64_t sweep_at;	 /* when it is armed for */
-	sockit_timer accept_timer;
-	struct conn *free_conns;
-	void *conn_chunks;
-
-	void *udp;			 /* struct udp_state, serve_udp.c */
-	struct rate_table *rate;	 /* --udp-rate, or NULL */
-	struct log_ratelimit rl_accept;	 /* accept errors */
-	struct log_ratelimit rl_udp;	 /* UDP errors */
-	struct log_ratelimit rl_refused; /* refused clients */
-	int emfile_episode;
-	int accept_one, accept_busy; /* see accept_adapt() */
-	uint64_t accept_ms;
-
-	struct serve_counters ctr __attribute__((aligned(64)));
-	/* The CPU this worker ran on when it last went to sleep (-1: not
-	 * yet), read by the others: see sibling_on_my_cpu(). */
-	int cpu __attribute__((aligned(64)));
-} __attribute__((aligned(64)));
-
-struct serve_shared {
-	struct worker *workers;
-	int nworkers;
-	struct ip_table *ips; /* or NULL */
-	sockit_loop *main_loop;
-};
-
-/* serve_tcp.c */
-int tcp_worker_init(struct worker *w); /* buffers, watch the listener */
-void tcp_on_accept(sockit_loop *loop, int fd, unsigned events, void *arg);
-void tcp_worker_drain(struct worker *w); /* stop accepting */
-void tcp_worker_close_all(struct worker *w, int count_as_timeout);
-void tcp_worker_free(struct worker *w);
-
-/* serve_udp.c */
-int udp_worker_init(struct worker *w);
-void udp_worker_drain(struct worker *w);
-void udp_worker_free(struct worker *w);
-
-/* serve_run.c */
+/* Runs the configured server until a signal drains it.  Returns the exit
+ * code: 0 clean stop, 1 runtime failure (printed). */
 int serve_run(struct serve_config *cfg);
-/* Sum of every worker's counters (relaxed loads). */
-void serve_counters_sum(const struct serve_shared *sh, struct serve_counters *out);
-/* Called by a worker when its last connection closed while draining. */
-void worker_maybe_finish(struct worker *w);
 
 #endif /* SOCKIT_SERVE_H */

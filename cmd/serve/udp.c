@@ -1,4 +1,4 @@
-/* serve_udp.c -- one reply datagram per datagram, in recvmmsg/sendmmsg batches.
+/* udp.c -- one reply datagram per datagram, in recvmmsg/sendmmsg batches.
  *
  * Each of UDP_BATCH slots holds the prefix followed by room for the largest
  * datagram, so a reply is (prefix, data) already contiguous: no copy.  A
@@ -19,7 +19,7 @@
 
 #include "../../lib/loop/ops.h"
 #include "internal.h"
-#include "serve.h"
+#include "worker.h"
 
 #define UDP_BATCH 8
 #define UDP_ROUNDS 16
@@ -65,8 +65,8 @@ static void on_udp_sent(sockit_loop *loop, void *arg, int res, int more, size_t 
 		return;
 	CTR_SUB(w, dgrams_out, 1);
 	CTR_SUB(w, bytes_out, len);
-	serve_log_limited(w->log, &w->rl_udp, sockit_loop_now_ms(loop), LOG_WARN, "udp send: %s",
-			  sockit_strerror(res));
+	(void)loop;
+	serve_log_limited(&w->rl_udp, LOG_WARN, NULL, "udp send: %s", sockit_strerror(res));
 }
 
 /* io_uring: the reply to a lone datagram rides in the loop's next wait
@@ -83,6 +83,42 @@ static int reply_async(struct worker *w, int fd, const char *data, size_t len,
 	return 1;
 }
 
+/* Points the receive batch's headers at the slots (after the prefix). */
+static void prepare_in(struct udp_state *u, size_t prefix_len)
+{
+	for (unsigned i = 0; i < UDP_BATCH; i++) {
+		struct msghdr *h = &u->in[i].msg_hdr;
+		u->iov_in[i].iov_base = u->slots + i * u->slot_size + prefix_len;
+		u->iov_in[i].iov_len = UDP_DATA_MAX;
+		memset(h, 0, sizeof(*h));
+		h->msg_name = &u->from[i].ss;
+		h->msg_namelen = sizeof(u->from[i].ss);
+		h->msg_iov = &u->iov_in[i];
+		h->msg_iovlen = 1;
+	}
+}
+
+/* Sends the batch's nout replies with sendmmsg, as many calls as it takes. */
+static void send_out(struct worker *w, int fd, unsigned nout)
+{
+	struct udp_state *u = w->udp;
+	for (unsigned sent = 0; sent < nout;) {
+		int r = sk_send_batch(fd, u->out + sent, nout - sent);
+		if (r < 0) {
+			serve_log_limited(&w->rl_udp, LOG_WARN, NULL, "udp send: %s",
+					  sockit_strerror(r));
+			if (r == -EAGAIN || r == -EWOULDBLOCK || r == -ENOBUFS)
+				break; /* UDP is lossy: drop the rest of the batch */
+			sent++;	       /* this destination failed; go on */
+			continue;
+		}
+		for (int k = 0; k < r; k++)
+			CTR_ADD(w, bytes_out, u->iov_out[sent + (unsigned)k].iov_len);
+		CTR_ADD(w, dgrams_out, r);
+		sent += (unsigned)r;
+	}
+}
+
 static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 {
 	(void)events;
@@ -93,21 +129,12 @@ static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 	uint64_t now = sockit_loop_now_ms(loop);
 
 	for (int round = 0; round < UDP_ROUNDS; round++) {
-		for (unsigned i = 0; i < UDP_BATCH; i++) {
-			struct msghdr *h = &u->in[i].msg_hdr;
-			u->iov_in[i].iov_base = u->slots + i * u->slot_size + cfg->prefix_len;
-			u->iov_in[i].iov_len = UDP_DATA_MAX;
-			memset(h, 0, sizeof(*h));
-			h->msg_name = &u->from[i].ss;
-			h->msg_namelen = sizeof(u->from[i].ss);
-			h->msg_iov = &u->iov_in[i];
-			h->msg_iovlen = 1;
-		}
+		prepare_in(u, cfg->prefix_len);
 		int n = sk_recv_batch(fd, u->in, UDP_BATCH);
 		if (n < 0) {
 			if (n != -EAGAIN && n != -EWOULDBLOCK)
-				serve_log_limited(w->log, &w->rl_udp, now, LOG_WARN,
-						  "udp receive: %s", sockit_strerror(n));
+				serve_log_limited(&w->rl_udp, LOG_WARN, NULL, "udp receive: %s",
+						  sockit_strerror(n));
 			return;
 		}
 		unsigned nout = 0;
@@ -150,27 +177,13 @@ static void on_udp(sockit_loop *loop, int fd, unsigned events, void *arg)
 			h->msg_iovlen = 1;
 			nout++;
 		}
-		for (unsigned sent = 0; sent < nout;) {
-			int r = sk_send_batch(fd, u->out + sent, nout - sent);
-			if (r < 0) {
-				serve_log_limited(w->log, &w->rl_udp, now, LOG_WARN, "udp send: %s",
-						  sockit_strerror(r));
-				if (r == -EAGAIN || r == -EWOULDBLOCK || r == -ENOBUFS)
-					break; /* UDP is lossy: drop the rest of the batch */
-				sent++;	       /* this destination failed; go on */
-				continue;
-			}
-			for (int k = 0; k < r; k++)
-				CTR_ADD(w, bytes_out, u->iov_out[sent + (unsigned)k].iov_len);
-			CTR_ADD(w, dgrams_out, r);
-			sent += (unsigned)r;
-		}
+		send_out(w, fd, nout);
 		if (n < UDP_BATCH)
 			return; /* the queue is empty: no EAGAIN round trip */
 	}
 }
 
-int udp_worker_init(struct worker *w)
+int udp_start(struct worker *w)
 {
 	const struct serve_config *cfg = w->cfg;
 	if (w->udp_fd < 0)
@@ -194,7 +207,7 @@ int udp_worker_init(struct worker *w)
 
 /* Stops serving UDP.  A reply queued in the ring is handed to the kernel
  * first: from then on it holds the socket itself, and the fd can go. */
-void udp_worker_drain(struct worker *w)
+void udp_drain(struct worker *w)
 {
 	if (w->udp_fd < 0)
 		return;
@@ -203,7 +216,7 @@ void udp_worker_drain(struct worker *w)
 	w->udp_fd = -1;
 }
 
-void udp_worker_free(struct worker *w)
+void udp_free(struct worker *w)
 {
 	struct udp_state *u = w->udp;
 	if (u != NULL) {

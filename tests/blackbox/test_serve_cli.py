@@ -2,13 +2,14 @@
 (exit 2, option named), port in use (exit 1, address named), --help,
 --version, log levels and the JSON log format."""
 import json
+import os
 import re
 import signal
 import socket
 
 import pytest
 
-from conftest import SOCKIT, Proc, exchange
+from conftest import SOCKIT, Proc, exchange, wait_until
 
 PREFIX = b"Received: "
 
@@ -35,7 +36,7 @@ USAGE_ERRORS = [
     (["--udp-rate", "fast"], "--udp-rate"),
     (["--port", "70000"], "--port"),
     (["-p", "70000"], "70000"),
-    (["-p", "http"], "http"),
+    (["-p", "no-such-service"], "no-such-service"),  # names work since cli_opt_port
     (["-p", "-1"], "-1"),
     (["-p"], r"-p\b|'p'"),
     (["--idle-timeout", "5x"], "--idle-timeout"),
@@ -280,3 +281,195 @@ def test_json_log_runtime_failure_is_json(run_sockit):
             pytest.fail(f"stderr line is not JSON: {ln!r}")
     assert any(o.get("level") == "error" and f"127.0.0.1:{port}" in json.dumps(o)
                for o in objs), objs
+
+
+# ---- issue 19: one vocabulary (item 8), standard wording and hints (item 11),
+# ---- structured logs (item 12) ---------------------------------------------------
+
+def test_short_V_is_version(run_sockit):
+    """Issue 19, item 8: -V is --version (it was an unknown option)."""
+    r = run_sockit(["serve", "-V"], timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == run_sockit(["serve", "--version"], timeout=10).stdout
+
+
+def test_help_lists_the_short_names(run_sockit):
+    """Issue 19, item 8: the vocabulary's short names are documented."""
+    out = run_sockit(["serve", "--help"], timeout=10).stdout.decode()
+    for opt in ("-u, --udp", "-i, --idle-timeout", "-v, --verbose", "-4, --ipv4",
+                "-6, --ipv6", "-h, --help", "-V, --version"):
+        assert opt in out, f"--help does not show {opt!r}:\n{out}"
+    assert "(default 30s" in out and "(default 64KiB)" in out, out
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["-V"]])
+def test_help_and_version_lost_output_exit_1(args):
+    """Issue 19: lost output is a failure, also for --help and --version."""
+    import subprocess
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run([SOCKIT, "serve"] + args, stdout=full, stderr=subprocess.PIPE,
+                           timeout=10)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert b"sockit serve: cannot write to standard output" in r.stderr, r.stderr
+
+
+def test_short_u_is_udp(serve):
+    """Issue 19, item 8: -u is --udp."""
+    srv = serve(["-u"], udp=True)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(10)
+        s.sendto(b"dg", srv.udp_addr)
+        assert s.recvfrom(100)[0] == PREFIX + b"dg"
+
+
+def test_short_i_is_idle_timeout(serve):
+    """Issue 19, item 8: -i is --idle-timeout."""
+    from conftest import connect, closed_without_reply
+    srv = serve(["-m", "line", "-i", "300ms"])
+    s = connect(srv.addr)
+    try:
+        assert closed_without_reply(s, timeout=10)
+    finally:
+        s.close()
+    assert srv.wait_counter("closed_timeout", 1)["closed_timeout"] == 1
+
+
+def test_short_v_is_debug(serve):
+    """Issue 19, item 8: -v / --verbose is --log-level debug."""
+    for flag in ("-v", "--verbose"):
+        srv = serve([flag])
+        assert exchange(srv.addr, b"v") == PREFIX + b"v"
+        srv.wait_stderr(r"accepted fd \d+ from 127\.0\.0\.1:\d+")
+        srv.stop()
+
+
+def test_size_with_a_wrong_unit_says_so(run_sockit):
+    """Issue 19, item 11: '--max-bytes 1kb' names the unit as the problem."""
+    r = run_sockit(["serve", "--max-bytes", "1kb"], timeout=10)
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert "invalid size '1kb' for --max-bytes: unknown unit" in err, err
+
+
+def test_port_in_use_suggests_the_next_step(run_sockit):
+    """Issue 19, item 11: port in use says what to do."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = run_sockit(["serve", "-p", str(port)], timeout=10)
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert (f"sockit serve: cannot listen on 127.0.0.1:{port}: address already in use: "
+            "is another server running? pick another port with -p") in err, err
+
+
+def test_low_port_without_privilege_says_why():
+    """Issue 19, item 11: EACCES on a port below 1024 names root and
+    CAP_NET_BIND_SERVICE (run as nobody; skipped where that cannot be)."""
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to nobody")
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        if int(f.read()) <= 80:
+            pytest.skip("unprivileged ports start at or below 80 here")
+
+    def drop():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    try:
+        r = subprocess.run([SOCKIT, "serve", "-p", "80"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=10, preexec_fn=drop)
+    except (PermissionError, subprocess.SubprocessError) as e:
+        pytest.skip(f"cannot run the binary as nobody: {e}")
+    err = r.stderr.decode()
+    if r.returncode == 126 or "ermission denied" in err and "cannot listen" not in err:
+        pytest.skip(f"the binary is not executable as nobody: {err}")
+    assert r.returncode == 1, err
+    assert ("cannot listen on 127.0.0.1:80: permission denied: ports below 1024 need root "
+            "or CAP_NET_BIND_SERVICE") in err, err
+
+
+def test_drain_line_prints_the_duration_in_units(serve):
+    """Issue 19, item 11: durations in logs as the parser takes them."""
+    srv = serve(["--drain-timeout", "1500ms"])
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=10) == 0
+    assert re.search(r"draining \d+ connection\(s\), up to 1\.5s", srv.stderr_text()), \
+        srv.stderr_text()
+
+
+def test_json_debug_lines_have_fields():
+    """Issue 19, item 12: accepted/closed lines carry event, fd, peer and
+    reason as JSON fields, not only in "msg"."""
+    p = _start_json(["-v", "--mode", "line"])
+    try:
+        port = int(re.search(r'"addr":"127\.0\.0\.1:(\d+)"', p.stderr_text()).group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            local = "127.0.0.1:%d" % s.getsockname()[1]
+            s.sendall(b"j\n")
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(100):
+                pass
+        p.wait_stderr(r'"event":"closed"')
+        objs = _json_lines(p)
+        acc = [o for o in objs if o.get("event") == "accepted"]
+        clo = [o for o in objs if o.get("event") == "closed"]
+        assert len(acc) == 1 and len(clo) == 1, objs
+        assert acc[0]["peer"] == local and isinstance(acc[0]["fd"], int), acc
+        assert clo[0]["peer"] == local and clo[0]["fd"] == acc[0]["fd"], clo
+        assert clo[0]["reason"] == "eof", clo
+    finally:
+        p.stop()
+
+
+def test_closed_limit_line_names_the_peer(serve):
+    """Issue 19, item 12: 'closed ... (limit)' says which client."""
+    from conftest import connect, recv_until_close
+    srv = serve(["-v", "--mode", "line", "--max-line", "8"])
+    s = connect(srv.addr)
+    try:
+        local = "127.0.0.1:%d" % s.getsockname()[1]
+        s.sendall(b"x" * 20 + b"\n")
+        recv_until_close(s)
+    finally:
+        s.close()
+    srv.wait_stderr(r"closed fd \d+ from " + re.escape(local) + r" \(limit\)")
+
+
+def _refused_burst(srv, n):
+    for _ in range(n):
+        with socket.create_connection(srv.addr, timeout=5) as s:
+            s.settimeout(5)
+            try:
+                s.sendall(b"x")
+                s.recv(10)
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+
+
+def _refused_total(text):
+    shown = len(re.findall(r"warn: refused 127\.0\.0\.1:\d+", text))
+    hidden = sum(int(n) for n in re.findall(r"warn: (\d+) more refused clients not shown", text))
+    return shown, hidden
+
+
+def test_suppressed_count_printed_when_the_episode_ends(serve):
+    """Issue 19, item 12: the lines a rate limit hid are counted when its
+    second is over, without waiting for another message."""
+    srv = serve(["--deny", "127.0.0.0/8", "--workers", "1"])
+    _refused_burst(srv, 40)
+    srv.wait_stderr(r"more refused clients not shown", timeout=10)
+    assert wait_until(lambda: sum(_refused_total(srv.stderr_text())) == 40, timeout=10), \
+        srv.stderr_text()
+
+
+def test_suppressed_count_printed_at_exit(serve):
+    """Issue 19, item 12: ... and at exit, if the server stops first."""
+    srv = serve(["--deny", "127.0.0.0/8", "--workers", "1", "--drain-timeout", "0"])
+    _refused_burst(srv, 20)
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=10) == 0
+    shown, hidden = _refused_total(srv.stderr_text())
+    assert shown + hidden == 20, srv.stderr_text()

@@ -5,6 +5,7 @@ limits, allow/deny lists."""
 import errno
 import os
 import resource
+import re
 import selectors
 import socket
 import threading
@@ -584,3 +585,84 @@ def test_idle_timeout_frees_a_client_that_never_reads(serve):
         assert c["closed_timeout"] == 1 and c["active"] == 0, c
     finally:
         hog.close()
+
+
+# ---- issue 19, item 3: workers that eat the descriptor limit -------------------
+
+def _limit_nofile_1024():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+
+def _run_limited(args, timeout=20):
+    """Runs serve under `ulimit -n 1024`; returns (exit code or None if it
+    kept running, stderr)."""
+    from conftest import SOCKIT, Proc
+    p = Proc([SOCKIT, "serve", "-p", "0"] + args, preexec_fn=_limit_nofile_1024)
+    try:
+        try:
+            rc = p.wait(timeout=timeout)
+        except Exception:
+            rc = None
+        return rc, p.stderr_text()
+    finally:
+        p.stop()
+
+
+@pytest.mark.parametrize("workers", ["300", "1000"])
+def test_workers_that_eat_the_fd_limit_are_refused(workers):
+    """Issue 19, item 3: under `ulimit -n 1024`, --workers 300 used to run
+    with max-conns 1 and no word, --workers 1000 to fail with a bare 'too
+    many open files'.  Now: exit 1 naming the fd limit, the workers' cost
+    and ulimit -n."""
+    rc, err = _run_limited(["--workers", workers], timeout=20)
+    assert rc == 1, (rc, err)
+    assert "ulimit -n" in err, err
+    assert "1024" in err and f"{workers} workers" in err, err
+    assert "listening" not in err, err
+
+
+def test_few_connections_per_worker_warns():
+    """Issue 19, item 3: a limit that leaves a handful of connections per
+    worker starts, with a warning that says what limits what."""
+    from conftest import SOCKIT, Proc
+    p = Proc([SOCKIT, "serve", "-p", "0", "--workers", "120"], preexec_fn=_limit_nofile_1024)
+    try:
+        p.wait_stderr(r"listening on tcp", timeout=20)
+        err = p.stderr_text()
+        assert re.search(r"warn: the fd limit \(1024\) leaves only \d+ connections for 120 "
+                         r"workers.*ulimit -n", err), err
+    finally:
+        p.stop()
+
+
+def test_workers_far_beyond_cpus_warn():
+    """Issue 19, item 3: more than 4x the CPUs in workers is warned about."""
+    from conftest import SOCKIT, Proc
+    n = 4 * (os.cpu_count() or 1) + 1
+    p = Proc([SOCKIT, "serve", "-p", "0", "--workers", str(n)])
+    try:
+        p.wait_stderr(r"listening on tcp", timeout=20)
+        assert re.search(rf"warn: --workers {n} is more than 4x the \d+ CPU", p.stderr_text()), \
+            p.stderr_text()
+    finally:
+        p.stop()
+
+
+def test_emfile_accept_pause_names_ulimit(serve):
+    """Issue 19, item 11: running out of descriptors while accepting says
+    how to get more (ulimit -n), and the pause in the standard units."""
+    raise_nofile(4096)
+    srv = serve(["--mode", "line", "--workers", "1", "--max-conns", "10000"],
+                preexec_fn=_limit_nofile_64)
+    held = []
+    try:
+        for _ in range(90):
+            try:
+                held.append(connect(srv.addr, timeout=3))
+            except OSError:
+                pass
+        srv.wait_stderr(r"accept: too many open files; pausing accepts, retrying every "
+                        r"100ms \(raise the limit with ulimit -n", timeout=15)
+    finally:
+        for s in held:
+            s.close()

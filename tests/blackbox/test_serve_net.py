@@ -1,5 +1,6 @@
 """test_serve_net.py -- `sockit serve` addresses and workers: IPv6, the
 v6-only default of `-H ::`, --dualstack, --workers."""
+import re
 import socket
 
 import pytest
@@ -128,3 +129,41 @@ def test_workers_udp_sockets(serve, workers):
     finally:
         for s in socks:
             s.close()
+
+
+def test_bracketed_ipv6_host(serve):
+    """Issue 19, item 7: -H '[::1]' (as URLs write it) listens on ::1; it
+    used to fail with 'cannot listen on [[::1]]:0'."""
+    srv = serve(["-H", "[::1]"])
+    assert srv.host == "[::1]"
+    assert exchange(srv.addr, b"br", family=socket.AF_INET6) == PREFIX + b"br"
+
+
+def test_ipv6_flag_alone_listens_on_ipv6_loopback(serve):
+    """Issue 19, item 8: -6 without -H listens on ::1."""
+    srv = serve(["-6"])
+    assert srv.host == "[::1]"
+    assert exchange(srv.addr, b"six", family=socket.AF_INET6) == PREFIX + b"six"
+
+
+def test_ipv4_flag_restricts_a_name(serve):
+    """Issue 19, item 8: -4 -H localhost binds localhost's IPv4 address."""
+    srv = serve(["-4", "-H", "localhost"])
+    assert srv.host == "127.0.0.1"
+    assert exchange(srv.addr, b"four") == PREFIX + b"four"
+
+
+def test_ipv6_flag_refuses_an_ipv4_host(run_sockit):
+    """Issue 19, item 8: -6 with an IPv4 literal cannot listen: exit 1, host named."""
+    r = run_sockit(["serve", "-p", "0", "-6", "-H", "127.0.0.1"], timeout=10)
+    err = r.stderr.decode()
+    assert r.returncode == 1, (r.returncode, err)
+    assert "cannot listen on 127.0.0.1" in err, err
+
+
+def test_dualstack_shows_in_listening_line(serve):
+    """Issue 19, item 12: --dualstack is visible where the listener is named."""
+    srv = serve(["-H", "::", "--dualstack"])
+    assert re.search(rf"listening on tcp \[::\]:{srv.port} \(once, dualstack\)",
+                     srv.stderr_text()), srv.stderr_text()
+    assert exchange(("127.0.0.1", srv.port), b"ds") == PREFIX + b"ds"

@@ -1,0 +1,154 @@
+/* listen.c -- the listeners: one SO_REUSEPORT socket per worker and protocol, one port.
+ *
+ * Called by run.c before the workers start; a failure is printed with the
+ * address and, where there is one, the next step.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "worker.h"
+
+#define DEFER_ACCEPT_S 1 /* once mode: the kernel holds silent clients this long */
+#define BIND_RETRIES 8	 /* -p 0 with --udp: the TCP port may be taken for UDP */
+
+static const char *const mode_names[] = {"once", "line", "echo"};
+
+/* The next step for a failure to listen, or "". */
+static const char *listen_hint(int err, int port)
+{
+	if (err == -EADDRINUSE)
+		return ": is another server running? pick another port with -p";
+	if (err == -EACCES && port > 0 && port < 1024)
+		return ": ports below 1024 need root or CAP_NET_BIND_SERVICE";
+	if (err == -EMFILE || err == -ENFILE)
+		return ": raise the limit with ulimit -n";
+	return "";
+}
+
+static int cannot_listen(const struct serve_log *lg, const char *host, int port, const char *proto,
+			 int err)
+{
+	const char *fmt = strchr(host, ':') != NULL ? "[%s]:%d" : "%s:%d";
+	char hp[300];
+	snprintf(hp, sizeof(hp), fmt, host, port);
+	serve_log_fail(lg, "cannot listen on %s%s: %s%s", hp, proto, sockit_strerror(err),
+		       listen_hint(err, port));
+	return err;
+}
+
+/* Is host:port free?  Our listeners share the port with SO_REUSEPORT, which
+ * would let us join another process's group silently; a plain bind first
+ * tells "in use" apart. */
+static int probe_port(const char *host, int port, int type, int flags)
+{
+	int fd = sockit_create_server(host, port, type, 0, flags & ~SOCKIT_REUSEPORT);
+	if (fd < 0)
+		return fd;
+	sockit_close(fd);
+	return 0;
+}
+
+static void close_listeners(struct serve_shared *sh)
+{
+	for (int i = 0; i < sh->nworkers; i++) {
+		struct worker *w = &sh->workers[i];
+		if (w->tcp_fd >= 0)
+			sockit_close(w->tcp_fd);
+		if (w->udp_fd >= 0)
+			sockit_close(w->udp_fd);
+		w->tcp_fd = w->udp_fd = -1;
+	}
+}
+
+/* The address to bind: host as given, or with -4/-6 the first address of
+ * that family it resolves to. */
+static int bind_host(const struct serve_config *cfg, const struct serve_log *lg, char *buf,
+		     size_t len, const char **host)
+{
+	*host = cfg->host;
+	if (cfg->family == AF_UNSPEC)
+		return 0;
+	sockit_addr a;
+	int rc = sockit_resolve(cfg->host, cfg->port, cfg->family, SOCK_STREAM, 1, &a, 1);
+	if (rc >= 0)
+		rc = sockit_addr_format_ip(&a, buf, len);
+	if (rc < 0)
+		return cannot_listen(lg, cfg->host, cfg->port, "", rc);
+	*host = buf;
+	return 0;
+}
+
+/* Opens one listener per worker for type on port (0: the first picks).
+ * Returns the port, or a negative code (message printed). */
+static int open_group(struct serve_shared *sh, const struct serve_config *cfg,
+		      const struct serve_log *lg, const char *host, int type, int port,
+		      int quiet_inuse)
+{
+	int flags = SOCKIT_REUSEPORT | SOCKIT_NONBLOCK |
+		    (cfg->dualstack ? SOCKIT_DUALSTACK : SOCKIT_V6ONLY);
+	const char *proto = type == SOCK_STREAM ? "" : " (udp)";
+	char ip[SOCKIT_ADDRSTRLEN];
+	int rc = port != 0 ? probe_port(host, port, type, flags) : 0;
+	for (int i = 0; rc >= 0 && i < sh->nworkers; i++) {
+		int fd = rc = sockit_create_server(host, port, type, 0, flags);
+		if (fd < 0)
+			break;
+		struct worker *w = &sh->workers[i];
+		*(type == SOCK_STREAM ? &w->tcp_fd : &w->udp_fd) = fd;
+		if (i == 0) {
+			sockit_addr a;
+			rc = sockit_getsockname(fd, &a);
+			if (rc >= 0)
+				rc = sockit_addr_format_ip(&a, ip, sizeof(ip));
+			if (rc < 0)
+				break;
+			port = sockit_addr_port(&a);
+			host = ip; /* the others bind exactly where the first did */
+		}
+		if (type == SOCK_STREAM && cfg->mode == MODE_ONCE &&
+		    sockit_set_defer_accept(fd, DEFER_ACCEPT_S) == 0)
+			w->defer_ms = DEFER_ACCEPT_S * 1000;
+	}
+	if (rc < 0)
+		return quiet_inuse && rc == -EADDRINUSE ? rc
+							: cannot_listen(lg, host, port, proto, rc);
+	return port;
+}
+
+int listeners_open(struct serve_shared *sh, const struct serve_config *cfg,
+		   const struct serve_log *lg)
+{
+	char buf[SOCKIT_ADDRSTRLEN];
+	const char *host;
+	int rc = bind_host(cfg, lg, buf, sizeof(buf), &host);
+	for (int attempt = 0; rc >= 0; attempt++) {
+		int port = cfg->port;
+		if (cfg->tcp)
+			rc = port = open_group(sh, cfg, lg, host, SOCK_STREAM, port, 0);
+		if (rc >= 0 && cfg->udp) {
+			int retry = cfg->port == 0 && cfg->tcp && attempt < BIND_RETRIES;
+			rc = open_group(sh, cfg, lg, host, SOCK_DGRAM, port, retry);
+			if (rc == -EADDRINUSE && retry) {
+				close_listeners(sh);
+				rc = 0;
+				continue;
+			}
+		}
+		break;
+	}
+	return rc < 0 ? rc : 0;
+}
+
+void listeners_announce(const struct serve_shared *sh, const struct serve_config *cfg,
+			const struct serve_log *lg)
+{
+	const struct worker *w0 = &sh->workers[0];
+	const char *mode = mode_names[cfg->mode];
+	char addr[SOCKIT_ADDRSTRLEN];
+	if (w0->tcp_fd >= 0 && sockit_sockname_str(w0->tcp_fd, addr, sizeof(addr)) >= 0)
+		serve_log_listening(lg, "tcp", addr, mode, cfg->dualstack);
+	if (w0->udp_fd >= 0 && sockit_sockname_str(w0->udp_fd, addr, sizeof(addr)) >= 0)
+		serve_log_listening(lg, "udp", addr, mode, cfg->dualstack);
+}
