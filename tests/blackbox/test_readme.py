@@ -32,14 +32,7 @@ from conftest import ROOT, SOCKIT, exchange
 README = os.path.join(ROOT, "README.md")
 DOCS = [README, os.path.join(ROOT, "docs", "DESIGN.md"), os.path.join(ROOT, "bench", "README.md")]
 COMMANDS = ("serve", "connect", "bench")
-LOOP_HEADER = os.path.join(ROOT, "include", "sockit_loop.h")
 
-# The options every command shares (README, "What every command shares"),
-# being applied to the commands while this test was written: a synopsis or
-# table may name them before the binary has them (xfail, not fail).
-VOCABULARY = {"-u", "--udp", "-4", "--ipv4", "-6", "--ipv6", "-w", "--timeout", "-i",
-              "--idle-timeout", "-v", "--verbose", "-m", "--mode", "-h", "--help", "-V",
-              "--version", "--json", "--prefix"}
 
 
 def blocks(path, langs):
@@ -67,20 +60,10 @@ def c_name(line, text):
     return m.group(1)
 
 
-def loop_header_is_old():
-    with open(LOOP_HEADER) as f:
-        return "sockit_loop_new(sockit_loop **" not in f.read()
-
-
 def c_params():
     params = []
     for line, _, text in blocks(README, {"c"}):
-        marks = []
-        if "sockit_loop_new(&" in text and loop_header_is_old():
-            marks.append(pytest.mark.xfail(
-                strict=False, reason="include/sockit_loop.h still has the old "
-                "sockit_loop_new(void); the README shows sockit_loop_new(&loop)"))
-        params.append(pytest.param(line, text, id=c_name(line, text), marks=marks))
+        params.append(pytest.param(line, text, id=c_name(line, text)))
     assert params, "README.md has no ```c block"
     return params
 
@@ -376,12 +359,8 @@ def test_documented_options_exist():
                       if not in_help(cmd, opt)})
     found = list(documented_options())
     assert len(found) > 30, found  # the parse found the tables
-    unknown = [m for m in missing if m[1] not in VOCABULARY]
-    assert not unknown, "README names options its command lacks:\n" + "\n".join(
-        f"README.md:{n}: sockit {cmd} {opt}" for cmd, opt, n in unknown)
-    if missing:
-        pytest.xfail("shared vocabulary not in the binary yet: " +
-                     ", ".join(f"{cmd} {opt}" for cmd, opt, _ in missing))
+    assert not missing, "README names options its command lacks:\n" + "\n".join(
+        f"README.md:{n}: sockit {cmd} {opt}" for cmd, opt, n in missing)
 
 
 def test_json_examples_parse():
