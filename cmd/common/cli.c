@@ -111,6 +111,15 @@ int cli_parse_duration_ms(const char *s, uint64_t max_ms, uint64_t *out)
 	return 0;
 }
 
+int cli_parse_duration_us(const char *s, uint64_t max_us, uint64_t *out)
+{
+	static const struct unit units[] = {
+		{"", 1000000},	 {"s", 1000000},    {"ms", 1000},	  {"us", 1},
+		{"m", 60000000}, {"min", 60000000}, {"h", 3600000000ull}, {NULL, 0},
+	};
+	return parse_scaled(s, units, max_us, out);
+}
+
 int cli_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
 	/* One rule, the same as cli_format_size() prints: every step is 1024,
@@ -204,6 +213,21 @@ int cli_opt_duration(const char *cmd, const char *opt, const char *s, uint64_t m
 			 "expected 0..%s, as 500ms, 2s, 1.5m (a bare number is seconds)", max);
 }
 
+int cli_opt_duration_us(const char *cmd, const char *opt, const char *s, uint64_t max_us,
+			uint64_t *out)
+{
+	int rc = cli_parse_duration_us(s, max_us, out);
+	if (rc == 0)
+		return 0;
+	char max[32];
+	cli_format_duration_us(max, sizeof(max), max_us);
+	if (rc == -2)
+		return bad_value(cmd, "duration", opt, s,
+				 "unknown unit (use us, ms, s, m or h: 50us, 2ms; a bare number "
+				 "is seconds)");
+	return bad_value(cmd, "duration", opt, s, "expected 0..%s, as 50us or 1ms", max);
+}
+
 int cli_opt_size(const char *cmd, const char *opt, const char *s, uint64_t min, uint64_t max,
 		 uint64_t *out)
 {
@@ -241,6 +265,13 @@ int cli_format_size(char *buf, size_t len, uint64_t v)
 		i++;
 	}
 	return snprintf(buf, len, "%llu%s", (unsigned long long)v, names[i]);
+}
+
+int cli_format_duration_us(char *buf, size_t len, uint64_t us)
+{
+	if (us % 1000 == 0 && us != 0)
+		return cli_format_duration(buf, len, us / 1000);
+	return snprintf(buf, len, "%lluus", (unsigned long long)us);
 }
 
 int cli_format_duration(char *buf, size_t len, uint64_t ms)

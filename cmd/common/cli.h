@@ -31,6 +31,9 @@ int cli_parse_int(const char *s, int min, int max, int *out);
  * max_ms. */
 int cli_parse_duration_ms(const char *s, uint64_t max_ms, uint64_t *out);
 
+/* The same in microseconds, exact: "50us", "1ms", "0". */
+int cli_parse_duration_us(const char *s, uint64_t max_us, uint64_t *out);
+
 /* A size: "1024", "64k", "64K", "64KiB", "1M", "1MiB", "1G" (every step
  * 1024; "kB"/"MB" are refused as ambiguous).  At most max. */
 int cli_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out);
@@ -52,6 +55,8 @@ int cli_opt_u64(const char *cmd, const char *opt, const char *s, uint64_t min, u
 int cli_opt_int(const char *cmd, const char *opt, const char *s, int min, int max, int *out);
 int cli_opt_duration(const char *cmd, const char *opt, const char *s, uint64_t max_ms,
 		     uint64_t *out);
+int cli_opt_duration_us(const char *cmd, const char *opt, const char *s, uint64_t max_us,
+			uint64_t *out);
 int cli_opt_size(const char *cmd, const char *opt, const char *s, uint64_t min, uint64_t max,
 		 uint64_t *out);
 int cli_opt_port(const char *cmd, const char *opt, const char *s, int allow_zero, int *out);
@@ -60,6 +65,8 @@ int cli_opt_port(const char *cmd, const char *opt, const char *s, int allow_zero
  * "1MiB", "1000"; "500ms", "2s", "1.5s", "1m", "1h".  Return snprintf's. */
 int cli_format_size(char *buf, size_t len, uint64_t v);
 int cli_format_duration(char *buf, size_t len, uint64_t ms);
+/* Microseconds: "50us", or as cli_format_duration for whole milliseconds. */
+int cli_format_duration_us(char *buf, size_t len, uint64_t us);
 
 /* The usage error for getopt_long's answer c (':' a missing value, '?' an
  * unknown option) at argv word `word`; returns 2. */

@@ -200,7 +200,11 @@ static int loops_setup(struct run_ctx *x)
 			return -1;
 		}
 	}
-	serve_log(&x->log, LOG_INFO, "event loop: %s", sockit_loop_backend(x->sh.workers[0].loop));
+	char co[32] = "off";
+	if (x->cfg->coalesce_us > 0)
+		cli_format_duration_us(co, sizeof(co), (uint64_t)x->cfg->coalesce_us);
+	serve_log(&x->log, LOG_INFO, "event loop: %s, coalescing %s",
+		  sockit_loop_backend(x->sh.workers[0].loop), co);
 	return 0;
 }
 

@@ -36,6 +36,7 @@ struct serve_config {
 	uint64_t udp_rate; /* datagrams/s per source IP, 0 = unlimited */
 	int dualstack;
 	uint64_t drain_timeout_ms;
+	int64_t coalesce_us; /* sockit_loop_coalesce() of each worker; -1 until parsed */
 	enum log_level log_level;
 	enum log_format log_format;
 	enum serve_backend backend;

@@ -75,6 +75,8 @@ int worker_loop_new(struct worker *w)
 	if (rc < 0)
 		return rc;
 	sockit_loop_on_wake(w->loop, worker_on_wake, w);
+	if (w->cfg->coalesce_us > 0)
+		(void)sockit_loop_coalesce(w->loop, (uint64_t)w->cfg->coalesce_us);
 	if (w->sh->nworkers > 1 && w->cfg->mode != MODE_ONCE) /* epoll declines */
 		(void)sk_loop_yield_before_wait(w->loop, sibling_on_my_cpu, w, &w->ctr.cpu_yields);
 	log_ratelimit_init(&w->rl_accept, w->log, w->loop, "accept warnings");

@@ -20,7 +20,7 @@ BACKENDS = ["io_uring", "epoll"]
 
 
 def loop_line(srv):
-    m = srv.wait_stderr(r"event loop: (\S+)")
+    m = srv.wait_stderr(r"event loop: (\w+),")
     return m.group(1)
 
 
@@ -212,3 +212,27 @@ def test_once_workers_sharing_a_cpu_do_not_yield(serve):
         assert exchange(srv.addr, b"x%d" % i) == PREFIX + b"x%d" % i
     c = srv.wait_counter("closed_done", 300)
     assert c["closed_done"] == 300 and c["cpu_yields"] == 0, c
+
+
+@pytest.mark.parametrize("args,want", [
+    ([], "50us"),                                  # once mode: on by default
+    (["-m", "line"], "off"),                       # line and echo: off by default
+    (["-m", "echo"], "off"),
+    (["--coalesce", "0"], "off"),
+    (["--coalesce", "120us"], "120us"),
+    (["-m", "line", "--coalesce", "2ms"], "2ms"),
+])
+def test_coalescing_setting_is_logged(serve, args, want):
+    """issue 20: --coalesce reaches the workers' loops, once mode's default."""
+    srv = serve(args)
+    m = srv.wait_stderr(r"event loop: \w+, coalescing (\S+)")
+    assert m.group(1) == want
+    want_reply = b"x\n" if "echo" in args else PREFIX + b"x\n"
+    assert exchange(srv.addr, b"x\n", shut_wr=True) == want_reply
+
+
+@pytest.mark.parametrize("bad", ["5x", "2s", "-1"])
+def test_coalesce_bad_values(run_sockit, bad):
+    r = run_sockit(["serve", "--coalesce", bad])
+    assert r.returncode == 2
+    assert b"for --coalesce" in r.stderr, r.stderr
