@@ -13,10 +13,12 @@
 #include "connect.h"
 
 /* Runs connect_parse on a NULL-terminated list of words (after
- * "connect"), capturing what it prints on stderr into err. */
+ * "connect"), capturing what it prints on stderr into err.  The config
+ * points into argv (DATA words), so argv lives until the next call. */
 static int parse(struct connect_config *cfg, char *err, size_t errlen, ...)
 {
-	char *argv[32] = {"connect"};
+	static char *argv[32];
+	argv[0] = "connect";
 	int argc = 1;
 	va_list ap;
 	va_start(ap, errlen);
