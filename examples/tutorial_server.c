@@ -1,4 +1,5 @@
 /* tutorial_server.c -- the tutorial's server on libsockit: "Received: " + data. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +21,14 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	for (;;) {
 		int c = sockit_accept(srv, NULL, 0, -1);
-		if (c < 0)
-			continue;
+		if (c == -ECONNABORTED)
+			continue; /* that client gave up while queued */
+		if (c < 0) {
+			/* Out of descriptors, say: report and stop, never spin. */
+			fprintf(stderr, "tutorial_server: accept: %s\n", sockit_strerror(c));
+			sockit_close(srv);
+			return 1;
+		}
 		char reply[10 + 1024] = "Received: ";
 		ssize_t n = sockit_recv(c, reply + 10, 1024, 10000);
 		if (n >= 0)
