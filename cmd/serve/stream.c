@@ -186,6 +186,14 @@ static int input_paused(const struct worker *w, const struct conn *c)
 	return c->out != NULL && c->out->len - c->out->off >= w->cfg->max_pending;
 }
 
+/* Within one wake, the replies batched for c (not sent yet, so not in its
+ * backlog) count too: reading on while the batch grows would hold up to
+ * READS_PER_WAKE reads' replies, past the bound README states. */
+static int read_more(const struct worker *w, const struct conn *c)
+{
+	return !input_paused(w, c) && w->wbuf_len < w->cfg->max_pending;
+}
+
 /* A connection's I/O failed (rc < 0): its batched output is dropped and it
  * is closed; out of memory counts as a limit. */
 static void stream_failed(struct worker *w, struct conn *c, int rc)
@@ -238,7 +246,7 @@ static int stream_read(struct worker *w, struct conn *c)
 		rc = stream_input(w, c, buf, (size_t)n, 0);
 		if (rc < 0 || (c->flags & F_LIMIT))
 			break;
-		if (input_paused(w, c))
+		if (!read_more(w, c))
 			break;
 		if ((size_t)n < w->rbuf_size)
 			break; /* the receive queue is empty: no EAGAIN round trip */
