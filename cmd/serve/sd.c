@@ -61,13 +61,13 @@ static int classify(const struct sd_socket *s, int n, struct serve_inherited *in
 					 "descriptor %d from systemd (%s) is neither a listening "
 					 "TCP/Unix stream socket nor a UDP/Unix datagram socket",
 					 s[i].fd, s[i].name[0] ? s[i].name : "unnamed");
+		static const char *const what[2][2] = {{"Unix stream", "Unix datagram"},
+						       {"TCP", "UDP"}};
 		if (nkind != 0 && (nkind != kind || (nfam == AF_UNIX) != (s[i].family == AF_UNIX) ||
 				   (nfam == AF_INET && !inet)))
 			return cli_error(
-				CMD,
-				"descriptor %d from systemd is named '%s' but is a %s %s socket",
-				s[i].fd, s[i].name, inet ? "IP" : "Unix",
-				kind == 1 ? "stream" : "datagram");
+				CMD, "descriptor %d from systemd is named '%s' but is a %s socket",
+				s[i].fd, s[i].name, what[inet][kind - 1]);
 		int *slot = kind == 1 ? &in->stream_fd : &in->dgram_fd;
 		if (*slot >= 0)
 			return cli_error(CMD,

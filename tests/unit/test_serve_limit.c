@@ -163,10 +163,8 @@ static void test_unix_peers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_acl),
-		cmocka_unit_test(test_ip_table_limit),
-		cmocka_unit_test(test_rate_bucket),
-		cmocka_unit_test(test_rate_table_is_bounded),
+		cmocka_unit_test(test_acl),	    cmocka_unit_test(test_ip_table_limit),
+		cmocka_unit_test(test_rate_bucket), cmocka_unit_test(test_rate_table_is_bounded),
 		cmocka_unit_test(test_unix_peers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
