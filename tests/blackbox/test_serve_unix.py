@@ -82,6 +82,9 @@ print("OK", out.decode().strip())
 """
 
 
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="runs a client as uid 65534")
+
+
 def run_as_nobody(path):
     p = subprocess.run([sys.executable, "-c", NOBODY_CLIENT, path], preexec_fn=as_nobody,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
@@ -227,6 +230,7 @@ def test_replaced_file_is_not_removed_at_exit(serve, sockdir):
 # ---- permissions and credentials ----------------------------------------------
 
 
+@needs_root
 def test_unix_mode_0600_refuses_another_uid(serve, sockdir):
     path = os.path.join(sockdir, "private.sock")
     serve(["-m", "line", "--unix-mode", "0600"], unix=path)
@@ -235,6 +239,7 @@ def test_unix_mode_0600_refuses_another_uid(serve, sockdir):
     assert unix_exchange(path, b"root\n", shut_wr=True) == PREFIX + b"root\n"  # the owner may
 
 
+@needs_root
 def test_unix_mode_0666_admits_another_uid(serve, sockdir):
     """The control: the directory lets nobody in, so 0600 is what refused."""
     path = os.path.join(sockdir, "open.sock")
@@ -243,6 +248,7 @@ def test_unix_mode_0666_admits_another_uid(serve, sockdir):
     assert run_as_nobody(path) == "OK Received: from nobody"
 
 
+@needs_root
 def test_max_conns_per_ip_counts_per_uid(serve, sockdir):
     path = os.path.join(sockdir, "uid.sock")
     srv = serve(["-m", "line", "--max-conns-per-ip", "1", "--unix-mode", "0666"], unix=path)
