@@ -1,4 +1,4 @@
-/* accept.c -- new TCP clients: accept, admit (allow/deny, --max-conns, per IP), start a mode.
+/* accept.c -- new clients: accept, admit (allow/deny, --max-conns, per IP or UID), start a mode.
  *
  * Readiness and accept4 in batches (adapting to the load), or on io_uring
  * one multishot accept when nothing needs the client's address.  Out of
@@ -82,15 +82,23 @@ static int room_for_one(struct worker *w)
 	return w->ctr.active + w->others < max;
 }
 
-static void refuse(struct worker *w, int fd, const sockit_addr *peer, const char *reason,
-		   const char *why)
+/* "127.0.0.1:5555", "pid 123 uid 1000" for a Unix peer, or "?". */
+static void peer_name(const sockit_addr *peer, const struct peer_cred *cred, char *buf, size_t len)
+{
+	if (cred != NULL)
+		peer_cred_format(cred, buf, len);
+	else if (peer != NULL)
+		sockit_addr_format(peer, buf, len);
+}
+
+static void refuse(struct worker *w, int fd, const sockit_addr *peer, const struct peer_cred *cred,
+		   const char *reason, const char *why)
 {
 	sockit_close(fd);
 	if (w->log->level >= LOG_WARN) {
 		char addr[SOCKIT_ADDRSTRLEN] = "?";
-		if (peer != NULL)
-			sockit_addr_format(peer, addr, sizeof(addr));
-		struct log_fields f = {"refused", -1, addr, reason};
+		peer_name(peer, cred, addr, sizeof(addr));
+		struct log_fields f = {"refused", -1, addr, reason, cred};
 		serve_log_limited(&w->rl_refused, LOG_WARN, &f, "refused %s: %s", addr, why);
 	}
 }
@@ -137,44 +145,51 @@ static void others_refresh(struct worker *w, uint64_t now)
 	}
 }
 
-static void log_accepted(struct worker *w, int fd, const sockit_addr *peer)
+static void log_accepted(struct worker *w, int fd, const sockit_addr *peer,
+			 const struct peer_cred *cred)
 {
 	char addr[SOCKIT_ADDRSTRLEN] = "?";
-	if (peer != NULL)
-		sockit_addr_format(peer, addr, sizeof(addr));
-	conn_note_peer(w, fd, peer);
-	struct log_fields f = {"accepted", fd, addr, NULL};
+	peer_name(peer, cred, addr, sizeof(addr));
+	conn_note_peer(w, fd, peer, cred);
+	struct log_fields f = {"accepted", fd, addr, NULL, cred};
 	serve_log_event(w->log, LOG_DEBUG, &f, "accepted fd %d from %s", fd, addr);
 }
 
-/* A new connection fd (peer NULL when need_peer() is 0): admit or refuse. */
+/* A new connection fd (peer NULL when need_peer() is 0): admit or refuse.
+ * A Unix peer (no IP) is known by its credentials: per-UID limits. */
 static void accept_one(struct worker *w, int fd, const sockit_addr *peer)
 {
 	const struct serve_config *cfg = w->cfg;
+	struct peer_cred cr, *cred = NULL;
 	if (w->emfile_episode) {
 		w->emfile_episode = 0;
 		serve_log(w->log, LOG_INFO, "descriptors available again; accepting");
 	}
+	if (peer != NULL && peer->ss.ss_family == AF_UNIX &&
+	    sockit_peercred(fd, &cr.pid, &cr.uid, NULL) == 0)
+		cred = &cr;
 	if (peer != NULL && (cfg->nallow > 0 || cfg->ndeny > 0) && !serve_acl_allows(cfg, peer)) {
 		CTR_ADD(w, refused_denied, 1);
-		refuse(w, fd, peer, "denied", "denied by --allow/--deny");
+		refuse(w, fd, peer, cred, "denied", "denied by --allow/--deny");
 		return;
 	}
 	if (!room_for_one(w)) {
 		CTR_ADD(w, refused_maxconns, 1);
-		refuse(w, fd, peer, "max_conns", "--max-conns reached");
+		refuse(w, fd, peer, cred, "max_conns", "--max-conns reached");
 		return;
 	}
 	struct ip_entry *ip = NULL;
-	if (w->sh->ips != NULL && (ip = ip_table_acquire(w->sh->ips, peer)) == NULL) {
+	if (w->sh->ips != NULL &&
+	    (ip = cred != NULL ? ip_table_acquire_uid(w->sh->ips, cred->uid)
+			       : ip_table_acquire(w->sh->ips, peer)) == NULL) {
 		CTR_ADD(w, refused_perip, 1);
-		refuse(w, fd, peer, "max_conns_per_ip", "--max-conns-per-ip reached");
+		refuse(w, fd, peer, cred, "max_conns_per_ip", "--max-conns-per-ip reached");
 		return;
 	}
 	CTR_ADD(w, accepted, 1);
 	CTR_ADD(w, active, 1);
 	if (w->log->level >= LOG_DEBUG)
-		log_accepted(w, fd, peer);
+		log_accepted(w, fd, peer, cred);
 	if (cfg->mode == MODE_ONCE)
 		once_start(w, fd, ip);
 	else
@@ -189,7 +204,7 @@ static int accept_error(struct worker *w, int err)
 		accept_pause(w, err);
 		return -1;
 	}
-	struct log_fields f = {"accept_failed", -1, NULL, NULL};
+	struct log_fields f = {"accept_failed", -1, NULL, NULL, NULL};
 	serve_log_limited(&w->rl_accept, LOG_WARN, &f, "accept: %s", sockit_strerror(err));
 	return 0;
 }

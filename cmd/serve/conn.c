@@ -185,7 +185,7 @@ void conn_touch(struct worker *w, struct conn *c)
 
 static const char *const reason_names[] = {"done", "eof", "reset", "timeout", "limit"};
 
-void conn_note_peer(struct worker *w, int fd, const sockit_addr *peer)
+void conn_note_peer(struct worker *w, int fd, const sockit_addr *peer, const struct peer_cred *cred)
 {
 	if (fd < 0 || peer == NULL)
 		return;
@@ -193,23 +193,30 @@ void conn_note_peer(struct worker *w, int fd, const sockit_addr *peer)
 		size_t n = w->npeers ? w->npeers : 64;
 		while (n <= (size_t)fd)
 			n *= 2;
-		sockit_addr *grown = realloc(w->peers, n * sizeof(*grown));
+		struct peer_note *grown = realloc(w->peers, n * sizeof(*grown));
 		if (grown == NULL)
 			return;
 		memset(grown + w->npeers, 0, (n - w->npeers) * sizeof(*grown));
 		w->peers = grown;
 		w->npeers = n;
 	}
-	w->peers[fd] = *peer;
+	w->peers[fd].addr = *peer;
+	w->peers[fd].has_cred = cred != NULL;
+	if (cred != NULL)
+		w->peers[fd].cred = *cred;
 }
 
 /* The debug line of a close: event, fd, peer, reason. */
 static void log_close(struct worker *w, int fd, int reason)
 {
 	char addr[SOCKIT_ADDRSTRLEN] = "?";
-	if (fd >= 0 && (size_t)fd < w->npeers && w->peers[fd].len > 0)
-		sockit_addr_format(&w->peers[fd], addr, sizeof(addr));
-	struct log_fields f = {"closed", fd, addr, reason_names[reason]};
+	const struct peer_note *p = fd >= 0 && (size_t)fd < w->npeers ? &w->peers[fd] : NULL;
+	if (p != NULL && p->has_cred)
+		peer_cred_format(&p->cred, addr, sizeof(addr));
+	else if (p != NULL && p->addr.len > 0)
+		sockit_addr_format(&p->addr, addr, sizeof(addr));
+	struct log_fields f = {"closed", fd, addr, reason_names[reason],
+			       p != NULL && p->has_cred ? &p->cred : NULL};
 	serve_log_event(w->log, LOG_DEBUG, &f, "closed fd %d from %s (%s)", fd, addr,
 			reason_names[reason]);
 }
@@ -320,7 +327,7 @@ int conn_watch(struct worker *w, struct conn *c, unsigned events, sockit_io_cb c
 	c->events = (uint8_t)events;
 	int rc = sockit_loop_watch(w->loop, c->fd, events, cb, c);
 	if (rc < 0) {
-		struct log_fields f = {"watch_failed", c->fd, NULL, NULL};
+		struct log_fields f = {"watch_failed", c->fd, NULL, NULL, NULL};
 		serve_log_limited(&w->rl_accept, LOG_WARN, &f, "cannot watch a connection: %s",
 				  sockit_strerror(rc));
 		conn_close(w, c, R_RESET);

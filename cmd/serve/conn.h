@@ -123,8 +123,10 @@ void conn_linger_event(struct worker *w, struct conn *c);
 /* One write of c's backlog.  0 or a negative code. */
 int conn_flush_out(struct worker *w, struct conn *c);
 
-/* --log-level debug: the peer of fd, noted at accept for the close line. */
-void conn_note_peer(struct worker *w, int fd, const sockit_addr *peer);
+/* --log-level debug: the peer of fd (and a Unix peer's credentials, or
+ * NULL), noted at accept for the close line. */
+void conn_note_peer(struct worker *w, int fd, const sockit_addr *peer,
+		    const struct peer_cred *cred);
 
 /* ---- The modes, started by accept.c on an admitted connection ------------ */
 

@@ -1,21 +1,42 @@
 /* limit.c -- who may connect, how often: allow/deny, per-IP counts, UDP rate. */
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "serve.h"
 
-/* An IP as a hashable key: IPv4-mapped IPv6 folds into IPv4. */
+/* An IP as a hashable key: IPv4-mapped IPv6 folds into IPv4.  A Unix
+ * sender's address is hashed into one (KEY_UNIX), a UID is one (KEY_UID). */
+enum { KEY_UNIX = 1, KEY_UID = 2 };
 struct ip_key {
-	uint8_t family; /* 4 or 6, 0 for none */
+	uint8_t family; /* 4 or 6, KEY_*, 0 for none */
 	uint8_t addr[16];
 };
+
+/* Two FNV-1a hashes of a Unix address's name: a path, or an abstract name
+ * such as an autobound "\0" and 5 hex digits. */
+static void unix_key_of(const sockit_addr *a, struct ip_key *k)
+{
+	const struct sockaddr_un *su = (const struct sockaddr_un *)&a->ss;
+	size_t off = offsetof(struct sockaddr_un, sun_path);
+	size_t n = a->len > off ? a->len - off : 0;
+	uint64_t h[2] = {1469598103934665603ull, 0x84222325cbf29ce4ull};
+	for (size_t i = 0; i < n && i < sizeof(su->sun_path); i++)
+		for (int j = 0; j < 2; j++)
+			h[j] = (h[j] ^ (uint8_t)su->sun_path[i]) * 1099511628211ull;
+	k->family = KEY_UNIX;
+	memcpy(k->addr, h, sizeof(h));
+}
 
 static void ip_key_of(const sockit_addr *a, struct ip_key *k)
 {
 	memset(k, 0, sizeof(*k));
-	if (a->ss.ss_family == AF_INET) {
+	if (a->ss.ss_family == AF_UNIX) {
+		unix_key_of(a, k);
+	} else if (a->ss.ss_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->ss;
 		k->family = 4;
 		memcpy(k->addr, &s4->sin_addr, 4);
@@ -49,6 +70,8 @@ static int ip_key_eq(const struct ip_key *a, const struct ip_key *b)
 
 int serve_acl_allows(const struct serve_config *cfg, const sockit_addr *a)
 {
+	if (a->ss.ss_family == AF_UNIX)
+		return 1;
 	for (size_t i = 0; i < cfg->ndeny; i++)
 		if (sockit_cidr_match(&cfg->deny[i], a) == 1)
 			return 0;
@@ -103,10 +126,9 @@ void ip_table_free(struct ip_table *t)
 	free(t);
 }
 
-struct ip_entry *ip_table_acquire(struct ip_table *t, const sockit_addr *a)
+static struct ip_entry *acquire_key(struct ip_table *t, const struct ip_key *kp)
 {
-	struct ip_key k;
-	ip_key_of(a, &k);
+	struct ip_key k = *kp;
 	uint32_t b = (uint32_t)(ip_key_hash(&k) % IP_BUCKETS);
 	struct ip_entry *e;
 	pthread_mutex_lock(&t->mu);
@@ -128,6 +150,22 @@ struct ip_entry *ip_table_acquire(struct ip_table *t, const sockit_addr *a)
 		e->count++;
 	pthread_mutex_unlock(&t->mu);
 	return e;
+}
+
+struct ip_entry *ip_table_acquire(struct ip_table *t, const sockit_addr *a)
+{
+	struct ip_key k;
+	ip_key_of(a, &k);
+	return acquire_key(t, &k);
+}
+
+struct ip_entry *ip_table_acquire_uid(struct ip_table *t, uid_t uid)
+{
+	struct ip_key k;
+	memset(&k, 0, sizeof(k));
+	k.family = KEY_UID;
+	memcpy(k.addr, &uid, sizeof(uid));
+	return acquire_key(t, &k);
 }
 
 void ip_table_release(struct ip_table *t, struct ip_entry *e)

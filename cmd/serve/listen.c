@@ -1,5 +1,7 @@
 /* listen.c -- the listeners: one SO_REUSEPORT socket per worker and protocol, one port.
  *
+ * (-U PATH and systemd's sockets are shared instead: unix.c, sd.c.)
+ *
  * Called by run.c before the workers start; a failure is printed with the
  * address and, where there is one, the next step.
  */
@@ -120,6 +122,10 @@ static int open_group(struct serve_shared *sh, const struct serve_config *cfg,
 int listeners_open(struct serve_shared *sh, const struct serve_config *cfg,
 		   const struct serve_log *lg)
 {
+	if (cfg->sd.active)
+		return sd_listeners_open(sh, cfg, lg);
+	if (cfg->unix_path != NULL)
+		return unix_listeners_open(sh, cfg, lg);
 	char buf[SOCKIT_ADDRSTRLEN];
 	const char *host;
 	int rc = bind_host(cfg, lg, buf, sizeof(buf), &host);
@@ -146,9 +152,16 @@ void listeners_announce(const struct serve_shared *sh, const struct serve_config
 {
 	const struct worker *w0 = &sh->workers[0];
 	const char *mode = mode_names[cfg->mode];
-	char addr[SOCKIT_ADDRSTRLEN];
-	if (w0->tcp_fd >= 0 && sockit_sockname_str(w0->tcp_fd, addr, sizeof(addr)) >= 0)
-		serve_log_listening(lg, "tcp", addr, mode, cfg->dualstack);
-	if (w0->udp_fd >= 0 && sockit_sockname_str(w0->udp_fd, addr, sizeof(addr)) >= 0)
-		serve_log_listening(lg, "udp", addr, mode, cfg->dualstack);
+	unsigned flags =
+		(cfg->dualstack ? LISTEN_DUALSTACK : 0) | (cfg->sd.active ? LISTEN_SYSTEMD : 0);
+	int fds[2] = {w0->tcp_fd, w0->udp_fd};
+	static const char *const protos[2][2] = {{"tcp", "unix"}, {"udp", "unixgram"}};
+	for (int k = 0; k < 2; k++) {
+		char addr[SOCKIT_ADDRSTRLEN];
+		sockit_addr a;
+		if (fds[k] < 0 || sockit_getsockname(fds[k], &a) < 0 ||
+		    sockit_addr_format(&a, addr, sizeof(addr)) < 0)
+			continue;
+		serve_log_listening(lg, protos[k][a.ss.ss_family == AF_UNIX], addr, mode, flags);
+	}
 }

@@ -95,6 +95,9 @@ static void put_fields(const struct serve_log *lg, struct line *l, const struct 
 		putf(l, ",\"fd\":%d", f->fd);
 	put_field(l, "peer", f->peer);
 	put_field(l, "reason", f->reason);
+	if (f->cred != NULL)
+		putf(l, ",\"pid\":%ld,\"uid\":%lu", (long)f->cred->pid,
+		     (unsigned long)f->cred->uid);
 }
 
 static void finish(const struct serve_log *lg, struct line *l)
@@ -231,8 +234,9 @@ void serve_log_fail(const struct serve_log *lg, const char *fmt, ...)
 }
 
 void serve_log_listening(const struct serve_log *lg, const char *proto, const char *addr,
-			 const char *mode, int dualstack)
+			 const char *mode, unsigned flags)
 {
+	int dualstack = (flags & LISTEN_DUALSTACK) != 0, sd = (flags & LISTEN_SYSTEMD) != 0;
 	struct line l;
 	if (lg->format == LOGF_JSON) {
 		begin(lg, &l, LOG_INFO, "listening");
@@ -241,10 +245,12 @@ void serve_log_listening(const struct serve_log *lg, const char *proto, const ch
 		put_field(&l, "mode", mode);
 		if (dualstack)
 			puts_(&l, ",\"dualstack\":true");
+		if (sd)
+			puts_(&l, ",\"systemd\":true");
 	} else {
 		char msg[256];
-		snprintf(msg, sizeof(msg), "listening on %s %s (%s%s)", proto, addr, mode,
-			 dualstack ? ", dualstack" : "");
+		snprintf(msg, sizeof(msg), "listening on %s %s (%s%s%s)", proto, addr, mode,
+			 dualstack ? ", dualstack" : "", sd ? ", from systemd" : "");
 		begin(lg, &l, LOG_INFO, msg);
 	}
 	finish(lg, &l);

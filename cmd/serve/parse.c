@@ -1,9 +1,11 @@
 /* parse.c -- `sockit serve`'s command line into a struct serve_config.  No I/O but messages. */
+#include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "cli.h"
 #include "serve.h"
@@ -30,7 +32,8 @@
 
 /* %s: the defaults, formatted as the parsers take them. */
 static const char usage_fmt[] =
-	"usage: sockit serve [-H HOST] [-p PORT] [-4|-6] [-m once|line|echo] [-u|--udp-only]\n"
+	"usage: sockit serve [-H HOST] [-p PORT] [-4|-6] [-U PATH [--unix-mode OCTAL]]\n"
+	"         [-m once|line|echo] [-u|--udp-only]\n"
 	"         [--workers N] [--max-conns N] [--max-conns-per-ip N] [-i DUR]\n"
 	"         [--max-bytes SIZE] [--max-line SIZE] [--max-pending SIZE] [--allow CIDR]...\n"
 	"         [--deny CIDR]... [--prefix STR] [--udp-rate N] [--dualstack]\n"
@@ -43,21 +46,29 @@ static const char usage_fmt[] =
 	"                            (default 127.0.0.1; '::' is IPv6 only unless --dualstack)\n"
 	"  -p, --port PORT           port number or service name (default 1234; 0 picks one)\n"
 	"  -4, --ipv4 / -6, --ipv6   listen on HOST's IPv4 / IPv6 address only (-6 alone: ::1)\n"
+	"  -U, --unix PATH           a Unix socket instead of TCP (no -H/-p): a file path, or\n"
+	"                            @name (abstract); the file is removed on exit.  With\n"
+	"                            -u, datagrams too, at PATH.dgram; --udp-only: only there\n"
+	"      --unix-mode OCTAL     the socket files' permissions, as 0600 (default: umask)\n"
 	"  -m, --mode MODE           once: one read, one reply, close (default, the tutorial)\n"
 	"                            line: a reply per line, persistent; echo: RFC 862\n"
-	"  -u, --udp                 also serve UDP on the same port\n"
+	"  -u, --udp                 also serve UDP on the same port (-U: at PATH.dgram)\n"
 	"      --udp-only            serve UDP only\n"
-	"      --workers N           worker threads, each with its own listener (default: CPUs)\n"
+	"      --workers N           worker threads, each with its own listener (default: CPUs;\n"
+	"                            -U and systemd's sockets: all share the one listener)\n"
 	"      --max-conns N         open connections at most (default: from the fd limit)\n"
-	"      --max-conns-per-ip N  per client address (default 0 = unlimited)\n"
+	"      --max-conns-per-ip N  per client IP, or per UID for Unix sockets (default 0 =\n"
+	"                            unlimited)\n"
 	"  -i, --idle-timeout DUR    close a connection silent this long (default %s, 0 = never)\n"
 	"      --max-bytes SIZE      once mode: size of the one read (default %s)\n"
 	"      --max-line SIZE       line mode: longest line (default %s)\n"
 	"      --max-pending SIZE    unsent output per connection before reading stops (%s)\n"
-	"      --allow CIDR          only clients in these blocks (repeatable)\n"
+	"      --allow CIDR          only clients in these blocks (repeatable; TCP and UDP\n"
+	"                            only: Unix peers are not checked, use --unix-mode)\n"
 	"      --deny CIDR           never clients in these blocks (repeatable)\n"
 	"      --prefix STR          reply prefix (default 'Received: ')\n"
-	"      --udp-rate N          datagrams per second per source IP (default 0 = unlimited)\n"
+	"      --udp-rate N          datagrams per second per source IP or Unix sender address\n"
+	"                            (default 0 = unlimited)\n"
 	"      --dualstack           with -H ::, accept IPv4 too\n"
 	"      --drain-timeout DUR   on SIGTERM/SIGINT, time for in-flight clients (default %s)\n"
 	"      --backend B           event loop: io_uring, epoll, or auto (default: io_uring\n"
@@ -75,7 +86,9 @@ static const char usage_fmt[] =
 	"\n"
 	"Durations take units: 500ms, 2s, 1.5m, 1h (a bare number is seconds).\n"
 	"Sizes: 1024, 64k, 1M (each step 1024; KiB, MiB mean the same).\n"
-	"SIGUSR1 prints the counters; SIGTERM/SIGINT drain and exit 0 (a second one: at once).\n";
+	"SIGUSR1 prints the counters; SIGTERM/SIGINT drain and exit 0 (a second one: at once).\n"
+	"Under systemd: socket activation (the passed sockets replace -H/-p/-U, which may\n"
+	"only repeat them), and READY=1, STATUS=, STOPPING=1, WATCHDOG=1 to NOTIFY_SOCKET.\n";
 
 enum {
 	OPT_UDP_ONLY = 256,
@@ -95,9 +108,10 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_LOG_FORMAT,
 	OPT_COALESCE,
+	OPT_UNIX_MODE,
 };
 
-static const char short_opts[] = ":H:p:m:i:uv46hV";
+static const char short_opts[] = ":H:p:m:i:U:uv46hV";
 
 static const struct option long_opts[] = {
 	{"host", required_argument, NULL, 'H'},
@@ -122,6 +136,8 @@ static const struct option long_opts[] = {
 	{"drain-timeout", required_argument, NULL, OPT_DRAIN},
 	{"backend", required_argument, NULL, OPT_BACKEND},
 	{"coalesce", required_argument, NULL, OPT_COALESCE},
+	{"unix", required_argument, NULL, 'U'},
+	{"unix-mode", required_argument, NULL, OPT_UNIX_MODE},
 	{"verbose", no_argument, NULL, 'v'},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -132,7 +148,8 @@ static const struct option long_opts[] = {
 
 /* What parsing gathers besides the config. */
 struct parse_state {
-	int udp, udp_only, v4, v6, host_given;
+	int udp, udp_only, v4, v6, host_given, port_given, unix_mode;
+	char unix_mode_opt[64];
 	char opt[64]; /* the option as typed: "-p", "--port" */
 };
 
@@ -268,6 +285,40 @@ static int parse_choice(int c, const char *opt, const char *s, struct serve_conf
 	}
 }
 
+/* -U PATH (and PATH.dgram with -u): a path or "@name" that fits in
+ * sun_path.  0, or 2 after the usage error. */
+static int check_unix_path(const char *path, const char *dgram_suffix)
+{
+	char name[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
+	sockit_addr a;
+	snprintf(name, sizeof(name), "%s%s", path, dgram_suffix);
+	int rc = sockit_addr_from_path(name, &a);
+	if (rc == -ENAMETOOLONG || (rc == 0 && strlen(name) >= sizeof(name) - 16))
+		return cli_usage(CMD, "invalid path '%s' for -U: too long (%zu bytes at most%s)",
+				 path, sizeof(name) - 17 - strlen(dgram_suffix),
+				 dgram_suffix[0] ? ", as -u adds \".dgram\"" : "");
+	if (rc < 0)
+		return cli_usage(CMD, "invalid path '%s' for -U: expected a file path or @name",
+				 path);
+	return 0;
+}
+
+/* --unix-mode: permissions in octal, 1 to 0777. */
+static int parse_unix_mode(const char *opt, const char *s, unsigned *out)
+{
+	char *end = NULL;
+	unsigned long v = 0;
+	if (s[0] >= '0' && s[0] <= '7' && strlen(s) <= 4)
+		v = strtoul(s, &end, 8);
+	if (end == NULL || *end != '\0' || v == 0 || v > 0777)
+		return cli_usage(CMD,
+				 "invalid mode '%s' for %s: expected octal permissions from 1 to "
+				 "0777, as 0600",
+				 s, opt);
+	*out = (unsigned)v;
+	return 0;
+}
+
 /* One option c with its value: 0, 1 for --help/--version (done), or 2. */
 static int parse_option(int c, const char *opt, const char *s, struct serve_config *cfg,
 			struct parse_state *st)
@@ -283,7 +334,14 @@ static int parse_option(int c, const char *opt, const char *s, struct serve_conf
 					 s, opt);
 		return 0;
 	case 'p':
+		st->port_given = 1;
 		return cli_opt_port(CMD, opt, s, 1, &cfg->port);
+	case 'U':
+		return cfg->unix_path = s, 0;
+	case OPT_UNIX_MODE:
+		snprintf(st->unix_mode_opt, sizeof(st->unix_mode_opt), "%s", opt);
+		st->unix_mode = 1;
+		return parse_unix_mode(opt, s, &cfg->unix_mode);
 	case 'u':
 		return st->udp = 1, 0;
 	case OPT_UDP_ONLY:
@@ -321,6 +379,33 @@ static int parse_option(int c, const char *opt, const char *s, struct serve_conf
 	}
 }
 
+/* -U's combinations: -1 when they agree, else 2 after the usage error. */
+static int check_unix(const struct serve_config *cfg, const struct parse_state *st)
+{
+	if (cfg->unix_path == NULL)
+		return cli_usage(CMD, "%s needs -U PATH", st->unix_mode_opt);
+	if (st->host_given || st->port_given)
+		return cli_usage(CMD, "-U and %s: choose one (-U replaces the TCP listener)",
+				 st->host_given ? "-H" : "-p");
+	if (st->v4 || st->v6 || cfg->dualstack)
+		return cli_usage(CMD, "-U and %s: choose one (a Unix socket has no IP)",
+				 st->v4	  ? "-4"
+				 : st->v6 ? "-6"
+					  : "--dualstack");
+	if (cfg->nallow > 0 || cfg->ndeny > 0)
+		return cli_usage(CMD,
+				 "%s does not apply to Unix sockets (no IP): limit who may connect "
+				 "with --unix-mode and the directory's permissions",
+				 cfg->nallow > 0 ? "--allow" : "--deny");
+	if (check_unix_path(cfg->unix_path, "") != 0 ||
+	    (cfg->udp && check_unix_path(cfg->unix_path, ".dgram") != 0))
+		return 2;
+	if (st->unix_mode && cfg->unix_path[0] == '@')
+		return cli_usage(CMD, "%s: an abstract socket (%s) has no file to set it on",
+				 st->unix_mode_opt, cfg->unix_path);
+	return -1;
+}
+
 /* The combinations, once every option is read. */
 static int check_config(struct serve_config *cfg, const struct parse_state *st)
 {
@@ -342,6 +427,13 @@ static int check_config(struct serve_config *cfg, const struct parse_state *st)
 		cfg->udp = 1;
 	}
 	cfg->prefix_len = strlen(cfg->prefix);
+	cfg->host_given = st->host_given;
+	cfg->port_given = st->port_given;
+	if (cfg->unix_path != NULL || st->unix_mode) {
+		int rc = check_unix(cfg, st);
+		if (rc >= 0)
+			return rc;
+	}
 	if (cfg->coalesce_us < 0)
 		cfg->coalesce_us = cfg->mode == MODE_ONCE ? DEFAULT_COALESCE_US : 0;
 	return -1;

@@ -23,6 +23,7 @@ struct run_ctx {
 	struct serve_shared sh;
 	sockit_loop *loop;
 	sockit_timer drain_timer;
+	struct serve_notify notify; /* systemd's NOTIFY_SOCKET, if set */
 	int stopping;
 	int failed;
 };
@@ -38,6 +39,11 @@ static void counters_sum(const struct serve_shared *sh, struct serve_counters *o
 		SERVE_COUNTERS(SERVE_COUNTER_SUM)
 #undef SERVE_COUNTER_SUM
 	}
+}
+
+static void sum_of(void *arg, struct serve_counters *out)
+{
+	counters_sum(&((struct run_ctx *)arg)->sh, out);
 }
 
 static void print_counters(struct run_ctx *x)
@@ -66,6 +72,7 @@ static void on_drain_timer(sockit_loop *loop, sockit_timer *t)
 static void begin_stop(struct run_ctx *x)
 {
 	x->stopping = 1;
+	notify_stopping(&x->notify);
 	if (x->cfg->drain_timeout_ms == 0) {
 		tell_workers(x, WORKER_FORCE);
 		return;
@@ -85,6 +92,7 @@ static void on_signal(sockit_loop *loop, int signo, void *arg)
 	if (x->stopping) {
 		serve_log(&x->log, LOG_WARN, "second %s: exiting now", strsignal(signo));
 		print_counters(x);
+		unix_files_remove(&x->sh);
 		_exit(1);
 	}
 	struct serve_counters sum;
@@ -245,6 +253,8 @@ static int run(struct run_ctx *x)
 	if (started < x->sh.nworkers) {
 		x->sh.nworkers = started; /* only the started ones are waited for */
 		begin_stop(x);
+	} else {
+		notify_start(&x->notify, x->loop, sum_of, x);
 	}
 	if (started > 0) {
 		int lrc = sockit_loop_run(x->loop);
@@ -322,7 +332,10 @@ int serve_run(struct serve_config *cfg)
 	else if (main_loop_new(&x) == 0)
 		rc = run(&x);
 	workers_free(&x);
+	unix_files_remove(&x.sh);
+	unix_files_free(&x.sh);
 	if (x.loop != NULL) {
+		notify_stop(&x.notify);
 		sockit_timer_stop(x.loop, &x.drain_timer);
 		sockit_loop_free(x.loop);
 	}

@@ -14,6 +14,14 @@ enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 enum log_format { LOGF_TEXT, LOGF_JSON };
 enum serve_backend { BACKEND_AUTO, BACKEND_IO_URING, BACKEND_EPOLL };
 
+/* The sockets systemd passed (socket activation), adopted by
+ * serve_sd_adopt(): one stream listener and/or one datagram socket, TCP,
+ * UDP or Unix; -1 for none.  active: serve uses these instead of binding. */
+struct serve_inherited {
+	int active;
+	int stream_fd, dgram_fd;
+};
+
 /* Everything the command line says, validated; read-only once running. */
 struct serve_config {
 	const char *host; /* brackets removed: host_buf, or argv */
@@ -40,6 +48,12 @@ struct serve_config {
 	enum log_level log_level;
 	enum log_format log_format;
 	enum serve_backend backend;
+	/* -U PATH: the stream socket's path or "@name" (replaces -H/-p), its
+	 * datagram one PATH.dgram; NULL for TCP/UDP.  --unix-mode: 0 = umask. */
+	const char *unix_path;
+	unsigned unix_mode;
+	int host_given, port_given; /* typed, for socket activation's check */
+	struct serve_inherited sd;  /* sockets from systemd (sd.c) */
 };
 
 /* ---- Parsing (parse.c): argv -> config; prints only usage messages ------ */
@@ -103,13 +117,20 @@ struct serve_log {
 	enum log_format format;
 };
 
+/* A Unix peer's credentials (SO_PEERCRED): per-UID limits, logs. */
+struct peer_cred {
+	pid_t pid;
+	uid_t uid;
+};
+
 /* Structured fields of an event line (JSON keys; text shows only the
  * message).  NULL / -1 leave a field out. */
 struct log_fields {
 	const char *event; /* "accepted", "closed", "refused", ... */
 	int fd;
-	const char *peer; /* "127.0.0.1:5555" */
+	const char *peer; /* "127.0.0.1:5555", or "pid 123 uid 1000" */
 	const char *reason;
+	const struct peer_cred *cred; /* a Unix peer: JSON "pid", "uid" */
 };
 
 /* One line on stderr with one write(2).  Text: "sockit: [level: ]MSG";
@@ -142,17 +163,19 @@ void log_ratelimit_flush(struct log_ratelimit *rl);
  * the other subcommands' errors), JSON an object at level "error". */
 void serve_log_fail(const struct serve_log *lg, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* The listening line, printed at every level: "listening on tcp ADDR
- * (MODE[, dualstack])". */
+/* The listening line, printed at every level: "listening on PROTO ADDR
+ * (MODE[, dualstack][, from systemd])"; PROTO is tcp, udp, unix (stream)
+ * or unixgram. */
+enum { LISTEN_DUALSTACK = 1, LISTEN_SYSTEMD = 2 };
 void serve_log_listening(const struct serve_log *lg, const char *proto, const char *addr,
-			 const char *mode, int dualstack);
+			 const char *mode, unsigned flags);
 /* The counters line, printed at every level. */
 void serve_log_counters(const struct serve_log *lg, const struct serve_counters *c);
 
 /* ---- Limits (limit.c): pure, no I/O --------------------------------------- */
 
 /* 1 if the address may connect: no --deny matches, and some --allow
- * matches when any is given. */
+ * matches when any is given.  A Unix peer always may (no IP). */
 int serve_acl_allows(const struct serve_config *cfg, const sockit_addr *a);
 
 /* Per-IP connection counts shared by all workers, behind one mutex; only
@@ -164,6 +187,8 @@ void ip_table_free(struct ip_table *t);
 /* Counts one more connection from a; returns its entry, or NULL when a is
  * at the limit (or out of memory). */
 struct ip_entry *ip_table_acquire(struct ip_table *t, const sockit_addr *a);
+/* The same per UID: --max-conns-per-ip for Unix peers. */
+struct ip_entry *ip_table_acquire_uid(struct ip_table *t, uid_t uid);
 void ip_table_release(struct ip_table *t, struct ip_entry *e);
 
 /* Per-source datagram rate limit (token bucket, burst = rate), one table
@@ -172,8 +197,25 @@ void ip_table_release(struct ip_table *t, struct ip_entry *e);
 struct rate_table;
 struct rate_table *rate_table_new(uint64_t per_second);
 void rate_table_free(struct rate_table *t);
-/* 1 if a datagram from a may pass at now_ms (and takes a token), else 0. */
+/* 1 if a datagram from a may pass at now_ms (and takes a token), else 0.
+ * A Unix sender is keyed by its address (path or autobound name). */
 int rate_table_allow(struct rate_table *t, const sockit_addr *a, uint64_t now_ms);
+
+/* ---- Unix sockets (unix.c) ------------------------------------------------ */
+
+/* "pid 123 uid 1000".  Returns the length, as snprintf. */
+int peer_cred_format(const struct peer_cred *c, char *buf, size_t len);
+
+/* ---- systemd (sd.c) ------------------------------------------------------- */
+
+/* Socket activation: takes the sockets systemd passed, if any, into
+ * cfg->sd, and checks that -H/-p/-U/-u/--udp-only agree with them.
+ * Returns -1 to go on, 2 after a usage error, 1 after a runtime error
+ * (printed). */
+int serve_sd_adopt(struct serve_config *cfg);
+/* Tells systemd (NOTIFY_SOCKET) that pid is now the main process: for an
+ * upgrade that hands the sockets to a new process.  No-op outside systemd. */
+void serve_notify_mainpid(pid_t pid);
 
 /* ---- The server (run.c) --------------------------------------------------- */
 

@@ -13,9 +13,11 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "../../lib/loop/ops.h"
 #include "internal.h"
@@ -39,9 +41,12 @@ struct udp_state {
 };
 
 /* Source ports of the classic UDP loop services (and 0, which cannot be
- * replied to): answering them can start an endless ping-pong. */
+ * replied to): answering them can start an endless ping-pong.  A Unix
+ * sender that is not bound (no name) cannot be replied to either. */
 static int banned_port(const sockit_addr *a)
 {
+	if (a->ss.ss_family == AF_UNIX)
+		return a->len <= offsetof(struct sockaddr_un, sun_path);
 	int port = sockit_addr_port(a);
 	return port == 0 || port == 7 || port == 13 || port == 19;
 }

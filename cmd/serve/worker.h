@@ -27,6 +27,14 @@ struct serve_shared {
 	int nworkers;
 	struct ip_table *ips;	/* or NULL */
 	sockit_loop *main_loop; /* woken when a worker's loop ends */
+	struct unix_files *ux;	/* socket files to remove at exit (unix.c), or NULL */
+};
+
+/* --log-level debug: who a connection is from, for its close line. */
+struct peer_note {
+	sockit_addr addr;
+	struct peer_cred cred;
+	int has_cred;
 };
 
 /* Sent from the main thread to a worker (worker_command). */
@@ -64,7 +72,7 @@ struct worker {
 	sockit_timer accept_timer;
 	struct conn *free_conns;
 	void *conn_chunks;
-	sockit_addr *peers; /* --log-level debug: each fd's peer, for the close line */
+	struct peer_note *peers; /* --log-level debug: each fd's peer, for the close line */
 	size_t npeers;
 
 	void *udp;			 /* struct udp_state, udp.c */
@@ -111,6 +119,42 @@ int listeners_open(struct serve_shared *sh, const struct serve_config *cfg,
  * startup is over. */
 void listeners_announce(const struct serve_shared *sh, const struct serve_config *cfg,
 			const struct serve_log *lg);
+
+/* ---- unix.c: -U PATH, and listeners shared by every worker ------------------ */
+
+/* Opens -U PATH's stream socket and/or PATH.dgram, shared by the workers.
+ * 0, or a negative code (the message printed). */
+int unix_listeners_open(struct serve_shared *sh, const struct serve_config *cfg,
+			const struct serve_log *lg);
+/* Gives worker 0 the listeners (-1: none) and every other worker a dup of
+ * them.  0 or a negative code; worker_free closes what was given. */
+int listeners_share(struct serve_shared *sh, int stream_fd, int dgram_fd);
+/* Removes the socket files this server made, if they are still those. */
+void unix_files_remove(struct serve_shared *sh);
+void unix_files_free(struct serve_shared *sh);
+
+/* ---- sd.c: the listeners systemd passed (socket activation) ----------------- */
+
+/* Shares cfg->sd's sockets with the workers.  0 or negative (printed). */
+int sd_listeners_open(struct serve_shared *sh, const struct serve_config *cfg,
+		      const struct serve_log *lg);
+
+/* The readiness protocol on the owner's loop (NOTIFY_SOCKET): READY=1 and
+ * the first STATUS= at notify_start (once listening), STATUS= while the
+ * counts (sum()) change, WATCHDOG=1 pings, STOPPING=1 at the drain. */
+struct serve_notify {
+	sockit_loop *loop;
+	sockit_timer status, watchdog;
+	void (*sum)(void *arg, struct serve_counters *out);
+	void *arg;
+	uint64_t last_active, last_accepted;
+	int on, stopping;
+};
+void notify_start(struct serve_notify *n, sockit_loop *loop,
+		  void (*sum)(void *arg, struct serve_counters *out), void *arg);
+void notify_stopping(struct serve_notify *n);
+/* Stops the timers (before the loop is freed). */
+void notify_stop(struct serve_notify *n);
 
 /* ---- The engines, called by worker.c -------------------------------------- */
 

@@ -19,6 +19,8 @@ SOCKIT = os.environ.get("SOCKIT_BIN", os.path.join(ROOT, "build", "sockit"))
 TUTORIAL_SERVER = os.path.join(ROOT, "bench", "peers", "tutorial_server.py")
 
 LISTEN_RE = re.compile(r"listening on (tcp|udp) (\S+):(\d+) \((\w+)\)")
+# -U PATH: "listening on unix /tmp/x.sock (once)", "... unixgram /tmp/x.sock.dgram ..."
+UNIX_LISTEN_RE = re.compile(r"listening on (unix|unixgram) (\S+) \((\w+)")
 
 # The counters line of `sockit serve` (text log format), and its keys.
 COUNTERS_RE = re.compile(r"sockit: counters ([^\n]*)")
@@ -103,23 +105,31 @@ class Proc:
 
 
 class Server(Proc):
-    """`sockit serve` started with -p 0; .port / .udp_port read from stderr."""
+    """`sockit serve` started with -p 0; .port / .udp_port read from stderr.
+    With unix=PATH: `-U PATH` instead; .path / .dgram_path from stderr."""
 
-    def __init__(self, args, env=None, preexec_fn=None, udp=False, tcp=True):
+    def __init__(self, args, env=None, preexec_fn=None, udp=False, tcp=True, unix=None):
         args = list(args)
         # make test runs the suite once on serve's default backend and once
         # on the other: SOCKIT_TEST_BACKEND=epoll
         backend = os.environ.get("SOCKIT_TEST_BACKEND")
         if backend and "--backend" not in args:
             args += ["--backend", backend]
-        super().__init__([SOCKIT, "serve", "-p", "0"] + args, env=env,
+        where = ["-U", unix] if unix is not None else ["-p", "0"]
+        super().__init__([SOCKIT, "serve"] + where + args, env=env,
                          preexec_fn=preexec_fn)
-        self.port = self.udp_port = None
+        self.port = self.udp_port = self.path = self.dgram_path = None
         try:
-            if tcp:
+            if unix is not None:
+                if tcp:
+                    self.path = self.wait_stderr(r"listening on unix (\S+) \(").group(1)
+                if udp:
+                    self.dgram_path = self.wait_stderr(
+                        r"listening on unixgram (\S+) \(").group(1)
+            if unix is None and tcp:
                 m = self.wait_stderr(r"listening on tcp (\S+):(\d+) ")
                 self.host, self.port = m.group(1), int(m.group(2))
-            if udp:
+            if unix is None and udp:
                 m = self.wait_stderr(r"listening on udp (\S+):(\d+) ")
                 self.udp_host, self.udp_port = m.group(1), int(m.group(2))
         except Exception:

@@ -119,13 +119,53 @@ static void test_rate_table_is_bounded(void **state)
 	rate_table_free(t);
 }
 
+/* Unix peers: per UID for connections, per sender address for datagrams,
+ * never denied by IP blocks. */
+static void test_unix_peers(void **state)
+{
+	(void)state;
+	struct ip_table *t = ip_table_new(1);
+	assert_non_null(t);
+	struct ip_entry *e0 = ip_table_acquire_uid(t, 0);
+	assert_non_null(e0);
+	assert_null(ip_table_acquire_uid(t, 0));
+	struct ip_entry *e1 = ip_table_acquire_uid(t, 1000);
+	assert_non_null(e1);
+	sockit_addr a = ip("0.0.0.0"); /* key bytes of uid 0 must not alias an IP */
+	struct ip_entry *ea = ip_table_acquire(t, &a);
+	assert_non_null(ea);
+	ip_table_release(t, e0);
+	e0 = ip_table_acquire_uid(t, 0);
+	assert_non_null(e0);
+	ip_table_release(t, e0);
+	ip_table_release(t, e1);
+	ip_table_release(t, ea);
+	ip_table_free(t);
+
+	struct rate_table *r = rate_table_new(2);
+	assert_non_null(r);
+	sockit_addr u1, u2;
+	assert_int_equal(sockit_addr_from_path("/run/a.sock", &u1), 0);
+	assert_int_equal(sockit_addr_from_path("@00ab1", &u2), 0);
+	assert_int_equal(allowed_of(r, &u1, 1000, 10), 2);
+	assert_int_equal(allowed_of(r, &u2, 1000, 10), 2); /* per sender */
+	assert_int_equal(allowed_of(r, &u1, 1000, 10), 0);
+	rate_table_free(r);
+
+	struct serve_config cfg;
+	serve_config_defaults(&cfg);
+	assert_int_equal(serve_parse(3, (char *[]){"serve", "--allow", "10.0.0.0/8", NULL}, &cfg),
+			 -1);
+	assert_int_equal(serve_acl_allows(&cfg, &u1), 1);
+	serve_config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_acl),
-		cmocka_unit_test(test_ip_table_limit),
-		cmocka_unit_test(test_rate_bucket),
-		cmocka_unit_test(test_rate_table_is_bounded),
+		cmocka_unit_test(test_acl),	    cmocka_unit_test(test_ip_table_limit),
+		cmocka_unit_test(test_rate_bucket), cmocka_unit_test(test_rate_table_is_bounded),
+		cmocka_unit_test(test_unix_peers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -86,12 +86,56 @@ static void test_values(void **state)
 	serve_config_free(&cfg);
 }
 
+/* -U PATH: a Unix socket instead of TCP, with its own combinations. */
+static void test_unix(void **state)
+{
+	(void)state;
+	struct serve_config cfg;
+	serve_config_defaults(&cfg);
+	assert_int_equal(PARSE(&cfg, "-U", "/run/x.sock", "--unix-mode", "0660", "-u"), -1);
+	assert_string_equal(cfg.unix_path, "/run/x.sock");
+	assert_int_equal(cfg.unix_mode, 0660);
+	assert_int_equal(cfg.tcp, 1);
+	assert_int_equal(cfg.udp, 1);
+	assert_int_equal(PARSE(&cfg, "--unix", "@name", "--udp-only"), -1);
+	assert_string_equal(cfg.unix_path, "@name");
+	assert_int_equal(cfg.tcp, 0);
+	assert_int_equal(PARSE(&cfg, "-U", "/x", "--unix-mode", "7"), -1);
+	assert_int_equal(cfg.unix_mode, 7);
+	assert_int_equal(PARSE(&cfg, "-U", "/x", "-p", "1"), 2);
+	assert_int_equal(PARSE(&cfg, "-p", "1", "-U", "/x"), 2);
+	assert_int_equal(PARSE(&cfg, "-U", "/x", "-H", "::1"), 2);
+	assert_int_equal(PARSE(&cfg, "-U", "/x", "-4"), 2);
+	assert_int_equal(PARSE(&cfg, "-U", "/x", "--deny", "10.0.0.0/8"), 2);
+	assert_int_equal(PARSE(&cfg, "--unix-mode", "0600"), 2);
+	assert_int_equal(PARSE(&cfg, "-U", "/x", "--unix-mode", "08"), 2);
+	assert_int_equal(PARSE(&cfg, "-U", "/x", "--unix-mode", "01000"), 2);
+	assert_int_equal(PARSE(&cfg, "-U", "/x", "--unix-mode", "-1"), 2);
+	assert_int_equal(PARSE(&cfg, "-U", "/x", "--unix-mode", ""), 2);
+	assert_int_equal(PARSE(&cfg, "-U", "@x", "--unix-mode", "600"), 2);
+	assert_int_equal(PARSE(&cfg, "-U", ""), 2);
+	assert_int_equal(PARSE(&cfg, "-U", "@"), 2);
+	char path[120];
+	memset(path, 'a', sizeof(path));
+	path[0] = '/';
+	path[107] = '\0'; /* 107 bytes: the most sun_path holds with its NUL */
+	assert_int_equal(PARSE(&cfg, "-U", path), -1);
+	assert_int_equal(PARSE(&cfg, "-U", path, "-u"), 2); /* no room for ".dgram" */
+	path[101] = '\0';
+	assert_int_equal(PARSE(&cfg, "-U", path, "-u"), -1);
+	path[101] = path[107] = 'a';
+	path[108] = '\0';
+	assert_int_equal(PARSE(&cfg, "-U", path), 2);
+	serve_config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_short_names),
 		cmocka_unit_test(test_bracketed_host),
 		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_unix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
