@@ -40,6 +40,11 @@ struct serve_config {
 	enum log_level log_level;
 	enum log_format log_format;
 	enum serve_backend backend;
+	const char *metrics_host; /* --metrics HOST (metrics_host_buf), or NULL: off */
+	char metrics_host_buf[256];
+	int metrics_port;
+	int argc; /* the command line from "serve" on, for the upgrade */
+	char **argv;
 };
 
 /* ---- Parsing (parse.c): argv -> config; prints only usage messages ------ */
