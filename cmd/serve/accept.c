@@ -188,6 +188,8 @@ static void accept_one(struct worker *w, int fd, const sockit_addr *peer)
 	}
 	CTR_ADD(w, accepted, 1);
 	CTR_ADD(w, active, 1);
+	if (cfg->metrics_host != NULL)
+		duration_open(w, fd);
 	if (w->log->level >= LOG_DEBUG)
 		log_accepted(w, fd, peer, cred);
 	if (cfg->mode == MODE_ONCE)
@@ -287,7 +289,11 @@ void accept_drain(struct worker *w)
 	if (w->accept_op != NULL)
 		sk_loop_op_cancel(w->loop, w->accept_op); /* it holds the listener open */
 	if (w->tcp_fd >= 0) {
-		sockit_loop_close(w->loop, w->tcp_fd);
+		/* unwatch, not sockit_loop_close: after an upgrade the socket
+		 * lives on in the new process, and closing our descriptor would
+		 * not take it out of our epoll set */
+		sockit_loop_unwatch(w->loop, w->tcp_fd);
+		sockit_close(w->tcp_fd);
 		w->tcp_fd = -1;
 	}
 	sockit_timer_stop(w->loop, &w->accept_timer);

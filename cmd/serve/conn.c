@@ -241,6 +241,8 @@ static void count_close(struct worker *w, int fd, int reason)
 		CTR_ADD(w, closed_limit, 1);
 		break;
 	}
+	if (w->cfg->metrics_host != NULL)
+		duration_close(w, fd);
 	if (w->log->level >= LOG_DEBUG)
 		log_close(w, fd, reason);
 }

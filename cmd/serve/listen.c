@@ -7,9 +7,11 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "systemd.h"
 #include "worker.h"
 
 #define DEFER_ACCEPT_S 1 /* once mode: the kernel holds silent clients this long */
@@ -119,16 +121,91 @@ static int open_group(struct serve_shared *sh, const struct serve_config *cfg,
 	return port;
 }
 
+/* Opens listeners [from, nworkers) of type beside the first one's address
+ * (an upgrade with more workers than sockets handed over). */
+static int open_rest(struct serve_shared *sh, const struct serve_config *cfg,
+		     const struct serve_log *lg, int type, int from)
+{
+	int *first = type == SOCK_STREAM ? &sh->workers[0].tcp_fd : &sh->workers[0].udp_fd;
+	char ip[SOCKIT_ADDRSTRLEN];
+	sockit_addr a;
+	int rc = sockit_getsockname(*first, &a);
+	if (rc >= 0)
+		rc = sockit_addr_format_ip(&a, ip, sizeof(ip));
+	int port = rc >= 0 ? sockit_addr_port(&a) : 0;
+	int flags = SOCKIT_REUSEPORT | SOCKIT_NONBLOCK |
+		    (cfg->dualstack ? SOCKIT_DUALSTACK : SOCKIT_V6ONLY);
+	for (int i = from; rc >= 0 && i < sh->nworkers; i++) {
+		rc = sockit_create_server(ip, port, type, 0, flags);
+		*(type == SOCK_STREAM ? &sh->workers[i].tcp_fd : &sh->workers[i].udp_fd) = rc;
+	}
+	return rc < 0 ? cannot_listen(lg, ip, port, type == SOCK_STREAM ? "" : " (udp)", rc) : 0;
+}
+
+/* The listeners an upgrading parent handed over (upgrade.h), taken as
+ * systemd passes them: when LISTEN_PID is ours, the stream and datagram
+ * sockets in order become the workers' (the same arguments give the same
+ * count: the rest are opened beside them, extras closed), and the one
+ * named "metrics" the endpoint's.  Returns 1 when sockets were passed, 0
+ * when none were, or a negative code (printed).  systemd's socket
+ * activation is sd.c's (serve_sd_adopt, from main.c), which an upgrade's
+ * child skips: its parent passes one listener per worker, which systemd
+ * never does. */
+static int listeners_inherit(struct serve_shared *sh, const struct serve_config *cfg,
+			     const struct serve_log *lg)
+{
+	size_t max = 2 * (size_t)sh->nworkers + 1;
+	struct sd_socket *s = calloc(max, sizeof(*s));
+	int n = s != NULL ? sd_listen_sockets(s, max) : -ENOMEM, ntcp = 0, nudp = 0, extra = 0;
+	for (int i = 0; i < n; i++) {
+		int want_tcp = s[i].type == SOCK_STREAM && cfg->tcp && ntcp < sh->nworkers;
+		int want_udp = s[i].type == SOCK_DGRAM && cfg->udp && nudp < sh->nworkers;
+		int metrics = strcmp(s[i].name, "metrics") == 0;
+		if (metrics && cfg->metrics_host != NULL && sh->metrics_fd < 0)
+			sh->metrics_fd = s[i].fd;
+		else if (want_tcp && !metrics)
+			sh->workers[ntcp++].tcp_fd = s[i].fd;
+		else if (want_udp)
+			sh->workers[nudp++].udp_fd = s[i].fd;
+		else
+			extra += sockit_close(s[i].fd) == 0;
+	}
+	free(s);
+	if (n <= 0) {
+		if (n < 0)
+			serve_log_fail(lg, "cannot take the sockets in LISTEN_FDS: %s",
+				       sockit_strerror(n));
+		return n;
+	}
+	if ((cfg->tcp && ntcp == 0) || (cfg->udp && nudp == 0)) {
+		serve_log_fail(lg, "the sockets in LISTEN_FDS have no %s listener",
+			       cfg->tcp && ntcp == 0 ? "TCP" : "UDP");
+		return -EINVAL;
+	}
+	serve_log(lg, LOG_INFO, "took %d listener(s) from LISTEN_FDS%s", n - extra,
+		  extra ? " (closed the ones this configuration does not use)" : "");
+	if ((cfg->tcp && ntcp < sh->nworkers && open_rest(sh, cfg, lg, SOCK_STREAM, ntcp) < 0) ||
+	    (cfg->udp && nudp < sh->nworkers && open_rest(sh, cfg, lg, SOCK_DGRAM, nudp) < 0))
+		return -1;
+	for (int i = 0; cfg->tcp && cfg->mode == MODE_ONCE && i < sh->nworkers; i++)
+		if (sockit_set_defer_accept(sh->workers[i].tcp_fd, DEFER_ACCEPT_S) == 0)
+			sh->workers[i].defer_ms = DEFER_ACCEPT_S * 1000;
+	return 1;
+}
+
 int listeners_open(struct serve_shared *sh, const struct serve_config *cfg,
 		   const struct serve_log *lg)
 {
 	if (cfg->sd.active)
-		return sd_listeners_open(sh, cfg, lg);
+		return sd_listeners_open(sh, cfg, lg); /* systemd's (main.c) */
+	int rc = listeners_inherit(sh, cfg, lg);       /* an upgrading parent's */
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
 	if (cfg->unix_path != NULL)
 		return unix_listeners_open(sh, cfg, lg);
 	char buf[SOCKIT_ADDRSTRLEN];
 	const char *host;
-	int rc = bind_host(cfg, lg, buf, sizeof(buf), &host);
+	rc = bind_host(cfg, lg, buf, sizeof(buf), &host);
 	for (int attempt = 0; rc >= 0; attempt++) {
 		int port = cfg->port;
 		if (cfg->tcp)

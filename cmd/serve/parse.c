@@ -37,8 +37,9 @@ static const char usage_fmt[] =
 	"         [--workers N] [--max-conns N] [--max-conns-per-ip N] [-i DUR]\n"
 	"         [--max-bytes SIZE] [--max-line SIZE] [--max-pending SIZE] [--allow CIDR]...\n"
 	"         [--deny CIDR]... [--prefix STR] [--udp-rate N] [--dualstack]\n"
-	"         [--drain-timeout DUR] [--backend auto|io_uring|epoll] [--coalesce DUR] [-v]\n"
-	"         [--log-level error|warn|info|debug] [--log-format text|json] [-h] [-V]\n"
+	"         [--drain-timeout DUR] [--backend auto|io_uring|epoll] [--coalesce DUR]\n"
+	"         [--metrics [HOST:]PORT] [-v] [--log-level error|warn|info|debug]\n"
+	"         [--log-format text|json] [-h] [-V]\n"
 	"\n"
 	"The tutorial's acknowledgement server: each client gets PREFIX + what it sent.\n"
 	"\n"
@@ -78,6 +79,9 @@ static const char usage_fmt[] =
 	"                            several clients (default %s in once mode, 0 = off\n"
 	"                            in the others; adds up to DUR of latency; backs off\n"
 	"                            by itself when clients are few)\n"
+	"      --metrics [HOST:]PORT serve Prometheus metrics on http://HOST:PORT/metrics and\n"
+	"                            a health check on /healthz (200, or 503 while draining);\n"
+	"                            HOST defaults to 127.0.0.1 (default: off)\n"
 	"  -v, --verbose             the same as --log-level debug\n"
 	"      --log-level LEVEL     error, warn, info (default) or debug (per connection)\n"
 	"      --log-format FMT      text (default) or json (one object per line)\n"
@@ -86,7 +90,9 @@ static const char usage_fmt[] =
 	"\n"
 	"Durations take units: 500ms, 2s, 1.5m, 1h (a bare number is seconds).\n"
 	"Sizes: 1024, 64k, 1M (each step 1024; KiB, MiB mean the same).\n"
-	"SIGUSR1 prints the counters; SIGTERM/SIGINT drain and exit 0 (a second one: at once).\n"
+	"SIGUSR1 prints the counters; SIGTERM/SIGINT drain and exit 0 (a second one: at once);\n"
+	"SIGUSR2 upgrades: starts the binary now on disk with the same arguments, hands it\n"
+	"the listeners, and drains once it is ready (if it fails, this one keeps serving).\n"
 	"Under systemd: socket activation (the passed sockets replace -H/-p/-U, which may\n"
 	"only repeat them), and READY=1, STATUS=, STOPPING=1, WATCHDOG=1 to NOTIFY_SOCKET.\n";
 
@@ -109,6 +115,7 @@ enum {
 	OPT_LOG_FORMAT,
 	OPT_COALESCE,
 	OPT_UNIX_MODE,
+	OPT_METRICS,
 };
 
 static const char short_opts[] = ":H:p:m:i:U:uv46hV";
@@ -138,6 +145,7 @@ static const struct option long_opts[] = {
 	{"coalesce", required_argument, NULL, OPT_COALESCE},
 	{"unix", required_argument, NULL, 'U'},
 	{"unix-mode", required_argument, NULL, OPT_UNIX_MODE},
+	{"metrics", required_argument, NULL, OPT_METRICS},
 	{"verbose", no_argument, NULL, 'v'},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -218,6 +226,35 @@ static int add_cidr(const char *opt, sockit_cidr **list, size_t *n, const char *
 	grown[(*n)++] = c;
 	*list = grown;
 	return 0;
+}
+
+/* --metrics [HOST:]PORT, HOST as -H takes it ([IPv6] with a port). */
+static int parse_metrics(const char *opt, const char *s, struct serve_config *cfg)
+{
+	const char *colon = strrchr(s, ':'), *port = s;
+	char h[sizeof(cfg->metrics_host_buf)];
+	cfg->metrics_host = "127.0.0.1";
+	if (colon != NULL) {
+		size_t n = (size_t)(colon - s);
+		int bracketed = s[0] == '[' && n > 0 && s[n - 1] == ']';
+		const char *host = NULL;
+		if (n > 0 && n < sizeof(h) && (bracketed || memchr(s, ':', n) == NULL)) {
+			memcpy(h, s, n);
+			h[n] = '\0';
+			host = cli_host(h, cfg->metrics_host_buf, sizeof(cfg->metrics_host_buf));
+		}
+		if (host == NULL || host[0] == '\0')
+			return cli_usage(
+				CMD,
+				"invalid address '%s' for %s: expected [HOST:]PORT, HOST a "
+				"name, an IPv4 address or [IPv6]",
+				s, opt);
+		if (host == h)
+			memcpy(cfg->metrics_host_buf, h, n + 1);
+		cfg->metrics_host = cfg->metrics_host_buf;
+		port = colon + 1;
+	}
+	return cli_opt_port(CMD, opt, port, 1, &cfg->metrics_port);
 }
 
 /* Options with a size or a number: 0, or 2 after the usage error. */
@@ -358,6 +395,8 @@ static int parse_option(int c, const char *opt, const char *s, struct serve_conf
 		return add_cidr(opt, &cfg->allow, &cfg->nallow, s);
 	case OPT_DENY:
 		return add_cidr(opt, &cfg->deny, &cfg->ndeny, s);
+	case OPT_METRICS:
+		return parse_metrics(opt, s, cfg);
 	case OPT_PREFIX:
 		if (strlen(s) > MAX_PREFIX)
 			return cli_usage(CMD, "invalid prefix for %s: longer than %d bytes", opt,
@@ -454,6 +493,8 @@ int serve_parse(int argc, char **argv, struct serve_config *cfg)
 	memset(&st, 0, sizeof(st));
 	opterr = 0;
 	optind = 0; /* GNU: full re-initialisation */
+	cfg->argc = argc;
+	cfg->argv = argv;
 	for (;;) {
 		int prev = optind ? optind : 1;
 		int c = getopt_long(argc, argv, short_opts, long_opts, NULL);

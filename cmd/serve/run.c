@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "upgrade.h"
 #include "worker.h"
 
 #define FD_RESERVE_BASE 32	/* stdio, the main loop, slack */
@@ -24,6 +25,8 @@ struct run_ctx {
 	sockit_loop *loop;
 	sockit_timer drain_timer;
 	struct serve_notify notify; /* systemd's NOTIFY_SOCKET, if set */
+	struct metrics *metrics;    /* --metrics, or NULL */
+	struct upgrade upgrade;
 	int stopping;
 	int failed;
 };
@@ -73,12 +76,38 @@ static void begin_stop(struct run_ctx *x)
 {
 	x->stopping = 1;
 	notify_stopping(&x->notify);
+	__atomic_store_n(&x->sh.draining, 1, __ATOMIC_RELAXED); /* /healthz: 503 */
 	if (x->cfg->drain_timeout_ms == 0) {
 		tell_workers(x, WORKER_FORCE);
 		return;
 	}
 	tell_workers(x, WORKER_DRAIN);
 	sockit_timer_start(x->loop, &x->drain_timer, x->cfg->drain_timeout_ms, 0);
+}
+
+static void drain_log(struct run_ctx *x, const char *why)
+{
+	struct serve_counters sum;
+	counters_sum(&x->sh, &sum);
+	char dur[32];
+	cli_format_duration(dur, sizeof(dur), x->cfg->drain_timeout_ms);
+	serve_log(&x->log, LOG_INFO, "%s: draining %llu connection(s), up to %s", why,
+		  (unsigned long long)sum.active, dur);
+}
+
+/* The new process serves: it takes the place of this one, which drains. */
+static void on_upgraded(void *arg, pid_t pid)
+{
+	struct run_ctx *x = arg;
+	char why[64];
+	serve_notify_mainpid(pid);
+	metrics_handover(x->metrics);
+	unix_files_free(&x->sh); /* the new process serves on them: not ours to remove */
+	snprintf(why, sizeof(why), "upgrade: process %d is ready", (int)pid);
+	if (!x->stopping) {
+		drain_log(x, why);
+		begin_stop(x);
+	}
 }
 
 static void on_signal(sockit_loop *loop, int signo, void *arg)
@@ -89,18 +118,21 @@ static void on_signal(sockit_loop *loop, int signo, void *arg)
 		print_counters(x);
 		return;
 	}
+	if (signo == SIGUSR2) {
+		if (x->stopping)
+			serve_log(&x->log, LOG_WARN, "SIGUSR2: draining already, no upgrade");
+		else
+			(void)upgrade_start(&x->upgrade, x->cfg, &x->sh,
+					    metrics_listener(x->metrics), on_upgraded, x);
+		return;
+	}
 	if (x->stopping) {
 		serve_log(&x->log, LOG_WARN, "second %s: exiting now", strsignal(signo));
 		print_counters(x);
 		unix_files_remove(&x->sh);
 		_exit(1);
 	}
-	struct serve_counters sum;
-	counters_sum(&x->sh, &sum);
-	char dur[32];
-	cli_format_duration(dur, sizeof(dur), x->cfg->drain_timeout_ms);
-	serve_log(&x->log, LOG_INFO, "%s: draining %llu connection(s), up to %s", strsignal(signo),
-		  (unsigned long long)sum.active, dur);
+	drain_log(x, strsignal(signo));
 	begin_stop(x);
 }
 
@@ -220,6 +252,12 @@ static int workers_setup(struct run_ctx *x)
 {
 	if (listeners_open(&x->sh, x->cfg, &x->log) < 0)
 		return -1;
+	if (x->cfg->metrics_host != NULL) {
+		int fd = x->sh.metrics_fd;
+		x->sh.metrics_fd = -1; /* metrics_start owns it now */
+		if (metrics_start(&x->metrics, x->cfg, &x->sh, &x->log, fd) < 0)
+			return -1;
+	}
 	serve_log(&x->log, LOG_INFO, "%d worker(s), max-conns %llu", x->sh.nworkers,
 		  (unsigned long long)x->cfg->max_conns);
 	listeners_announce(&x->sh, x->cfg, &x->log);
@@ -256,6 +294,8 @@ static int run(struct run_ctx *x)
 	} else {
 		notify_start(&x->notify, x->loop, sum_of, x);
 	}
+	if (started == x->sh.nworkers)
+		upgrade_notify_parent(&x->upgrade);
 	if (started > 0) {
 		int lrc = sockit_loop_run(x->loop);
 		if (lrc < 0) {
@@ -265,6 +305,8 @@ static int run(struct run_ctx *x)
 	}
 	for (int i = 0; i < started; i++)
 		pthread_join(x->sh.workers[i].thread, NULL);
+	metrics_stop(x->metrics);
+	x->metrics = NULL;
 	print_counters(x);
 	return x->failed ? 1 : 0;
 }
@@ -305,7 +347,7 @@ static int main_loop_new(struct run_ctx *x)
 	}
 	sockit_timer_init(&x->drain_timer, on_drain_timer, x);
 	sockit_loop_on_wake(x->loop, main_on_wake, x);
-	static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
+	static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2};
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
 		int src = sockit_loop_signal(x->loop, sigs[i], on_signal, x);
 		if (src < 0) {
@@ -323,14 +365,21 @@ int serve_run(struct serve_config *cfg)
 	x.cfg = cfg;
 	x.log.level = cfg->log_level;
 	x.log.format = cfg->log_format;
+	x.sh.metrics_fd = -1;
 	if (plan_fds(&x) < 0)
 		return 1;
 	int rc = 1;
 	if (workers_new(&x) < 0 ||
 	    (cfg->max_conns_per_ip > 0 && (x.sh.ips = ip_table_new(cfg->max_conns_per_ip)) == NULL))
 		serve_log_fail(&x.log, "out of memory");
-	else if (main_loop_new(&x) == 0)
+	else if (main_loop_new(&x) == 0) {
+		upgrade_init(&x.upgrade, &x.log, x.loop);
 		rc = run(&x);
+		upgrade_free(&x.upgrade);
+	}
+	metrics_stop(x.metrics);
+	if (x.sh.metrics_fd >= 0)
+		sockit_close(x.sh.metrics_fd);
 	workers_free(&x);
 	unix_files_remove(&x.sh);
 	unix_files_free(&x.sh);

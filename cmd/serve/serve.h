@@ -54,6 +54,11 @@ struct serve_config {
 	unsigned unix_mode;
 	int host_given, port_given; /* typed, for socket activation's check */
 	struct serve_inherited sd;  /* sockets from systemd (sd.c) */
+	const char *metrics_host;   /* --metrics HOST (metrics_host_buf), or NULL: off */
+	char metrics_host_buf[256];
+	int metrics_port;
+	int argc; /* the command line from "serve" on, for the upgrade */
+	char **argv;
 };
 
 /* ---- Parsing (parse.c): argv -> config; prints only usage messages ------ */

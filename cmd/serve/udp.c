@@ -217,7 +217,8 @@ void udp_drain(struct worker *w)
 	if (w->udp_fd < 0)
 		return;
 	sk_loop_ops_submit(w->loop);
-	sockit_loop_close(w->loop, w->udp_fd);
+	sockit_loop_unwatch(w->loop, w->udp_fd); /* see accept_drain() */
+	sockit_close(w->udp_fd);
 	w->udp_fd = -1;
 }
 

@@ -129,6 +129,7 @@ void worker_free(struct worker *w)
 		sockit_timer_stop(w->loop, &w->accept_timer);
 	conn_worker_free(w);
 	udp_free(w);
+	duration_free(w);
 	if (w->tcp_fd >= 0)
 		sockit_close(w->tcp_fd);
 	if (w->udp_fd >= 0)

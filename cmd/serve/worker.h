@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 
+#include "metrics.h"
 #include "serve.h"
 
 struct conn;
@@ -28,6 +29,8 @@ struct serve_shared {
 	struct ip_table *ips;	/* or NULL */
 	sockit_loop *main_loop; /* woken when a worker's loop ends */
 	struct unix_files *ux;	/* socket files to remove at exit (unix.c), or NULL */
+	int draining;		/* set (atomic) by run.c when the drain begins */
+	int metrics_fd;		/* a --metrics listener handed over by an upgrade, or -1 */
 };
 
 /* --log-level debug: who a connection is from, for its close line. */
@@ -74,6 +77,8 @@ struct worker {
 	void *conn_chunks;
 	struct peer_note *peers; /* --log-level debug: each fd's peer, for the close line */
 	size_t npeers;
+	uint64_t *born; /* --metrics: each fd's accept time (loop ns, 0: none) */
+	size_t nborn;
 
 	void *udp;			 /* struct udp_state, udp.c */
 	struct rate_table *rate;	 /* --udp-rate, or NULL */
@@ -85,6 +90,7 @@ struct worker {
 	uint64_t accept_ms;
 
 	struct serve_counters ctr __attribute__((aligned(64)));
+	struct dur_hist dur; /* --metrics: connection durations (duration.c) */
 	/* The CPU this worker ran on when it last went to sleep (-1: not
 	 * yet), read by the others: see sibling_on_my_cpu(). */
 	int cpu __attribute__((aligned(64)));

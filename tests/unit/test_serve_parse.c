@@ -129,13 +129,45 @@ static void test_unix(void **state)
 	serve_config_free(&cfg);
 }
 
+/* --metrics [HOST:]PORT: loopback unless a host is given; off by default. */
+static void test_metrics(void **state)
+{
+	(void)state;
+	struct serve_config cfg;
+	serve_config_defaults(&cfg);
+	assert_int_equal(PARSE(&cfg, "-p", "0"), -1);
+	assert_null(cfg.metrics_host);
+	assert_int_equal(PARSE(&cfg, "--metrics", "9100"), -1);
+	assert_string_equal(cfg.metrics_host, "127.0.0.1");
+	assert_int_equal(cfg.metrics_port, 9100);
+	assert_int_equal(PARSE(&cfg, "--metrics", "0.0.0.0:9101"), -1);
+	assert_string_equal(cfg.metrics_host, "0.0.0.0");
+	assert_int_equal(cfg.metrics_port, 9101);
+	assert_int_equal(PARSE(&cfg, "--metrics=[::1]:0"), -1);
+	assert_string_equal(cfg.metrics_host, "::1");
+	assert_int_equal(cfg.metrics_port, 0);
+	assert_int_equal(PARSE(&cfg, "--metrics", "localhost:9102"), -1);
+	assert_string_equal(cfg.metrics_host, "localhost");
+	assert_int_equal(PARSE(&cfg, "--metrics", "::1:80"), 2);
+	assert_int_equal(PARSE(&cfg, "--metrics", "[::1]"), 2);
+	assert_int_equal(PARSE(&cfg, "--metrics", ":80"), 2);
+	assert_int_equal(PARSE(&cfg, "--metrics", "x:"), 2);
+	assert_int_equal(PARSE(&cfg, "--metrics", "70000"), 2);
+	assert_int_equal(PARSE(&cfg, "--metrics", "a:b:c"), 2);
+	/* the command line is kept for the upgrade */
+	assert_int_equal(PARSE(&cfg, "-p", "7"), -1);
+	assert_int_equal(cfg.argc, 3);
+	assert_string_equal(cfg.argv[0], "serve");
+	assert_string_equal(cfg.argv[2], "7");
+	serve_config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_short_names),
-		cmocka_unit_test(test_bracketed_host),
-		cmocka_unit_test(test_values),
-		cmocka_unit_test(test_unix),
+		cmocka_unit_test(test_short_names), cmocka_unit_test(test_bracketed_host),
+		cmocka_unit_test(test_values),	    cmocka_unit_test(test_unix),
+		cmocka_unit_test(test_metrics),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
