@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "connect.h"
@@ -29,6 +30,15 @@ static const char *bad_file_option(const struct connect_config *cfg, int rc, con
 	case SOCKIT_TLS_EKEYMISMATCH:
 		*file = cfg->tls_cert;
 		return "--tls-cert";
+	}
+	/* -ENOENT, -EACCES, ...: the first file that cannot be read. */
+	const char *files[] = {cfg->tls_ca, cfg->tls_cert, cfg->tls_key};
+	static const char *const opts[] = {"--tls-ca", "--tls-cert", "--tls-key"};
+	for (size_t i = 0; i < 3; i++) {
+		if (files[i] != NULL && access(files[i], R_OK) != 0) {
+			*file = files[i];
+			return opts[i];
+		}
 	}
 	*file = NULL;
 	return NULL;
