@@ -53,8 +53,11 @@ static void socket_error(struct relay *r, long rc, const char *what)
 	if (is_reset(rc))
 		connect_result_fail(r->res, END_RESET, "connection reset by %s", peer);
 	else
-		connect_result_fail(r->res, END_ERROR, "%s %s: %s", what, peer,
-				    sockit_strerror((int)rc));
+		connect_result_fail(r->res, END_ERROR, "%s %s: %s%s", what, peer,
+				    sockit_strerror((int)rc),
+				    rc == SOCKIT_TLS_ECERTREQUIRED && r->cfg->tls_cert == NULL
+					    ? " (present one with --tls-cert FILE)"
+					    : "");
 }
 
 /* ---- The socket's bytes: plain, or through TLS --------------------------- */

@@ -214,7 +214,9 @@ def test_client_certificate_missing_exit_1(tls_peer, tls_certs):
     r, _ = connect(args(tls_certs, "--json", "127.0.0.1", p.port, "me"))
     assert r.returncode == 1, r.stderr
     j = json.loads(r.stderr)
-    assert j["exit"] == 1 and j["error"], j
+    assert j["exit"] == 1, j
+    assert "peer requires a client certificate (present one with --tls-cert FILE)" in \
+        j["error"], j
     assert r.stdout == b""
 
 
