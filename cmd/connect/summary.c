@@ -220,6 +220,8 @@ static void print_json(FILE *f, const struct connect_config *cfg,
 	fputc(']', f);
 	if (att->connected)
 		fprintf(f, ",\"connect_ms\":%llu", (unsigned long long)att->connect_ms);
+	else
+		fputs(",\"connect_ms\":null", f);
 	if (cfg->tls)
 		print_json_tls(f, cfg, &res->tls);
 	fprintf(f,

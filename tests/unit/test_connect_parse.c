@@ -16,7 +16,10 @@
  * "connect"), capturing what it prints on stderr into err. */
 static int parse(struct connect_config *cfg, char *err, size_t errlen, ...)
 {
-	char *argv[32] = {"connect"};
+	/* static: cfg->data points into it after the return (until the next call) */
+	static char *argv[32];
+	memset(argv, 0, sizeof(argv));
+	argv[0] = "connect";
 	int argc = 1;
 	va_list ap;
 	va_start(ap, errlen);
