@@ -1,7 +1,8 @@
 /* connect.h -- `sockit connect`: its configuration, the result its relays report, its parts.
  *
- * Calls go one way: main -> parse, run; run -> relay_tcp / relay_udp and
- * summary; the relays -> relay (what they share).  A relay reports through
+ * Calls go one way: main -> parse, run; run -> session (the PROXY header,
+ * TLS), relay_tcp / relay_udp and summary; the relays -> relay (what they
+ * share).  A relay reports through
  * struct connect_result, which run hands to summary; nothing calls up.
  */
 #ifndef SOCKIT_CONNECT_H
@@ -12,6 +13,7 @@
 #include <stdio.h>
 
 #include "sockit.h"
+#include "sockit_tls.h"
 
 /* "No such limit" for the optional durations below. */
 #define CONNECT_NEVER UINT64_MAX
@@ -21,22 +23,34 @@
 /* Everything the command line says, validated.  name may point into
  * name_buf: never copy a config, pass a pointer. */
 struct connect_config {
-	const char *host; /* HOST as given (for messages and --json) */
-	const char *name; /* HOST for the resolver: "[::1]" unwrapped */
+	const char *host; /* HOST as given, or -U's PATH (for messages and --json) */
+	const char *name; /* HOST for the resolver: "[::1]" unwrapped; -U's PATH */
 	char name_buf[256];
-	int port;
-	int udp;	      /* -u, --udp */
-	int family;	      /* AF_UNSPEC, AF_INET (-4), AF_INET6 (-6) */
-	uint64_t connect_ms;  /* -w, --timeout per address; 0 = no limit */
-	uint64_t idle_ms;     /* -i, --idle-timeout; 0 = no limit */
-	uint64_t quit_ms;     /* -q, --quit-after after input EOF; CONNECT_NEVER = wait */
-	uint64_t reply_ms;    /* --reply-timeout (UDP) */
-	uint64_t wait_for_ms; /* --wait-for; 0 = one round of attempts */
-	int newline;	      /* append '\n' to DATA (TCP) / keep stdin's '\n' (UDP) */
-	int zero;	      /* -z, --zero-io */
-	int verbose;	      /* -v, --verbose */
-	int json;	      /* --json */
-	char **data;	      /* DATA arguments (NULL when relaying stdin) */
+	int port;	       /* 0 with -U */
+	const char *unix_path; /* -U, --unix: PATH or @name instead of HOST PORT */
+	int udp;	       /* -u, --udp (with -U: a datagram Unix socket) */
+	int family;	       /* AF_UNSPEC, AF_INET (-4), AF_INET6 (-6) */
+	uint64_t connect_ms;   /* -w, --timeout: every address (and the handshake)
+				  within one deadline; 0 = no limit */
+	int attempt_delay_ms;  /* --attempt-delay, as sockit_connect_opts takes it:
+				  -1 = one address after another */
+	int proxy_header;      /* --proxy-header: 0, 1 or 2 */
+	int tls;	       /* --tls */
+	int tls_insecure;      /* --tls-insecure */
+	const char *tls_ca;    /* --tls-ca FILE, or NULL (the system's) */
+	const char *tls_cert;  /* --tls-cert FILE, or NULL */
+	const char *tls_key;   /* --tls-key FILE, or NULL (then in tls_cert) */
+	const char *tls_name;  /* the name the certificate must match: HOST or
+				  --tls-servername; NULL with -U --tls-insecure */
+	uint64_t idle_ms;      /* -i, --idle-timeout; 0 = no limit */
+	uint64_t quit_ms;      /* -q, --quit-after after input EOF; CONNECT_NEVER = wait */
+	uint64_t reply_ms;     /* --reply-timeout (UDP) */
+	uint64_t wait_for_ms;  /* --wait-for; 0 = one round of attempts */
+	int newline;	       /* append '\n' to DATA (TCP) / keep stdin's '\n' (UDP) */
+	int zero;	       /* -z, --zero-io */
+	int verbose;	       /* -v, --verbose */
+	int json;	       /* --json */
+	char **data;	       /* DATA arguments (NULL when relaying stdin) */
 	int ndata;
 };
 
@@ -57,11 +71,13 @@ extern const char connect_help[];
 /* How a run ended: the "end" of the summary, and its exit code. */
 enum connect_end {
 	END_NONE = 0,
-	END_FIN,	    /* the server closed (TCP): 0 */
+	END_FIN,	    /* the server closed (TCP; TLS: its close_notify): 0 */
 	END_QUIT,	    /* -q passed after input EOF: 0 */
 	END_OPEN,	    /* -z: the port accepted a connection: 0 */
 	END_DONE,	    /* UDP: datagrams sent, replies waited for: 0 */
 	END_RESET,	    /* connection reset by the server: 1 */
+	END_TRUNCATED,	    /* TLS: FIN without close_notify: 1 */
+	END_TLS_FAILED,	    /* TLS handshake or verification failed: 1 */
 	END_IDLE,	    /* -i passed without data either way: 1 */
 	END_STDOUT,	    /* stdout was closed under us (EPIPE): 1 */
 	END_NO_REPLY,	    /* UDP: datagrams sent, no reply at all: 1 */
@@ -72,6 +88,15 @@ enum connect_end {
 	END_SIGNAL,	    /* SIGINT/SIGTERM/SIGHUP: the process then dies of it */
 };
 
+/* What the TLS handshake settled, for -v and --json. */
+struct connect_tls_info {
+	int done;	   /* the handshake completed */
+	char version[16];  /* "TLSv1.3" */
+	char cipher[64];   /* "TLS_AES_256_GCM_SHA384" */
+	char subject[256]; /* the peer certificate's subject, "" if none */
+	int resumed;
+};
+
 /* What a relay reports (run fills in the connect failures). */
 struct connect_result {
 	uint64_t bytes_sent, bytes_received;
@@ -80,6 +105,7 @@ struct connect_result {
 	int signo;	   /* END_SIGNAL: the signal */
 	int stdout_failed; /* a write to stdout failed; error says why */
 	char error[1024];  /* the runtime message, "" if none */
+	struct connect_tls_info tls;
 };
 
 #define CONNECT_MAX_TRIED 16
@@ -90,10 +116,12 @@ struct connect_attempts {
 	size_t nfailed;				  /* may exceed CONNECT_MAX_TRIED */
 	sockit_addr used;			  /* valid when connected */
 	int connected;
-	int rounds;	   /* rounds of attempts (more than 1 with --wait-for) */
-	int timeout_ms;	   /* each attempt's limit in the last round; -1 none */
-	uint64_t took_ms;  /* from the first attempt to the last failure */
-	int resolve_error; /* the resolver's code when nothing was tried, else 0 */
+	int rounds;	     /* rounds of attempts (more than 1 with --wait-for) */
+	int timeout_ms;	     /* the last round's deadline; -1 none */
+	uint64_t took_ms;    /* from the first attempt to the last failure */
+	uint64_t round_ms;   /* when the last round started (sk_clock_ms) */
+	uint64_t connect_ms; /* how long the last round took to connect */
+	int resolve_error;   /* the resolver's code when nothing was tried, else 0 */
 };
 
 /* ---- run.c: connect, relay, report ------------------------------------------ */
@@ -103,14 +131,30 @@ struct connect_attempts {
  * code; *signo gets the stop signal (the caller dies of it) or 0. */
 int connect_run(const struct connect_config *cfg, int *signo);
 
+/* ---- session.c: between connect and relay ------------------------------------ */
+
+/* The TLS client context for cfg, or NULL without --tls, in *out.  Returns
+ * 0, or 2 after printing the usage error that names the bad file. */
+int connect_tls_context(const struct connect_config *cfg, sockit_tls_ctx **out);
+
+/* On the connected fd: sends the PROXY header (--proxy-header), then runs
+ * the TLS handshake (ctx not NULL) within timeout_ms, filling in res->tls.
+ * Returns 0 with *tls set (NULL without TLS), or records the failure in res
+ * (END_ERROR, END_TLS_FAILED, ...) and returns its code; *tls is then NULL. */
+int connect_session_open(const struct connect_config *cfg, int fd, const sockit_addr *peer,
+			 sockit_tls_ctx *ctx, int timeout_ms, sockit_tls **tls,
+			 struct connect_result *res);
+
 /* ---- relay_tcp.c, relay_udp.c: on a connected socket they do not own -------- */
 
 /* What a relay needs besides the config: the socket, a signalfd for the
- * stop signals (-1: none) and the peer (for messages). */
+ * stop signals (-1: none), the peer (for messages) and, with --tls, the
+ * TLS connection over sock (handshake done), through which all bytes go. */
 struct connect_link {
 	int sock;
 	int sigfd;
 	const sockit_addr *peer;
+	sockit_tls *tls;
 };
 
 /* Each fills in res (bytes, end, message) and returns when the run is

@@ -1,9 +1,13 @@
-/* relay_tcp.c -- `sockit connect`'s TCP relay: input to the socket, the socket to stdout.
+/* relay_tcp.c -- `sockit connect`'s stream relay: input to the socket, the socket to stdout.
  *
  * One poll() loop over stdin, the socket and stdout, with a bounded buffer
  * each way that keeps an offset: partial writes are the normal case.  The
  * end follows the table in the help: input EOF half-closes, the server's
- * FIN ends it (0), a reset or any write error ends it (1).
+ * FIN ends it (0), a reset or any write error ends it (1).  With TLS the
+ * socket's bytes go through the link's sockit_tls (non-blocking): each
+ * direction waits for the readiness sockit_tls_want named after its
+ * -EAGAIN, decrypted bytes already buffered are taken before any wait, the
+ * half-close is close_notify, and a FIN without one is a truncation (1).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -29,9 +33,12 @@ struct relay {
 	int sock_eof;	       /* the server's FIN arrived */
 	int stopping;	       /* the end is decided: only stdout is still written */
 	uint64_t shut_ms;
-	uint64_t last_ms; /* last data moved, either way */
-	size_t out_max;	  /* largest write to stdout that cannot block */
-	int out_last;	  /* last byte written to stdout, -1 before any */
+	unsigned up_want;   /* TLS: what the last send waits for (SOCKIT_WRITABLE) */
+	unsigned down_want; /* TLS: what the last recv waits for (SOCKIT_READABLE) */
+	unsigned shut_want; /* TLS: close_notify in progress: what it waits for */
+	uint64_t last_ms;   /* last data moved, either way */
+	size_t out_max;	    /* largest write to stdout that cannot block */
+	int out_last;	    /* last byte written to stdout, -1 before any */
 };
 
 static int is_reset(long rc)
@@ -46,9 +53,62 @@ static void socket_error(struct relay *r, long rc, const char *what)
 	if (is_reset(rc))
 		connect_result_fail(r->res, END_RESET, "connection reset by %s", peer);
 	else
-		connect_result_fail(r->res, END_ERROR, "%s %s: %s", what, peer,
-				    sockit_strerror((int)rc));
+		connect_result_fail(r->res, END_ERROR, "%s %s: %s%s", what, peer,
+				    sockit_strerror((int)rc),
+				    rc == SOCKIT_TLS_ECERTREQUIRED && r->cfg->tls_cert == NULL
+					    ? " (present one with --tls-cert FILE)"
+					    : "");
 }
+
+/* ---- The socket's bytes: plain, or through TLS --------------------------- */
+
+static ssize_t link_send(struct relay *r, const void *p, size_t len)
+{
+	sockit_tls *t = r->link->tls;
+	if (t == NULL)
+		return sockit_send(r->link->sock, p, len, 0);
+	ssize_t n = sockit_tls_send(t, p, len, 0);
+	r->up_want = n == -EAGAIN ? sockit_tls_want(t) : SOCKIT_WRITABLE;
+	return n;
+}
+
+static ssize_t link_recv(struct relay *r, void *p, size_t len)
+{
+	sockit_tls *t = r->link->tls;
+	if (t == NULL)
+		return sockit_recv(r->link->sock, p, len, 0);
+	ssize_t n = sockit_tls_recv(t, p, len, 0);
+	r->down_want = n == -EAGAIN ? sockit_tls_want(t) : SOCKIT_READABLE;
+	return n;
+}
+
+/* The half-close: SHUT_WR, or close_notify (which may have to wait: then
+ * shut_want says for what, and it is called again).  An error here (e.g.
+ * already reset) shows up on recv.  Returns 1 when done. */
+static int link_shutdown(struct relay *r)
+{
+	sockit_tls *t = r->link->tls;
+	if (t == NULL) {
+		(void)sockit_shutdown(r->link->sock, SHUT_WR);
+		return 1;
+	}
+	int rc = sockit_tls_shutdown(t, 0);
+	r->shut_want = rc == -EAGAIN ? sockit_tls_want(t) : 0;
+	return r->shut_want == 0;
+}
+
+/* Decrypted bytes that a recv returns without the socket being readable. */
+static int link_buffered(const struct relay *r)
+{
+	return r->link->tls != NULL && sockit_tls_pending(r->link->tls) > 0;
+}
+
+static short poll_event(unsigned want)
+{
+	return want == SOCKIT_WRITABLE ? POLLOUT : POLLIN;
+}
+
+/* ---- The relay -------------------------------------------------------------- */
 
 static void fill_up(struct relay *r, uint64_t now)
 {
@@ -61,7 +121,7 @@ static void fill_up(struct relay *r, uint64_t now)
 
 static void send_up(struct relay *r, uint64_t now)
 {
-	ssize_t n = sockit_send(r->link->sock, r->up.p + r->up.off, relay_buf_pending(&r->up), 0);
+	ssize_t n = link_send(r, r->up.p + r->up.off, relay_buf_pending(&r->up));
 	if (n > 0) {
 		r->up.off += (size_t)n;
 		r->res->bytes_sent += (uint64_t)n;
@@ -74,7 +134,7 @@ static void send_up(struct relay *r, uint64_t now)
 static void recv_down(struct relay *r, uint64_t now)
 {
 	size_t room = relay_buf_room(&r->down);
-	ssize_t n = sockit_recv(r->link->sock, r->down.p + r->down.len, room, 0);
+	ssize_t n = link_recv(r, r->down.p + r->down.len, room);
 	if (n > 0) {
 		r->down.len += (size_t)n;
 		r->res->bytes_received += (uint64_t)n;
@@ -82,6 +142,12 @@ static void recv_down(struct relay *r, uint64_t now)
 	} else if (n == 0) {
 		r->sock_eof = 1;
 		r->last_ms = now;
+	} else if (n == SOCKIT_TLS_ETRUNCATED) {
+		char peer[SOCKIT_ADDRSTRLEN];
+		relay_peer_name(r->link, peer, sizeof(peer));
+		connect_result_fail(r->res, END_TRUNCATED,
+				    "%s closed the connection without close_notify: %s", peer,
+				    sockit_strerror((int)n));
 	} else if (!relay_would_block(n)) {
 		socket_error(r, n, "cannot receive from");
 	}
@@ -114,9 +180,8 @@ static int relay_step(struct relay *r, uint64_t now)
 	if (res->end != END_NONE)
 		r->stopping = 1; /* an error or a decision already made */
 	if (!r->stopping) {
-		if (r->in_eof && relay_buf_pending(&r->up) == 0 && !r->wr_shut) {
-			/* An error here (e.g. already reset) shows up on recv. */
-			(void)sockit_shutdown(r->link->sock, SHUT_WR);
+		if (r->in_eof && relay_buf_pending(&r->up) == 0 && !r->wr_shut &&
+		    link_shutdown(r)) {
 			r->wr_shut = 1;
 			r->shut_ms = now;
 		}
@@ -150,9 +215,11 @@ static uint64_t relay_interest(struct relay *r, struct pollfd *pfd)
 		pfd[1] = (struct pollfd){.fd = r->in_fd, .events = POLLIN};
 	short sev = 0;
 	if (!r->stopping && !r->sock_eof && relay_buf_room(&r->down) > 0)
-		sev |= POLLIN;
+		sev |= poll_event(r->down_want);
 	if (!r->stopping && relay_buf_pending(&r->up) > 0)
-		sev |= POLLOUT;
+		sev |= poll_event(r->up_want);
+	if (!r->stopping && r->shut_want != 0)
+		sev |= poll_event(r->shut_want);
 	if (sev != 0)
 		pfd[2] = (struct pollfd){.fd = sock, .events = sev};
 	if (relay_buf_pending(&r->down) > 0)
@@ -166,6 +233,12 @@ static uint64_t relay_interest(struct relay *r, struct pollfd *pfd)
 	return deadline;
 }
 
+/* Whether a direction that waits for want may go on, given revents. */
+static int ready_for(short revents, unsigned want)
+{
+	return (revents & (poll_event(want) | POLLHUP | POLLERR)) != 0;
+}
+
 static void relay_loop(struct relay *r)
 {
 	for (;;) {
@@ -174,7 +247,12 @@ static void relay_loop(struct relay *r)
 			break;
 		struct pollfd pfd[4] = {{.fd = -1}, {.fd = -1}, {.fd = -1}, {.fd = -1}};
 		uint64_t deadline = relay_interest(r, pfd);
-		short sev = pfd[2].events;
+		int down = !r->stopping && !r->sock_eof && relay_buf_room(&r->down) > 0;
+		int up = !r->stopping && relay_buf_pending(&r->up) > 0;
+		if (down && link_buffered(r)) {
+			recv_down(r, now); /* already decrypted: no wait */
+			continue;
+		}
 		int n = relay_wait(pfd, 4, relay_until(deadline, now), r->link, r->res);
 		if (n < 0) {
 			connect_result_fail(r->res, END_ERROR, "poll: %s", sockit_strerror(n));
@@ -187,11 +265,15 @@ static void relay_loop(struct relay *r)
 			r->in_eof = 1;
 		else if (pfd[1].revents)
 			fill_up(r, now);
-		if ((pfd[2].revents & (POLLIN | POLLHUP | POLLERR)) && (sev & POLLIN))
+		short rev = pfd[2].revents;
+		if (down && ready_for(rev, r->down_want))
 			recv_down(r, now);
-		if ((pfd[2].revents & (POLLOUT | POLLHUP | POLLERR)) && (sev & POLLOUT) &&
-		    r->res->end == END_NONE)
+		if (up && ready_for(rev, r->up_want) && r->res->end == END_NONE)
 			send_up(r, now);
+		if (r->shut_want != 0 && ready_for(rev, r->shut_want) && link_shutdown(r)) {
+			r->wr_shut = 1;
+			r->shut_ms = now;
+		}
 		if (pfd[3].revents)
 			write_down(r, now);
 	}
@@ -232,6 +314,8 @@ void connect_relay_tcp(const struct connect_config *cfg, const struct connect_li
 		.last_ms = sk_clock_ms(),
 		.out_max = relay_stdout_max(RELAY_BUF),
 		.out_last = -1,
+		.up_want = SOCKIT_WRITABLE,
+		.down_want = SOCKIT_READABLE,
 	};
 	int rc = sockit_set_nonblocking(link->sock, 1);
 	if (rc < 0) {

@@ -1,4 +1,4 @@
-/* relay_udp.c -- `sockit connect -u`: datagrams out, replies to stdout.
+/* relay_udp.c -- `sockit connect -u` (and -u -U): datagrams out, replies to stdout.
  *
  * Each DATA argument, or each stdin line, is one datagram; replies are
  * written to stdout as they come.  After the input, the run waits until
@@ -86,13 +86,14 @@ static void udp_error(struct dgram_relay *d, long rc, const char *what)
 {
 	char peer[SOCKIT_ADDRSTRLEN];
 	relay_peer_name(d->link, peer, sizeof(peer));
+	const char *proto = d->cfg->unix_path != NULL ? "unix-dgram" : "udp";
 	if (rc == -ECONNREFUSED)
-		connect_result_fail(d->res, END_REFUSED,
-				    "udp %s: connection refused (port unreachable: is the server "
-				    "running?)",
-				    peer);
+		connect_result_fail(
+			d->res, END_REFUSED,
+			"%s %s: connection refused (%s: is the server running?)", proto, peer,
+			d->cfg->unix_path != NULL ? "no socket bound there" : "port unreachable");
 	else
-		connect_result_fail(d->res, END_ERROR, "%s udp %s: %s", what, peer,
+		connect_result_fail(d->res, END_ERROR, "%s %s %s: %s", what, proto, peer,
 				    sockit_strerror((int)rc));
 }
 

@@ -133,6 +133,8 @@ const char *connect_end_name(enum connect_end e)
 		[END_OPEN] = "open",
 		[END_DONE] = "done",
 		[END_RESET] = "reset",
+		[END_TRUNCATED] = "truncated",
+		[END_TLS_FAILED] = "tls-failed",
 		[END_IDLE] = "idle-timeout",
 		[END_STDOUT] = "stdout-closed",
 		[END_NO_REPLY] = "no-reply",
@@ -162,6 +164,28 @@ int connect_exit_code(const struct connect_result *res)
 	}
 }
 
+/* "tcp", "udp", "unix" (a Unix stream) or "unix-dgram". */
+static const char *proto_name(const struct connect_config *cfg)
+{
+	if (cfg->unix_path != NULL)
+		return cfg->udp ? "unix-dgram" : "unix";
+	return cfg->udp ? "udp" : "tcp";
+}
+
+/* The TLS keys, with --tls: what the handshake settled (null before). */
+static void print_json_tls(FILE *f, const struct connect_config *cfg,
+			   const struct connect_tls_info *t)
+{
+	fputs(",\"tls_version\":", f);
+	json_put_str(f, t->done ? t->version : NULL);
+	fputs(",\"tls_cipher\":", f);
+	json_put_str(f, t->done ? t->cipher : NULL);
+	fputs(",\"tls_peer_subject\":", f);
+	json_put_str(f, t->done && t->subject[0] != '\0' ? t->subject : NULL);
+	fprintf(f, ",\"tls_resumed\":%s,\"tls_verified\":%s", t->resumed ? "true" : "false",
+		t->done && !cfg->tls_insecure ? "true" : "false");
+}
+
 static void print_json(FILE *f, const struct connect_config *cfg,
 		       const struct connect_attempts *att, const struct connect_result *res,
 		       double duration_ms)
@@ -169,8 +193,11 @@ static void print_json(FILE *f, const struct connect_config *cfg,
 	char a[SOCKIT_ADDRSTRLEN], why[128];
 	fputs("{\"host\":", f);
 	json_put_str(f, cfg->host);
-	fprintf(f, ",\"port\":%d,\"proto\":\"%s\",\"address\":", cfg->port,
-		cfg->udp ? "udp" : "tcp");
+	if (cfg->unix_path != NULL)
+		fputs(",\"port\":null", f);
+	else
+		fprintf(f, ",\"port\":%d", cfg->port);
+	fprintf(f, ",\"proto\":\"%s\",\"address\":", proto_name(cfg));
 	format_addr(&att->used, a, sizeof(a));
 	json_put_str(f, att->connected ? a : NULL);
 	fputs(",\"attempts\":[", f);
@@ -190,8 +217,15 @@ static void print_json(FILE *f, const struct connect_config *cfg,
 		json_put_str(f, a);
 		fputs(",\"error\":null}", f);
 	}
+	fputc(']', f);
+	if (att->connected)
+		fprintf(f, ",\"connect_ms\":%llu", (unsigned long long)att->connect_ms);
+	else
+		fputs(",\"connect_ms\":null", f);
+	if (cfg->tls)
+		print_json_tls(f, cfg, &res->tls);
 	fprintf(f,
-		"],\"rounds\":%d,\"bytes_sent\":%llu,\"bytes_received\":%llu,"
+		",\"rounds\":%d,\"bytes_sent\":%llu,\"bytes_received\":%llu,"
 		"\"datagrams_sent\":%llu,\"datagrams_received\":%llu,\"duration_ms\":%.3f,"
 		"\"end\":\"%s\",\"exit\":%d,\"error\":",
 		att->rounds, (unsigned long long)res->bytes_sent,
@@ -217,12 +251,17 @@ static void print_text(FILE *f, const struct connect_config *cfg,
 		}
 		format_addr(&att->used, a, sizeof(a));
 		if (host_is_the_address(cfg, &att->used))
-			fprintf(f, "sockit connect: connected to %s (%s)\n", a,
-				cfg->udp ? "udp" : "tcp");
+			fprintf(f, "sockit connect: connected to %s (%s)\n", a, proto_name(cfg));
 		else
-			fprintf(f, "sockit connect: connected to %s (%s, %s)\n", a,
-				cfg->udp ? "udp" : "tcp", cfg->host);
+			fprintf(f, "sockit connect: connected to %s (%s, %s)\n", a, proto_name(cfg),
+				cfg->host);
 	}
+	const struct connect_tls_info *t = &res->tls;
+	if (t->done)
+		fprintf(f, "sockit connect: TLS %s %s, peer %s, %s%s\n", t->version, t->cipher,
+			t->subject[0] != '\0' ? t->subject : "(no certificate)",
+			cfg->tls_insecure ? "NOT verified (--tls-insecure)" : "verified",
+			t->resumed ? ", resumed" : "");
 	fprintf(f, "sockit connect: sent %llu bytes", (unsigned long long)res->bytes_sent);
 	if (cfg->udp)
 		fprintf(f, " in %llu datagrams", (unsigned long long)res->dgrams_sent);

@@ -118,7 +118,7 @@ def test_verbose_summary_of_a_failure():
 
 # issue 19, item 10: the keys bench shares are spelled the same (host, port,
 # address, duration_ms, bytes_sent, bytes_received, exit, error).
-KEYS = {"host", "port", "proto", "address", "attempts", "rounds", "bytes_sent",
+KEYS = {"host", "port", "proto", "address", "attempts", "connect_ms", "rounds", "bytes_sent",
         "bytes_received", "datagrams_sent", "datagrams_received", "duration_ms", "end",
         "exit", "error"}
 

@@ -17,7 +17,9 @@
  * points into argv (DATA words), so argv lives until the next call. */
 static int parse(struct connect_config *cfg, char *err, size_t errlen, ...)
 {
+	/* static: cfg->data points into it after the return (until the next call) */
 	static char *argv[32];
+	memset(argv, 0, sizeof(argv));
 	argv[0] = "connect";
 	int argc = 1;
 	va_list ap;
@@ -61,6 +63,50 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.udp | cfg.zero | cfg.verbose | cfg.json, 0);
 	assert_null(cfg.data);
 	assert_int_equal(cfg.ndata, 0);
+	assert_int_equal(cfg.attempt_delay_ms, SOCKIT_CONNECT_DELAY_MS);
+	assert_int_equal(cfg.proxy_header, 0);
+	assert_int_equal(cfg.tls | cfg.tls_insecure, 0);
+	assert_null(cfg.unix_path);
+	assert_null(cfg.tls_name);
+}
+
+/* issues 15, 16, 17: the new options and what they set. */
+static void test_wave_options(void **state)
+{
+	(void)state;
+	struct connect_config cfg;
+	char err[512];
+	assert_int_equal(parse(&cfg, err, sizeof(err), "--attempt-delay", "100ms", "--proxy-header",
+			       "v2", "--tls", "--tls-ca", "ca.pem", "--tls-cert", "c.pem",
+			       "--tls-key", "c.key", "[::1]", "443", NULL),
+			 0);
+	assert_int_equal(cfg.attempt_delay_ms, 100);
+	assert_int_equal(cfg.proxy_header, 2);
+	assert_int_equal(cfg.tls, 1);
+	assert_string_equal(cfg.tls_ca, "ca.pem");
+	assert_string_equal(cfg.tls_cert, "c.pem");
+	assert_string_equal(cfg.tls_key, "c.key");
+	assert_string_equal(cfg.tls_name, "::1"); /* HOST, unwrapped */
+	/* 0 = one address after another: -1 for sockit_connect_opts */
+	assert_int_equal(parse(&cfg, err, sizeof(err), "--attempt-delay", "0", "--tls",
+			       "--tls-servername", "example.org", "--tls-insecure", "h", "1", NULL),
+			 0);
+	assert_int_equal(cfg.attempt_delay_ms, -1);
+	assert_string_equal(cfg.tls_name, "example.org");
+	assert_int_equal(cfg.tls_insecure, 1);
+	/* -U: no HOST PORT, every word is DATA */
+	assert_int_equal(parse(&cfg, err, sizeof(err), "-U", "@sock", "-u", "a", "b", NULL), 0);
+	assert_string_equal(cfg.unix_path, "@sock");
+	assert_string_equal(cfg.host, "@sock");
+	assert_int_equal(cfg.port, 0);
+	assert_int_equal(cfg.ndata, 2);
+	assert_string_equal(cfg.data[0], "a");
+	assert_int_equal(parse(&cfg, err, sizeof(err), "--unix", "./s.sock", "--tls",
+			       "--tls-insecure", "--proxy-header", "v2", NULL),
+			 0);
+	assert_null(cfg.tls_name); /* no name to check: insecure */
+	assert_int_equal(cfg.ndata, 0);
+	assert_string_equal(err, "");
 }
 
 /* issue 19, item 8: every long form means its short one. */
@@ -137,6 +183,22 @@ static void test_usage_errors(void **state)
 		{{"-4", "--ipv6", "h", "1"}, "-4 and -6 exclude each other"},
 		{{"h"}, "missing PORT after HOST 'h'"},
 		{{"--reply-timeout", "1s", "h", "1"}, "--reply-timeout applies to UDP only"},
+		{{"--attempt-delay", "x", "h", "1"}, "invalid duration 'x' for --attempt-delay"},
+		{{"--attempt-delay", "1s", "-u", "h", "1"}, "cannot be used with -u"},
+		{{"--proxy-header", "v3", "h", "1"},
+		 "invalid version 'v3' for --proxy-header: expected v1 or v2"},
+		{{"--proxy-header", "v1", "-U", "/x"}, "use v2 with -U"},
+		{{"--proxy-header", "v1", "-u", "h", "1"}, "cannot be used with -u"},
+		{{"-U", ""}, "invalid path '' for -U: expected a path or @name"},
+		{{"-6", "-U", "/x"}, "cannot be used with -U"},
+		{{"--attempt-delay", "1s", "-U", "/x"}, "cannot be used with -U"},
+		{{"--tls-insecure", "h", "1"}, "apply to --tls only; add --tls"},
+		{{"--tls", "-u", "h", "1"}, "cannot be used with -u"},
+		{{"--tls", "--tls-key", "k", "h", "1"}, "--tls-key needs --tls-cert"},
+		{{"--tls", "--tls-insecure", "--tls-ca=c", "h", "1"}, "--tls-ca would not be used"},
+		{{"--tls", "-U", "/x"}, "needs --tls-servername NAME"},
+		{{"--tls", "--tls-ca", "", "h", "1"}, "invalid value '' for --tls-ca: empty"},
+		{{}, "missing HOST and PORT (or -U PATH)"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *const *w = cases[i].words;
@@ -153,9 +215,8 @@ static void test_usage_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_long_forms),
-		cmocka_unit_test(test_host_and_port_forms),
+		cmocka_unit_test(test_defaults),     cmocka_unit_test(test_long_forms),
+		cmocka_unit_test(test_wave_options), cmocka_unit_test(test_host_and_port_forms),
 		cmocka_unit_test(test_usage_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -148,7 +148,8 @@ static void test_json(void **state)
 		"{\"host\":\"local\\\"host\",\"port\":7,\"proto\":\"tcp\",\"address\":\"127.0.0.1:"
 		"7\","
 		"\"attempts\":[{\"address\":\"[::1]:7\",\"error\":\"connection refused\"},"
-		"{\"address\":\"127.0.0.1:7\",\"error\":null}],\"rounds\":1,\"bytes_sent\":3,"
+		"{\"address\":\"127.0.0.1:7\",\"error\":null}],\"connect_ms\":0,\"rounds\":1,"
+		"\"bytes_sent\":3,"
 		"\"bytes_received\":4,\"datagrams_sent\":0,\"datagrams_received\":0,"
 		"\"duration_ms\":12.500,\"end\":\"fin\",\"exit\":0,\"error\":null}\n";
 	if (strcmp(out, want) != 0)
@@ -173,6 +174,44 @@ static void test_text(void **state)
 	free(out);
 }
 
+/* issues 15 and 17: the TLS fields and a Unix socket in -v and --json. */
+static void test_tls_unix(void **state)
+{
+	(void)state;
+	struct connect_config cfg = config("@s", 0);
+	cfg.unix_path = "@s";
+	cfg.tls = cfg.verbose = 1;
+	struct connect_attempts att = {.rounds = 1, .connected = 1, .connect_ms = 2};
+	assert_ok(sockit_addr_from_path("@s", &att.used));
+	struct connect_result res = {.end = END_TRUNCATED};
+	res.tls = (struct connect_tls_info){.done = 1,
+					    .version = "TLSv1.3",
+					    .cipher = "TLS_AES_128_GCM_SHA256",
+					    .subject = "CN=localhost"};
+	char *out = report(&cfg, &att, &res);
+	assert_string_equal(out, "sockit connect: connected to @s (unix)\n"
+				 "sockit connect: TLS TLSv1.3 TLS_AES_128_GCM_SHA256, peer "
+				 "CN=localhost, verified\n"
+				 "sockit connect: sent 0 bytes, received 0 bytes, 13ms, "
+				 "end=truncated exit=1\n");
+	free(out);
+	cfg.verbose = 0;
+	cfg.json = 1;
+	cfg.tls_insecure = 1;
+	out = report(&cfg, &att, &res);
+	const char *want = "{\"host\":\"@s\",\"port\":null,\"proto\":\"unix\",\"address\":\"@s\","
+			   "\"attempts\":[{\"address\":\"@s\",\"error\":null}],\"connect_ms\":2,"
+			   "\"tls_version\":\"TLSv1.3\",\"tls_cipher\":\"TLS_AES_128_GCM_SHA256\","
+			   "\"tls_peer_subject\":\"CN=localhost\",\"tls_resumed\":false,"
+			   "\"tls_verified\":false,\"rounds\":1,";
+	if (strncmp(out, want, strlen(want)) != 0)
+		fail_msg("json\n  %s\nwant\n  %s...", out, want);
+	free(out);
+	res.end = END_TLS_FAILED;
+	assert_string_equal(connect_end_name(res.end), "tls-failed");
+	assert_int_equal(connect_exit_code(&res), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -183,6 +222,7 @@ int main(void)
 		cmocka_unit_test(test_first_failure_wins),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_text),
+		cmocka_unit_test(test_tls_unix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
