@@ -71,15 +71,18 @@ int bench_tls_init(struct bench_config *cfg)
 	int rc = sockit_tls_client_ctx_new(&tc, &cfg->tls_ctx);
 	if (rc == 0)
 		return 0;
-	const char *opt = rc == SOCKIT_TLS_ECAFILE     ? "--tls-ca"
-			  : rc == SOCKIT_TLS_ECERTFILE ? "--tls-cert"
-						       : "--tls-key";
-	const char *file = rc == SOCKIT_TLS_ECAFILE	? cfg->tls_ca
-			   : rc == SOCKIT_TLS_ECERTFILE ? cfg->tls_cert
-							: cfg->tls_key;
-	if (rc == SOCKIT_TLS_ECAFILE || rc == SOCKIT_TLS_ECERTFILE || rc == SOCKIT_TLS_EKEYFILE ||
-	    rc == SOCKIT_TLS_EKEYMISMATCH)
-		return cli_usage("bench", "cannot use '%s' for %s: %s", file ? file : "", opt,
+	/* which file: the code says, or else (-ENOENT, -EACCES) the one we cannot read */
+	static const char *const opts[3] = {"--tls-ca", "--tls-cert", "--tls-key"};
+	const char *files[3] = {tc.ca_file, cfg->tls_cert, cfg->tls_key};
+	int i = rc == SOCKIT_TLS_ECAFILE				     ? 0
+		: rc == SOCKIT_TLS_ECERTFILE				     ? 1
+		: rc == SOCKIT_TLS_EKEYFILE || rc == SOCKIT_TLS_EKEYMISMATCH ? 2
+									     : -1;
+	for (int k = 0; i < 0 && k < 3; k++)
+		if (files[k] != NULL && access(files[k], R_OK) != 0)
+			i = k;
+	if (i >= 0 && files[i] != NULL)
+		return cli_usage("bench", "cannot use '%s' for %s: %s", files[i], opts[i],
 				 sockit_strerror(rc));
 	return cli_usage("bench", "cannot set up TLS: %s", sockit_strerror(rc));
 }
