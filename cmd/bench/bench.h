@@ -11,6 +11,8 @@
 
 enum bench_mode { BENCH_ONCE, BENCH_LINE, BENCH_ECHO, BENCH_UDP, BENCH_MODES };
 
+struct sockit_tls_ctx;
+
 /* Errors by kind; the JSON keys are bench_err_name(). */
 enum bench_err {
 	ERR_MISMATCH,  /* a reply byte differs from the expected one, or extra bytes */
@@ -20,6 +22,11 @@ enum bench_err {
 	ERR_TIMEOUT,   /* no (complete) reply within --timeout */
 	ERR_CONNECT,   /* any other failure to connect (no route, no ports, ...) */
 	ERR_OTHER,     /* anything else (e.g. out of descriptors) */
+	/* --tls */
+	ERR_TLS_VERIFY,	   /* the server's certificate did not verify */
+	ERR_TLS_HANDSHAKE, /* any other handshake failure (not TLS, version, cipher, ...) */
+	ERR_TLS_TRUNCATED, /* the connection ended without close_notify */
+	ERR_TLS_ALERT,	   /* a TLS error after the handshake (an alert from the server) */
 	ERR_KINDS
 };
 
@@ -49,12 +56,28 @@ struct bench_config {
 	const char *prefix; /* "" when echo */
 	size_t prefix_len;
 	int json;
-	sockit_addr addr; /* resolved target */
+	const char *unix_path;	    /* -U: PATH or @name instead of HOST PORT, else NULL */
+	int proxy_header;	    /* --proxy-header: 1 or 2, 0 = none */
+	int attempt_delay_ms;	    /* --attempt-delay (Happy Eyeballs); -1: one after another */
+	int tls;		    /* --tls */
+	int tls_insecure;	    /* --tls-insecure */
+	int tls_resume;		    /* --tls-resume */
+	const char *tls_ca;	    /* --tls-ca FILE, or NULL (the system's trust store) */
+	const char *tls_cert;	    /* --tls-cert FILE (with --tls-key), or NULL */
+	const char *tls_key;	    /* --tls-key FILE */
+	const char *tls_servername; /* the name to verify and send: --tls-servername or HOST */
+	struct sockit_tls_ctx *tls_ctx; /* bench_tls_init: one client context for every thread */
+	sockit_addr addr;		/* resolved target */
 };
 
 /* Returns 0 to run, 2 after a usage error (printed), -1 after --help or
  * --version (printed on stdout). */
 int bench_parse(int argc, char **argv, struct bench_config *cfg);
+
+/* With --tls, makes cfg->tls_ctx from the --tls-* files.  Returns 0, or 2
+ * after a usage error naming the file and the reason (printed). */
+int bench_tls_init(struct bench_config *cfg);
+void bench_tls_free(struct bench_config *cfg);
 
 /* Clock points shared by all threads (CLOCK_MONOTONIC ns), fixed before
  * the threads start. */
@@ -85,12 +108,17 @@ struct bench_result {
 	uint64_t rate_behind;	      /* -R: requests still unsent when due at the end */
 	uint64_t unfinished;	      /* requests waiting for their reply at the end */
 	uint64_t oldest_wait_ns;      /* ... the longest of them had waited this long */
+	uint64_t tls_resumed;	      /* --tls: measured handshakes that resumed a session */
+	int tls_error;		      /* the first TLS error's code (sockit_strerror), or 0 */
 	int answered;		      /* a connect succeeded, or a datagram came back */
 	int dead;		      /* stopped early: every connect (datagram) refused */
 	struct bench_sample mismatch;
-	struct hist latency;  /* ns, from send (or scheduled) time to verified reply */
-	struct hist connect;  /* ns, once mode: connect() to connected */
-	struct hist send_lag; /* ns, -R: how late requests started versus schedule */
+	struct hist latency;	/* ns, from send (or scheduled) time to verified reply */
+	struct hist connect;	/* ns, once mode: connect() to connected */
+	struct hist send_lag;	/* ns, -R: how late requests started versus schedule */
+	struct hist hs_full;	/* ns, --tls: a full handshake, from the connection's first byte
+				   out to the handshake's end */
+	struct hist hs_resumed; /* ns, --tls: the same for handshakes that resumed */
 };
 
 /* This many refused connects (or datagrams) in a thread before any
@@ -139,7 +167,8 @@ struct bench_outcome {
 	int signo;	  /* stopped by this signal (0: not) */
 	char error[256];  /* why the run failed, "" if it did not */
 	const char *hint; /* the next step, or NULL */
-	int exit;	  /* 0 or 1 */
+	char hint_buf[256];
+	int exit; /* 0 or 1 */
 };
 
 /* Resolves the target, runs the workers until done or a signal, merges

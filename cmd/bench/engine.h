@@ -23,7 +23,9 @@
 
 #define MS 1000000ull
 
-enum cstate { C_IDLE, C_CONNECTING, C_OPEN };
+/* A TCP connection: C_CONNECTING until the kernel takes its first byte;
+ * with --tls then C_HANDSHAKE until the handshake is over. */
+enum cstate { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_OPEN };
 
 struct req {
 	uint64_t id;
@@ -40,9 +42,11 @@ struct conn {
 	enum cstate state;
 	unsigned interest;
 	uint64_t seq;
-	char nexttxt[16]; /* the next id in hex */
-	uint64_t conn_t0; /* connect() called */
-	struct req *ring; /* depth entries */
+	char nexttxt[16];	/* the next id in hex */
+	uint64_t conn_t0;	/* connect() called */
+	uint64_t hs_t0;		/* --tls: the connection took its first byte, the handshake began */
+	struct sockit_tls *tls; /* --tls: the open connection's TLS, else NULL */
+	struct req *ring;	/* depth entries */
 	unsigned head, count;
 	size_t rx_off;		 /* bytes of the head's reply verified */
 	char *out;		 /* unsent requests; udp/once: the one request */
@@ -50,6 +54,8 @@ struct conn {
 	unsigned kicked : 1;	 /* on the kick list */
 	unsigned dirty : 1;	 /* on the dirty list (output to flush) */
 	unsigned udp_unsent : 1; /* udp: request waits for the socket to take it */
+	unsigned tls_fresh : 1;	 /* --tls-resume: a full handshake whose session to keep */
+	unsigned raw_len;	 /* --tls: out[0..raw_len) is the PROXY header, in the clear */
 };
 
 /* One table per mode.  Every function runs on the worker's thread. */

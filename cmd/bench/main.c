@@ -13,7 +13,10 @@ int cmd_bench(int argc, char **argv)
 	int rc = bench_parse(argc, argv, &cfg);
 	if (rc != 0)
 		return cli_stdout_done(CMD, rc < 0 ? 0 : rc);
+	if ((rc = bench_tls_init(&cfg)) != 0)
+		return cli_stdout_done(CMD, rc);
 	bench_run(&cfg, &o);
+	bench_tls_free(&cfg);
 	if (cfg.json)
 		bench_report_json(&cfg, &o);
 	else

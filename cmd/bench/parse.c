@@ -19,12 +19,15 @@
 #define MIN_ID 8 /* bytes of unique id a request must hold */
 #define MAX_DURATION_MS (366ull * 86400 * 1000)
 #define MAX_TIMEOUT_MS 3600000ull
+#define MAX_ATTEMPT_DELAY_MS 60000ull
 
 static const char usage_text[] =
 	"usage: sockit bench [-m once|line|echo] [-u] [-c CONNS] [-t THREADS] [-d DUR | -n "
 	"REQUESTS]\n"
 	"                    [-s SIZE] [-P DEPTH] [-R RATE] [--warmup DUR] [-w DUR] [-4|-6]\n"
-	"                    [--prefix STR] [--json] HOST PORT\n"
+	"                    [--prefix STR] [--json] [--attempt-delay DUR] [--proxy-header v1|v2]\n"
+	"                    [--tls [--tls-ca FILE] [--tls-servername NAME] [--tls-insecure]\n"
+	"                    [--tls-resume] [--tls-cert FILE --tls-key FILE]] HOST PORT | -U PATH\n"
 	"\n"
 	"Loads a server that speaks sockit's protocol (or plain echo) and checks every reply\n"
 	"byte for byte.  Exit 0 only if no request failed and at least one completed.\n"
@@ -49,13 +52,29 @@ static const char usage_text[] =
 	"  -w, --timeout DUR    a request (with its connect) failing to finish in DUR is a\n"
 	"                       timeout error; default 5s\n"
 	"  -4, --ipv4           resolve HOST to IPv4 only;  -6, --ipv6  IPv6 only\n"
+	"  -U, --unix PATH      a Unix socket (PATH, or @name in the abstract namespace)\n"
+	"                       instead of HOST PORT; with -u a datagram one (sockit serve -u\n"
+	"                       -U P serves datagrams at P.dgram), each thread's socket autobound\n"
+	"      --attempt-delay DUR  a name with several addresses is resolved once and raced\n"
+	"                       (Happy Eyeballs, RFC 8305) by a first connection whose winner\n"
+	"                       the run uses; DUR between attempts, default 250ms, 0 = one\n"
+	"                       address after another\n"
+	"      --proxy-header v1|v2  each connection starts with a PROXY protocol header\n"
+	"                       announcing its own local address and the server's\n"
+	"      --tls            speak TLS, verifying the server against the system's CAs and\n"
+	"                       HOST; --tls-ca FILE trusts FILE's CAs instead; --tls-servername\n"
+	"                       NAME checks (and sends) NAME; --tls-insecure checks nothing;\n"
+	"                       --tls-cert FILE --tls-key FILE present a client certificate\n"
+	"      --tls-resume     later connections of a thread resume its first session\n"
+	"                       (tickets): handshakes are reported full and resumed apart\n"
 	"      --prefix STR     the reply prefix (default \"Received: \"; not with echo)\n"
 	"      --json           print the result as one JSON object on stdout\n"
 	"  -h, --help           this help;  -V, --version  the version\n"
 	"\n"
 	"HOST is a name, an IPv4 or IPv6 address, or [IPv6]; PORT a number or a service name.\n"
 	"Errors are counted by kind: mismatch, truncated, reset, refused, timeout, connect, "
-	"other;\n"
+	"other,\n"
+	"and with --tls tls_verify, tls_handshake, tls_truncated (no close_notify), tls_alert;\n"
 	"the first mismatch is shown (expected and received bytes).  A run stops early when\n"
 	"its first 100 connects are all refused.  Latency runs from sending a request (or from\n"
 	"when it was due, with -R) to its verified reply, on CLOCK_MONOTONIC, in histograms\n"
@@ -63,18 +82,50 @@ static const char usage_text[] =
 	"bench dies of the signal.  Exit: 0 every request verified, 1 a failed run (the last\n"
 	"line says why), 2 a usage error.\n";
 
-enum { OPT_WARMUP = 256, OPT_PREFIX, OPT_JSON };
+enum {
+	OPT_WARMUP = 256,
+	OPT_PREFIX,
+	OPT_JSON,
+	OPT_ATTEMPT_DELAY,
+	OPT_PROXY_HEADER,
+	OPT_TLS,
+	OPT_TLS_CA,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_SERVERNAME,
+	OPT_TLS_INSECURE,
+	OPT_TLS_RESUME,
+};
 
 static const struct option long_opts[] = {
-	{"mode", required_argument, NULL, 'm'},	    {"udp", no_argument, NULL, 'u'},
-	{"conns", required_argument, NULL, 'c'},    {"threads", required_argument, NULL, 't'},
-	{"duration", required_argument, NULL, 'd'}, {"requests", required_argument, NULL, 'n'},
-	{"size", required_argument, NULL, 's'},	    {"depth", required_argument, NULL, 'P'},
-	{"rate", required_argument, NULL, 'R'},	    {"warmup", required_argument, NULL, OPT_WARMUP},
-	{"timeout", required_argument, NULL, 'w'},  {"ipv4", no_argument, NULL, '4'},
-	{"ipv6", no_argument, NULL, '6'},	    {"prefix", required_argument, NULL, OPT_PREFIX},
-	{"json", no_argument, NULL, OPT_JSON},	    {"help", no_argument, NULL, 'h'},
-	{"version", no_argument, NULL, 'V'},	    {NULL, 0, NULL, 0},
+	{"mode", required_argument, NULL, 'm'},
+	{"udp", no_argument, NULL, 'u'},
+	{"conns", required_argument, NULL, 'c'},
+	{"threads", required_argument, NULL, 't'},
+	{"duration", required_argument, NULL, 'd'},
+	{"requests", required_argument, NULL, 'n'},
+	{"size", required_argument, NULL, 's'},
+	{"depth", required_argument, NULL, 'P'},
+	{"rate", required_argument, NULL, 'R'},
+	{"warmup", required_argument, NULL, OPT_WARMUP},
+	{"timeout", required_argument, NULL, 'w'},
+	{"ipv4", no_argument, NULL, '4'},
+	{"ipv6", no_argument, NULL, '6'},
+	{"prefix", required_argument, NULL, OPT_PREFIX},
+	{"json", no_argument, NULL, OPT_JSON},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{"unix", required_argument, NULL, 'U'},
+	{"attempt-delay", required_argument, NULL, OPT_ATTEMPT_DELAY},
+	{"proxy-header", required_argument, NULL, OPT_PROXY_HEADER},
+	{"tls", no_argument, NULL, OPT_TLS},
+	{"tls-ca", required_argument, NULL, OPT_TLS_CA},
+	{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+	{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+	{"tls-servername", required_argument, NULL, OPT_TLS_SERVERNAME},
+	{"tls-insecure", no_argument, NULL, OPT_TLS_INSECURE},
+	{"tls-resume", no_argument, NULL, OPT_TLS_RESUME},
+	{NULL, 0, NULL, 0},
 };
 
 static const char *const mode_names[BENCH_MODES] = {"once", "line", "echo", "udp"};
@@ -86,7 +137,8 @@ const char *bench_mode_name(enum bench_mode m)
 
 /* What the user set, beyond the config's defaults. */
 struct seen {
-	int d, n, p, prefix, udp, mode;
+	int d, n, p, prefix, udp, mode, family, attempt_delay;
+	int tls_opt; /* a --tls-* option seen (for "needs --tls"), or 0 */
 };
 
 static int parse_rate(const char *s, double *out)
@@ -110,6 +162,38 @@ static int parse_mode(const char *opt, const char *s, enum bench_mode *out)
 			return 0;
 		}
 	return cli_usage(CMD, "invalid mode '%s' for %s: expected once, line, echo or udp", s, opt);
+}
+
+/* The --tls-* options that go with --tls. */
+static int parse_tls_opt(int c, const char *opt, struct bench_config *cfg, struct seen *seen)
+{
+	seen->tls_opt = c;
+	switch (c) {
+	case OPT_TLS_CA:
+		cfg->tls_ca = optarg;
+		return 0;
+	case OPT_TLS_CERT:
+		cfg->tls_cert = optarg;
+		return 0;
+	case OPT_TLS_KEY:
+		cfg->tls_key = optarg;
+		return 0;
+	case OPT_TLS_SERVERNAME:
+		if (optarg[0] == '\0')
+			return cli_usage(CMD,
+					 "invalid name '' for %s: expected a host name or an "
+					 "address",
+					 opt);
+		cfg->tls_servername = optarg;
+		return 0;
+	case OPT_TLS_INSECURE:
+		cfg->tls_insecure = 1;
+		return 0;
+	case OPT_TLS_RESUME:
+		cfg->tls_resume = 1;
+		return 0;
+	}
+	return 2;
 }
 
 /* One option c (named opt as the user wrote it) with its value optarg. */
@@ -168,6 +252,7 @@ static int parse_opt(int c, const char *opt, struct bench_config *cfg, struct se
 		return rc;
 	case '4':
 	case '6':
+		seen->family = 1;
 		cfg->family = c == '4' ? AF_INET : AF_INET6;
 		return 0;
 	case OPT_PREFIX:
@@ -177,14 +262,42 @@ static int parse_opt(int c, const char *opt, struct bench_config *cfg, struct se
 	case OPT_JSON:
 		cfg->json = 1;
 		return 0;
+	case 'U':
+		cfg->unix_path = optarg;
+		return 0;
+	case OPT_ATTEMPT_DELAY:
+		seen->attempt_delay = 1;
+		rc = cli_opt_duration(CMD, opt, optarg, MAX_ATTEMPT_DELAY_MS, &v);
+		cfg->attempt_delay_ms = v == 0 ? -1 : (int)v;
+		return rc;
+	case OPT_PROXY_HEADER:
+		if (strcmp(optarg, "v1") != 0 && strcmp(optarg, "v2") != 0)
+			return cli_usage(CMD, "invalid version '%s' for %s: expected v1 or v2",
+					 optarg, opt);
+		cfg->proxy_header = optarg[1] - '0';
+		return 0;
+	case OPT_TLS:
+		cfg->tls = 1;
+		return 0;
 	}
-	return 2;
+	return parse_tls_opt(c, opt, cfg, seen);
 }
 
-/* HOST PORT. */
+/* HOST PORT, or -U PATH and no arguments. */
 static int parse_target(int argc, char **argv, struct bench_config *cfg)
 {
 	int n = argc - optind;
+	if (cfg->unix_path != NULL) {
+		if (n != 0)
+			return cli_usage(CMD, "-U PATH replaces HOST PORT: got %d argument%s too",
+					 n, n == 1 ? "" : "s");
+		int rc = sockit_addr_from_path(cfg->unix_path, &cfg->addr);
+		if (rc < 0)
+			return cli_usage(CMD, "invalid path '%s' for -U: %s", cfg->unix_path,
+					 rc == -ENAMETOOLONG ? "longer than 107 bytes"
+							     : "expected a path or @name");
+		return 0;
+	}
 	if (n != 2)
 		return cli_usage(CMD, "expected HOST PORT, got %d argument%s", n,
 				 n == 1 ? "" : "s");
@@ -196,6 +309,49 @@ static int parse_target(int argc, char **argv, struct bench_config *cfg)
 				 "[IPv6]",
 				 cfg->host_arg);
 	return cli_opt_port(CMD, "PORT", argv[optind + 1], 0, &cfg->port);
+}
+
+/* The name of option code c, as --help spells it. */
+static const char *long_name(int c)
+{
+	for (const struct option *o = long_opts; o->name != NULL; o++)
+		if (o->val == c)
+			return o->name;
+	return "?";
+}
+
+/* -U, --attempt-delay, --proxy-header and --tls against the transport. */
+static int check_transport(struct bench_config *cfg, const struct seen *seen)
+{
+	int udp = cfg->mode == BENCH_UDP, unix_ = cfg->unix_path != NULL;
+	if (unix_ && seen->family)
+		return cli_usage(CMD, "-4 and -6 do not apply to -U (a Unix socket)");
+	if (seen->attempt_delay && (unix_ || udp))
+		return cli_usage(CMD, "--attempt-delay applies to TCP connections to HOST only");
+	if (cfg->proxy_header && udp)
+		return cli_usage(CMD, "--proxy-header applies to TCP (and Unix stream) connections "
+				      "only");
+	if (cfg->proxy_header == 1 && unix_)
+		return cli_usage(CMD, "--proxy-header v1 cannot announce a Unix address: use v2");
+	if (!cfg->tls) {
+		if (seen->tls_opt)
+			return cli_usage(CMD, "--%s needs --tls", long_name(seen->tls_opt));
+		return 0;
+	}
+	if (udp)
+		return cli_usage(CMD, "--tls applies to TCP (and Unix stream) connections only: "
+				      "there is no DTLS");
+	if (cfg->tls_insecure && cfg->tls_ca != NULL)
+		return cli_usage(CMD, "--tls-ca and --tls-insecure exclude each other: verify "
+				      "against the CA, or not at all");
+	if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL))
+		return cli_usage(CMD, "--tls-cert and --tls-key go together");
+	if (cfg->tls_servername == NULL && !unix_)
+		cfg->tls_servername = cfg->host;
+	if (cfg->tls_servername == NULL && !cfg->tls_insecure)
+		return cli_usage(CMD, "--tls over -U needs --tls-servername NAME (the name the "
+				      "certificate must hold) or --tls-insecure");
+	return 0;
 }
 
 /* The options' combinations; fills the derived fields. */
@@ -231,7 +387,7 @@ static int check_config(struct bench_config *cfg, const struct seen *seen)
 				 "invalid size '%zu' for -s: a datagram holds %d bytes, "
 				 "the reply's prefix included",
 				 cfg->size, SOCKIT_UDP_MAX);
-	return 0;
+	return check_transport(cfg, seen);
 }
 
 int bench_parse(int argc, char **argv, struct bench_config *cfg)
@@ -247,12 +403,13 @@ int bench_parse(int argc, char **argv, struct bench_config *cfg)
 	cfg->duration_ms = 10000;
 	cfg->timeout_ms = 5000;
 	cfg->prefix = "Received: ";
+	cfg->attempt_delay_ms = SOCKIT_CONNECT_DELAY_MS;
 
 	optind = 0;
 	opterr = 0;
 	for (;;) {
 		int li = -1,
-		    c = getopt_long(argc, argv, ":m:uc:t:d:n:s:P:R:w:46hV", long_opts, &li);
+		    c = getopt_long(argc, argv, ":m:uc:t:d:n:s:P:R:w:46U:hV", long_opts, &li);
 		if (c == -1)
 			break;
 		if (c == 'h') {

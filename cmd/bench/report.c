@@ -12,7 +12,8 @@
 const char *bench_err_name(enum bench_err e)
 {
 	static const char *const names[ERR_KINDS] = {
-		"mismatch", "truncated", "reset", "refused", "timeout", "connect", "other",
+		"mismatch", "truncated",  "reset",	   "refused",	    "timeout",	 "connect",
+		"other",    "tls_verify", "tls_handshake", "tls_truncated", "tls_alert",
 	};
 	return (unsigned)e < ERR_KINDS ? names[e] : "other";
 }
@@ -125,6 +126,13 @@ static const char *hint_for(const struct bench_config *cfg, enum bench_err kind)
 		return "is the server listening on that port?";
 	case ERR_OTHER:
 		return "out of descriptors or memory? raise the limit with ulimit -n, or lower -c";
+	case ERR_TLS_VERIFY:
+		return "trust the server's CA with --tls-ca FILE, name the certificate's host with "
+		       "--tls-servername NAME, or skip the check with --tls-insecure";
+	case ERR_TLS_HANDSHAKE:
+		return "does the server speak TLS on that port?";
+	case ERR_TLS_TRUNCATED:
+		return "the server closed without close_notify: is it a TLS server in this mode?";
 	default:
 		return NULL;
 	}
@@ -152,6 +160,13 @@ void bench_judge(const struct bench_config *cfg, struct bench_outcome *o)
 			 (unsigned long long)o->errors_total, (unsigned long long)total,
 			 plural(total), kinds);
 		o->hint = hint_for(cfg, top_error(r));
+		if (r->tls_error != 0 && top_error(r) >= ERR_TLS_VERIFY) {
+			/* the first TLS error in words, then the next step */
+			snprintf(o->hint_buf, sizeof(o->hint_buf), "%s%s%s",
+				 sockit_strerror(r->tls_error), o->hint ? ": " : "",
+				 o->hint ? o->hint : "");
+			o->hint = o->hint_buf;
+		}
 	} else if (r->requests == 0 && r->unfinished > 0) {
 		snprintf(o->error, sizeof(o->error),
 			 "no request completed: %llu still waited for a reply at the end, one for "
@@ -202,6 +217,11 @@ static void text_header(const struct bench_config *cfg, const struct bench_outco
 	printf("sockit bench: %s%s %s, ", bench_mode_name(cfg->mode),
 	       cfg->mode == BENCH_UDP && cfg->echo ? " echo" : "",
 	       fmt_addr(cfg, addr, sizeof(addr)));
+	if (cfg->tls)
+		printf("TLS%s%s, ", cfg->tls_resume ? " resuming sessions" : "",
+		       cfg->tls_insecure ? " (not verified)" : "");
+	if (cfg->proxy_header)
+		printf("PROXY v%d headers, ", cfg->proxy_header);
 	if (cfg->mode == BENCH_ONCE)
 		printf("%u concurrent", cfg->conns);
 	else if (cfg->mode == BENCH_UDP)
@@ -281,9 +301,19 @@ void bench_report_text(const struct bench_config *cfg, const struct bench_outcom
 		text_hist_row("latency", &r->latency);
 		if (cfg->mode == BENCH_ONCE && r->connect.count > 0)
 			text_hist_row("connect", &r->connect);
+		if (r->hs_full.count > 0)
+			text_hist_row("handshake", &r->hs_full);
+		if (r->hs_resumed.count > 0)
+			text_hist_row("resumed", &r->hs_resumed);
 		printf("  over 100ms %llu\n", (unsigned long long)r->over_100ms);
 	}
 	text_rate(cfg, o);
+	if (cfg->tls) {
+		uint64_t hs = r->hs_full.count + r->hs_resumed.count;
+		printf("  tls        %llu handshake%s, %llu resumed (%.1f%%)\n",
+		       (unsigned long long)hs, plural(hs), (unsigned long long)r->tls_resumed,
+		       hs ? 100.0 * (double)r->tls_resumed / (double)hs : 0.0);
+	}
 	if (cfg->mode == BENCH_UDP)
 		printf("  late       %llu repl%s after their timeout\n",
 		       (unsigned long long)r->late, r->late == 1 ? "y" : "ies");
@@ -321,8 +351,22 @@ static void json_config(const struct bench_config *cfg)
 	printf("{\"mode\":\"%s\",\"udp\":%s,\"echo\":%s,\"host\":", bench_mode_name(cfg->mode),
 	       cfg->mode == BENCH_UDP ? "true" : "false", cfg->echo ? "true" : "false");
 	json_put_str(stdout, cfg->host);
-	printf(",\"port\":%d,\"address\":", cfg->port);
+	if (cfg->unix_path != NULL)
+		printf(",\"port\":null,\"address\":");
+	else
+		printf(",\"port\":%d,\"address\":", cfg->port);
 	json_put_str(stdout, cfg->addr.len > 0 ? fmt_addr(cfg, addr, sizeof(addr)) : NULL);
+	printf(",\"unix\":");
+	json_put_str(stdout, cfg->unix_path);
+	printf(",\"tls\":%s,\"tls_resume\":%s,\"tls_insecure\":%s,\"tls_servername\":",
+	       cfg->tls ? "true" : "false", cfg->tls_resume ? "true" : "false",
+	       cfg->tls_insecure ? "true" : "false");
+	json_put_str(stdout, cfg->tls ? cfg->tls_servername : NULL);
+	if (cfg->proxy_header)
+		printf(",\"proxy_header\":\"v%d\"", cfg->proxy_header);
+	else
+		printf(",\"proxy_header\":null");
+	printf(",\"attempt_delay_ms\":%d", cfg->attempt_delay_ms < 0 ? 0 : cfg->attempt_delay_ms);
 	printf(",\"conns\":%u,\"threads\":%u,\"depth\":%u,\"size\":%zu,\"prefix\":", cfg->conns,
 	       cfg->threads, cfg->depth, cfg->size);
 	json_put_str(stdout, cfg->prefix);
@@ -357,6 +401,28 @@ static void json_mismatch(const struct bench_sample *s)
 	putchar('}');
 }
 
+/* --tls: handshakes (all, full, resumed), the resumed share, the first
+ * TLS error in words; null without --tls. */
+static void json_tls(const struct bench_config *cfg, const struct bench_result *r)
+{
+	static struct hist all; /* 58 KiB: not on the stack; one report per process */
+	uint64_t hs = r->hs_full.count + r->hs_resumed.count;
+	hist_init(&all);
+	hist_merge(&all, &r->hs_full);
+	hist_merge(&all, &r->hs_resumed);
+	json_hist("handshake_ms", cfg->tls ? &all : NULL);
+	json_hist("handshake_full_ms", cfg->tls ? &r->hs_full : NULL);
+	json_hist("handshake_resumed_ms", cfg->tls ? &r->hs_resumed : NULL);
+	if (cfg->tls)
+		printf(",\"tls_handshakes\":%llu,\"tls_resumed\":%llu,\"tls_resumed_share\":%.4f",
+		       (unsigned long long)hs, (unsigned long long)r->tls_resumed,
+		       hs ? (double)r->tls_resumed / (double)hs : 0.0);
+	else
+		printf(",\"tls_handshakes\":null,\"tls_resumed\":null,\"tls_resumed_share\":null");
+	printf(",\"tls_error\":");
+	json_put_str(stdout, r->tls_error ? sockit_strerror(r->tls_error) : NULL);
+}
+
 static void json_result(const struct bench_config *cfg, const struct bench_outcome *o)
 {
 	const struct bench_result *r = &o->r;
@@ -382,6 +448,7 @@ static void json_result(const struct bench_config *cfg, const struct bench_outco
 	else
 		printf(",\"rate_sustained\":null,\"requests_behind\":null");
 	json_hist("send_lag_ms", cfg->rate > 0 ? &r->send_lag : NULL);
+	json_tls(cfg, r);
 	json_mismatch(&r->mismatch);
 	printf(",\"interrupted\":%s", o->signo ? "true" : "false");
 }

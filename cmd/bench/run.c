@@ -11,34 +11,86 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cli.h"
 #include "codec.h"
 #include "internal.h"
 #include "sockit.h"
+#include "sockit_tls.h"
 
-/* Resolves HOST; with several addresses (TCP), takes the first that accepts
- * a connection.  Returns 0, or fills o->error and returns -1. */
+/* A name (not an address) with TCP: a first connection, racing the
+ * addresses as RFC 8305 says, picks the one the run uses; it resolves the
+ * name, the run's connections do not.  Returns 0 with cfg->addr set, or
+ * -1 when no address took a connection (the run then shows why). */
+static int probe_target(struct bench_config *cfg)
+{
+	sockit_connect_opts opts = SOCKIT_CONNECT_OPTS_INIT;
+	opts.family = cfg->family;
+	opts.timeout_ms = (int)cfg->timeout_ms;
+	opts.attempt_delay_ms = cfg->attempt_delay_ms;
+	int fd = sockit_create_connection_opts(cfg->host, cfg->port, &opts, NULL, 0, NULL,
+					       &cfg->addr);
+	if (fd < 0)
+		return -1;
+	sockit_close(fd);
+	return 0;
+}
+
+/* The target: -U's address (parsed already); an address as given; a
+ * name's address by probe_target, or else its first (so that the run
+ * reports what goes wrong).  Returns 0, or fills o->error and returns -1. */
 static int resolve_target(struct bench_config *cfg, struct bench_outcome *o)
 {
-	sockit_addr addrs[8];
 	int type = cfg->mode == BENCH_UDP ? SOCK_DGRAM : SOCK_STREAM;
-	int n = sockit_resolve(cfg->host, cfg->port, cfg->family, type, 0, addrs, 8);
+	if (cfg->unix_path != NULL)
+		return 0;
+	if (sockit_addr_from_ip(cfg->host, cfg->port, &cfg->addr) == 0 &&
+	    (cfg->family == AF_UNSPEC || cfg->family == cfg->addr.ss.ss_family))
+		return 0;
+	if (type == SOCK_STREAM && probe_target(cfg) == 0)
+		return 0;
+	int n = sockit_resolve(cfg->host, cfg->port, cfg->family, type, 0, &cfg->addr, 1);
 	if (n < 0) {
 		snprintf(o->error, sizeof(o->error), "cannot resolve '%s': %s", cfg->host_arg,
 			 sockit_strerror(n));
 		return -1;
 	}
-	cfg->addr = addrs[0];
-	for (int i = 0; n > 1 && type == SOCK_STREAM && i < n; i++) {
-		int fd = sockit_socket(addrs[i].ss.ss_family, SOCK_STREAM);
-		int rc = fd < 0 ? fd : sockit_connect(fd, &addrs[i], 1000);
-		if (fd >= 0)
-			sockit_close(fd);
-		if (rc == 0) {
-			cfg->addr = addrs[i];
-			break;
-		}
-	}
 	return 0;
+}
+
+/* With --tls: the client context every thread shares. */
+int bench_tls_init(struct bench_config *cfg)
+{
+	if (!cfg->tls)
+		return 0;
+	sockit_tls_config tc = {
+		.cert_file = cfg->tls_cert,
+		.key_file = cfg->tls_key,
+		.ca_file = cfg->tls_insecure ? NULL : cfg->tls_ca,
+		.flags = cfg->tls_insecure ? SOCKIT_TLS_INSECURE : 0,
+	};
+	int rc = sockit_tls_client_ctx_new(&tc, &cfg->tls_ctx);
+	if (rc == 0)
+		return 0;
+	/* which file: the code says, or else (-ENOENT, -EACCES) the one we cannot read */
+	static const char *const opts[3] = {"--tls-ca", "--tls-cert", "--tls-key"};
+	const char *files[3] = {tc.ca_file, cfg->tls_cert, cfg->tls_key};
+	int i = rc == SOCKIT_TLS_ECAFILE				     ? 0
+		: rc == SOCKIT_TLS_ECERTFILE				     ? 1
+		: rc == SOCKIT_TLS_EKEYFILE || rc == SOCKIT_TLS_EKEYMISMATCH ? 2
+									     : -1;
+	for (int k = 0; i < 0 && k < 3; k++)
+		if (files[k] != NULL && access(files[k], R_OK) != 0)
+			i = k;
+	if (i >= 0 && files[i] != NULL)
+		return cli_usage("bench", "cannot use '%s' for %s: %s", files[i], opts[i],
+				 sockit_strerror(rc));
+	return cli_usage("bench", "cannot set up TLS: %s", sockit_strerror(rc));
+}
+
+void bench_tls_free(struct bench_config *cfg)
+{
+	sockit_tls_ctx_free(cfg->tls_ctx);
+	cfg->tls_ctx = NULL;
 }
 
 /* Room for every connection's descriptor: raise the soft limit if needed. */
@@ -167,6 +219,9 @@ static void merge(struct bench_outcome *o, const struct bench_result *r)
 	o->r.unfinished += r->unfinished;
 	if (r->oldest_wait_ns > o->r.oldest_wait_ns)
 		o->r.oldest_wait_ns = r->oldest_wait_ns;
+	o->r.tls_resumed += r->tls_resumed;
+	if (o->r.tls_error == 0)
+		o->r.tls_error = r->tls_error;
 	o->r.answered |= r->answered;
 	o->r.dead |= r->dead;
 	if (r->stop_ns > o->r.stop_ns)
@@ -176,6 +231,8 @@ static void merge(struct bench_outcome *o, const struct bench_result *r)
 	hist_merge(&o->r.latency, &r->latency);
 	hist_merge(&o->r.connect, &r->connect);
 	hist_merge(&o->r.send_lag, &r->send_lag);
+	hist_merge(&o->r.hs_full, &r->hs_full);
+	hist_merge(&o->r.hs_resumed, &r->hs_resumed);
 }
 
 /* Runs the workers with the run's signals blocked in every thread: this
@@ -233,6 +290,8 @@ void bench_run(struct bench_config *cfg, struct bench_outcome *o)
 	hist_init(&o->r.latency);
 	hist_init(&o->r.connect);
 	hist_init(&o->r.send_lag);
+	hist_init(&o->r.hs_full);
+	hist_init(&o->r.hs_resumed);
 	o->exit = 1;
 	if (resolve_target(cfg, o) < 0 || check_fd_limit(cfg, o) < 0)
 		return;

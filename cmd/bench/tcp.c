@@ -8,15 +8,17 @@
  * buffer per thread; a read shorter than the buffer ends the batch
  * (level-triggered, the loop reports the rest), so a would-block read is
  * rare.  Pipelined requests of a connection leave in one send per wake-up.
+ * The target may be a Unix socket (-U): the same calls, another family.
+ * --proxy-header costs one getsockname per connection and travels in the
+ * request's send; --tls connections are tls.c's from their connect on.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
 #include "sockit.h"
-
-#define RBUF_SIZE (64 * 1024)
+#include "sockit_proxy.h"
+#include "tcp.h"
 
 static void on_tcp(sockit_loop *loop, int fd, unsigned events, void *arg);
 
@@ -30,7 +32,9 @@ static void set_interest(struct conn *c, unsigned ev)
 
 static void tcp_close(struct conn *c)
 {
-	if (c->fd >= 0)
+	if (c->tls != NULL)
+		bench_tls_close(c);
+	else if (c->fd >= 0)
 		sockit_loop_close(c->w->loop, c->fd);
 	c->fd = -1;
 	c->state = C_IDLE;
@@ -38,12 +42,13 @@ static void tcp_close(struct conn *c)
 	c->head = c->count = 0;
 	c->rx_off = 0;
 	c->out_off = c->out_len = 0;
+	c->raw_len = 0;
 }
 
 /* The connection failed: every request on it fails with kind (at least
  * one error is counted), it is closed, and restarted on the next pass
  * (with -R, once mode waits for the pacer instead). */
-static void tcp_fail(struct conn *c, enum bench_err kind)
+void bench_tcp_fail(struct conn *c, enum bench_err kind)
 {
 	struct bench_worker *w = c->w;
 	uint64_t now = now_ns();
@@ -57,34 +62,64 @@ static void tcp_fail(struct conn *c, enum bench_err kind)
 	check_done(w);
 }
 
-/* Starts connecting c.  Returns 0, or a negative code (c stays closed). */
+/* --proxy-header: the header announcing fd's local address, appended to
+ * c's output (TLS: to be sent before the handshake).  Returns 0 or a
+ * negative code. */
+static int proxy_header(struct bench_worker *w, struct conn *c, int fd)
+{
+	sockit_addr local;
+	int n = sockit_getsockname(fd, &local);
+	if (n == 0)
+		n = sockit_proxy_format(w->cfg->proxy_header, &local, &w->cfg->addr,
+					c->out + c->out_len, SOCKIT_PROXY_FORMAT_MAX);
+	if (n < 0)
+		return n;
+	c->out_len += (size_t)n;
+	if (w->cfg->tls)
+		c->raw_len = (unsigned)c->out_len;
+	return 0;
+}
+
+/* Starts connecting c (its output empty).  Returns 0, or a negative code
+ * (c stays closed). */
 static int tcp_open(struct conn *c)
 {
 	struct bench_worker *w = c->w;
-	int fd = sockit_socket(w->cfg->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK);
+	const struct bench_config *cfg = w->cfg;
+	int fd = sockit_socket(cfg->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK);
 	if (fd < 0)
 		return fd;
 	c->conn_t0 = now_ns();
-	int rc = sockit_try_connect(fd, &w->cfg->addr);
-	if (rc < 0 && rc != -EINPROGRESS) {
+	int rc = sockit_try_connect(fd, &cfg->addr);
+	if (rc == -EINPROGRESS)
+		rc = 0;
+	if (rc == 0 && cfg->proxy_header)
+		rc = proxy_header(w, c, fd);
+	c->fd = fd;
+	if (rc == 0 && cfg->tls)
+		rc = bench_tls_wrap(w, c);
+	if (rc < 0) {
 		sockit_close(fd);
+		c->fd = -1;
+		c->out_len = c->raw_len = 0;
 		return rc;
 	}
-	c->fd = fd;
 	c->state = C_CONNECTING;
 	c->interest = 0;
-	if (!w->once) /* line/echo: small requests must not wait for delayed ACKs */
+	/* line/echo (and TLS's records): small writes must not wait for
+	 * delayed ACKs */
+	if ((!w->once || cfg->tls) && cfg->unix_path == NULL)
 		sockit_set_nodelay(fd, 1);
 	return 0;
 }
 
-/* The first bytes left: the connection is up. */
-static void tcp_connected(struct bench_worker *w, struct conn *c)
+void bench_tcp_connected(struct bench_worker *w, struct conn *c, uint64_t at)
 {
-	c->state = C_OPEN;
+	c->state = c->tls != NULL ? C_HANDSHAKE : C_OPEN;
+	c->hs_t0 = at; /* TLS: the handshake's first byte went with the first write */
 	w->res.answered = 1;
 	if (w->once && c->conn_t0 >= w->clk->measure)
-		hist_record(&w->res.connect, now_ns() - c->conn_t0);
+		hist_record(&w->res.connect, at - c->conn_t0);
 }
 
 /* Sends what is unsent; watches for writability if the kernel did not take
@@ -97,12 +132,12 @@ static int tcp_flush(struct conn *c)
 		ssize_t n = sockit_try_send(c->fd, c->out + c->out_off, c->out_len - c->out_off, 0);
 		if (n > 0) {
 			if (c->state == C_CONNECTING)
-				tcp_connected(w, c);
+				bench_tcp_connected(w, c, now_ns());
 			if (w->now_cache >= w->clk->measure) /* close enough for a count */
 				w->res.bytes_out += (uint64_t)n;
 			c->out_off += (size_t)n;
 		} else if (n != -EAGAIN) {
-			tcp_fail(c, bench_classify(n, c->state == C_CONNECTING));
+			bench_tcp_fail(c, bench_classify(n, c->state == C_CONNECTING));
 			return -1;
 		}
 		if (c->out_off == c->out_len)
@@ -112,16 +147,27 @@ static int tcp_flush(struct conn *c)
 	} else if (c->state == C_CONNECTING) {
 		want = SOCKIT_WRITABLE;
 	}
-	if (c->interest == 0) {
-		c->interest = want;
-		if (sockit_loop_watch(w->loop, c->fd, want, on_tcp, c) < 0) {
-			tcp_fail(c, ERR_OTHER);
-			return -1;
-		}
-	} else {
+	return bench_tcp_arm(c, want, on_tcp);
+}
+
+int bench_tcp_arm(struct conn *c, unsigned want, sockit_io_cb cb)
+{
+	if (c->interest != 0) {
 		set_interest(c, want);
+		return 0;
+	}
+	c->interest = want;
+	if (sockit_loop_watch(c->w->loop, c->fd, want, cb, c) < 0) {
+		bench_tcp_fail(c, ERR_OTHER);
+		return -1;
 	}
 	return 0;
+}
+
+/* Sends what c has to send, in the clear or through TLS. */
+static int conn_flush(struct conn *c)
+{
+	return c->tls != NULL ? bench_tls_flush(c) : tcp_flush(c);
 }
 
 /* Queues a new request on c (line/echo), started at t0. */
@@ -136,6 +182,7 @@ static void line_push(struct bench_worker *w, struct conn *c, uint64_t t0, uint6
 	if (c->out_len + w->tm->size > w->out_cap) {
 		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
 		c->out_len -= c->out_off;
+		c->raw_len = c->raw_len > c->out_off ? c->raw_len - (unsigned)c->out_off : 0;
 		c->out_off = 0;
 	}
 	render(w->tm, c->out + c->out_len, r);
@@ -148,13 +195,13 @@ static void line_open(struct conn *c, uint64_t now)
 	struct bench_worker *w = c->w;
 	int rc = tcp_open(c);
 	if (rc < 0) {
-		tcp_fail(c, bench_classify(rc, 1));
+		bench_tcp_fail(c, bench_classify(rc, 1));
 		return;
 	}
 	if (w->cfg->rate == 0)
 		while (c->count < w->cfg->depth && may_start(w, now))
 			line_push(w, c, now, now);
-	tcp_flush(c); /* optimistic: on loopback the connect is usually done */
+	conn_flush(c); /* optimistic: on loopback the connect is usually done */
 }
 
 /* Starts one once-mode request on c: connect, send at once (on loopback
@@ -169,21 +216,20 @@ static void once_start(struct bench_worker *w, struct conn *c, uint64_t t0, uint
 	c->count = 1;
 	c->rx_off = 0;
 	w->inflight++;
-	render(w->tm, c->out, r);
-	c->out_off = 0;
-	c->out_len = w->tm->size;
+	c->out_off = c->out_len = 0;
 	int rc = tcp_open(c);
 	if (rc < 0) {
-		tcp_fail(c, bench_classify(rc, 1));
+		bench_tcp_fail(c, bench_classify(rc, 1));
 		return;
 	}
-	tcp_flush(c);
+	render(w->tm, c->out + c->out_len, r); /* after the PROXY header, if any */
+	c->out_len += w->tm->size;
+	conn_flush(c);
 }
 
 /* Verifies n received bytes; completes line/echo replies.  Returns 0 or -1
  * on a mismatch (the first one kept as the run's example). */
-static int tcp_consume(struct bench_worker *w, struct conn *c, const char *p, size_t n,
-		       uint64_t now)
+int bench_tcp_consume(struct bench_worker *w, struct conn *c, const char *p, size_t n, uint64_t now)
 {
 	const size_t rlen = w->tm->reply_len;
 	while (n > 0) {
@@ -226,12 +272,12 @@ static void once_done(struct bench_worker *w, struct conn *c, uint64_t now)
 }
 
 /* EOF: the end of a once-mode reply, a reply cut short, or an idle close. */
-static void tcp_eof(struct bench_worker *w, struct conn *c, uint64_t now)
+void bench_tcp_eof(struct bench_worker *w, struct conn *c, uint64_t now)
 {
 	if (w->once && c->rx_off == w->tm->reply_len) {
 		once_done(w, c, now);
 	} else if (c->count > 0) {
-		tcp_fail(c, ERR_TRUNCATED);
+		bench_tcp_fail(c, ERR_TRUNCATED);
 	} else {
 		/* closed while idle (e.g. the server's idle timeout): reconnect,
 		 * not an error */
@@ -243,7 +289,7 @@ static void tcp_eof(struct bench_worker *w, struct conn *c, uint64_t now)
 /* Reads what has arrived.  Returns 0, or -1 if c was closed. */
 static int tcp_read(struct bench_worker *w, struct conn *c, int fd)
 {
-	char *rbuf = w->engine;
+	char *rbuf = ((struct tcp_engine *)w->engine)->rbuf;
 	for (;;) {
 		ssize_t n = sockit_try_recv(fd, rbuf, RBUF_SIZE);
 		uint64_t now = now_ns();
@@ -251,8 +297,8 @@ static int tcp_read(struct bench_worker *w, struct conn *c, int fd)
 		if (n > 0) {
 			if (now >= w->clk->measure)
 				w->res.bytes_in += (uint64_t)n;
-			if (tcp_consume(w, c, rbuf, (size_t)n, now) < 0) {
-				tcp_fail(c, ERR_MISMATCH);
+			if (bench_tcp_consume(w, c, rbuf, (size_t)n, now) < 0) {
+				bench_tcp_fail(c, ERR_MISMATCH);
 				return -1;
 			}
 			if ((size_t)n < RBUF_SIZE)
@@ -260,12 +306,12 @@ static int tcp_read(struct bench_worker *w, struct conn *c, int fd)
 			continue;
 		}
 		if (n == 0) {
-			tcp_eof(w, c, now);
+			bench_tcp_eof(w, c, now);
 			return -1;
 		}
 		if (n == -EAGAIN)
 			return 0;
-		tcp_fail(c, bench_classify(n, c->state == C_CONNECTING));
+		bench_tcp_fail(c, bench_classify(n, c->state == C_CONNECTING));
 		return -1;
 	}
 }
@@ -278,8 +324,9 @@ static void on_tcp(sockit_loop *loop, int fd, unsigned events, void *arg)
 	if (c->state == C_CONNECTING && c->out_off == c->out_len) {
 		/* connected with nothing to send (yet): see how it went */
 		if (events & SOCKIT_HANGUP) {
-			ssize_t n = sockit_try_recv(fd, w->engine, 1);
-			tcp_fail(c, n < 0 ? bench_classify(n, 1) : ERR_TRUNCATED);
+			char b;
+			ssize_t n = sockit_try_recv(fd, &b, 1);
+			bench_tcp_fail(c, n < 0 ? bench_classify(n, 1) : ERR_TRUNCATED);
 			return;
 		}
 		c->state = C_OPEN;
@@ -296,13 +343,24 @@ static void on_tcp(sockit_loop *loop, int fd, unsigned events, void *arg)
 
 static int tcp_engine_new(struct bench_worker *w)
 {
-	w->engine = malloc(RBUF_SIZE);
-	return w->engine != NULL ? 0 : -ENOMEM;
+	struct tcp_engine *e = calloc(1, sizeof(*e));
+	w->engine = e;
+	if (e == NULL)
+		return -ENOMEM;
+	if (w->cfg->tls_resume) {
+		e->sess_cap = 16 * 1024;
+		if ((e->sess = malloc(e->sess_cap)) == NULL)
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 static void tcp_engine_free(struct bench_worker *w)
 {
-	free(w->engine);
+	struct tcp_engine *e = w->engine;
+	if (e != NULL)
+		free(e->sess);
+	free(e);
 	w->engine = NULL;
 }
 
@@ -357,7 +415,7 @@ static void tcp_flush_dirty(struct bench_worker *w)
 		struct conn *c = &w->conns[w->dirty[i]];
 		c->dirty = 0;
 		if (c->fd >= 0)
-			tcp_flush(c);
+			conn_flush(c);
 	}
 	w->ndirty = 0;
 }
@@ -366,11 +424,11 @@ static void tcp_sweep(struct bench_worker *w, uint64_t now, uint64_t limit)
 {
 	for (unsigned i = 0; i < w->nconns && !w->stopping; i++) {
 		struct conn *c = &w->conns[i];
-		if (c->fd < 0 || (c->state != C_CONNECTING && c->count == 0))
+		if (c->fd < 0 || (c->state == C_OPEN && c->count == 0))
 			continue; /* closed, or idle and open: no deadline */
 		uint64_t since = c->count ? c->ring[c->head].sent : c->conn_t0;
 		if (now - since > limit)
-			tcp_fail(c, ERR_TIMEOUT);
+			bench_tcp_fail(c, ERR_TIMEOUT);
 	}
 }
 

@@ -6,7 +6,8 @@
  * its slot from the last digits of its id, then compared in place.
  * One request, one outcome: a reply that names no waiting request but
  * still fails (mismatch, truncated) is charged to the oldest outstanding
- * request, which then sends its next one at once.
+ * request, which then sends its next one at once.  With -U the socket is
+ * a Unix datagram one, autobound to an abstract name the server replies to.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -307,7 +308,11 @@ static void udp_open(struct bench_worker *w)
 {
 	struct udp_io *io = w->engine;
 	int fd = sockit_socket(w->cfg->addr.ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK);
-	int rc = fd < 0 ? fd : sockit_connect(fd, &w->cfg->addr, 0);
+	int rc = fd;
+	if (fd >= 0 && w->cfg->addr.ss.ss_family == AF_UNIX)
+		rc = sockit_bind_unix_auto(fd); /* a name, so that replies come back */
+	if (rc >= 0)
+		rc = sockit_connect(fd, &w->cfg->addr, 0);
 	if (rc == 0) {
 		/* room for the whole window of datagrams both ways */
 		size_t want = (size_t)w->nconns * (w->tm->reply_len + 64) * 2;

@@ -15,6 +15,7 @@
 
 #include "engine.h"
 #include "sockit.h"
+#include "sockit_proxy.h"
 
 static const struct bench_mode_ops *const mode_ops[BENCH_MODES] = {
 	[BENCH_ONCE] = &bench_once_ops,
@@ -145,6 +146,8 @@ static unsigned bits_for(unsigned n)
 static int worker_alloc(struct bench_worker *w, unsigned conns, unsigned depth)
 {
 	w->out_cap = w->cfg->lined ? depth * w->tm->size : w->tm->size;
+	if (w->cfg->proxy_header) /* the header goes first, in the same buffer */
+		w->out_cap += SOCKIT_PROXY_FORMAT_MAX;
 	w->tok_cap = conns * depth;
 	w->conns = calloc(conns, sizeof(*w->conns));
 	w->reqs = calloc((size_t)conns * depth, sizeof(*w->reqs));
@@ -206,6 +209,8 @@ int bench_worker_new(const struct bench_config *cfg, const struct bench_tmpl *tm
 	hist_init(&w->res.latency);
 	hist_init(&w->res.connect);
 	hist_init(&w->res.send_lag);
+	hist_init(&w->res.hs_full);
+	hist_init(&w->res.hs_resumed);
 	uint64_t sweep = cfg->timeout_ms * MS / 8;
 	w->sweep_ns = sweep < MS ? MS : sweep > 100 * MS ? 100 * MS : sweep;
 	*out = w;

@@ -50,8 +50,16 @@ DOCUMENTED_KEYS = {
     "requests_behind": (int, type(None)), "send_lag_ms": (dict, type(None)),
     "first_mismatch": (dict, type(None)), "interrupted": bool, "exit": int,
     "error": (str, type(None)),
+    # -U, --proxy-header, --attempt-delay, --tls (null or false without them)
+    "unix": (str, type(None)), "proxy_header": (str, type(None)), "attempt_delay_ms": int,
+    "tls": bool, "tls_resume": bool, "tls_insecure": bool, "tls_servername": (str, type(None)),
+    "handshake_ms": (dict, type(None)), "handshake_full_ms": (dict, type(None)),
+    "handshake_resumed_ms": (dict, type(None)), "tls_handshakes": (int, type(None)),
+    "tls_resumed": (int, type(None)), "tls_resumed_share": (float, type(None)),
+    "tls_error": (str, type(None)),
 }
-ERROR_KINDS = {"mismatch", "truncated", "reset", "refused", "timeout", "connect", "other"}
+ERROR_KINDS = {"mismatch", "truncated", "reset", "refused", "timeout", "connect", "other",
+               "tls_verify", "tls_handshake", "tls_truncated", "tls_alert"}
 LATENCY_KEYS = {"min", "mean", "p50", "p90", "p99", "p999", "max"}
 
 

@@ -4,6 +4,7 @@ JSON on an early failure, one wording per kind of bad value, the text report's
 numbers."""
 import re
 import signal
+import socket
 import subprocess
 
 import pytest
@@ -162,3 +163,42 @@ def test_text_numbers_read_well(run_sockit, bench_server):
                     str(srv.port)])
     assert r.returncode == 0
     assert b"1 connection x 1 in flight" in r.stdout and b", 1.5s" in r.stdout, r.stdout
+
+
+# ---- Happy Eyeballs (issue 17): a name is resolved and raced once ---------------------
+
+@pytest.mark.parametrize("delay,ms", [(None, 250), ("100ms", 100), ("0", 0)])
+def test_attempt_delay_and_the_chosen_address(run_sockit, bench_server, delay, ms):
+    """A name's addresses are raced by one first connection (here localhost:
+    the server listens on 127.0.0.1 only); the run uses the winner and says
+    which in "address"."""
+    srv = bench_server("once")
+    args = ["--attempt-delay", delay] if delay else []
+    rc, d, err = bench(run_sockit, args + ["-c", "2", "-n", "20", "localhost", srv.port])
+    assert rc == 0 and d["errors_total"] == 0, (d, err)
+    assert d["host"] == "localhost" and d["address"] == f"127.0.0.1:{srv.port}"
+    assert d["attempt_delay_ms"] == ms
+
+
+def test_a_name_with_nothing_listening(run_sockit):
+    """The probe fails: the run still goes to the first address and says
+    what it met there."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    rc, d, err = bench(run_sockit, ["-c", "1", "-n", "200", "localhost", port])
+    assert rc == 1 and d["address"] == f"127.0.0.1:{port}"
+    assert f"nothing listens on 127.0.0.1:{port}" in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--attempt-delay", "soon", "localhost", "9"],
+     "invalid duration 'soon' for --attempt-delay"),
+    (["--attempt-delay", "2m", "localhost", "9"], "invalid duration '2m' for --attempt-delay"),
+    (["--attempt-delay", "1s", "-u", "localhost", "9"], "--attempt-delay applies to TCP"),
+])
+def test_attempt_delay_usage_errors(run_sockit, args, message):
+    r = run_sockit(["bench"] + args)
+    assert r.returncode == 2, r.stderr
+    assert message.encode() in r.stderr, r.stderr
