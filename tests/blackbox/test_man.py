@@ -1,6 +1,7 @@
 """test_man.py -- the manual pages in man/ cannot drift from the code.
 
-- every page is mandoc -Tlint clean at -Wwarning (mdoc(7));
+- every page is mandoc -Tlint clean at -Wwarning (mdoc(7)), and groff
+  (which man(1) uses on Debian) renders it without a warning;
 - sockit(1) lists every command of `sockit --help`, each with its page;
 - for each command, every option its --help prints has an .It of its own in
   the OPTIONS section of sockit-CMD(1), and every option the page names
@@ -127,6 +128,20 @@ def test_mandoc_lint_clean():
                        text=True, timeout=60)
     out = (r.stdout + r.stderr).strip()
     assert out == "" and r.returncode == 0, f"mandoc -Tlint -Wwarning man/*:\n{out}"
+
+
+def test_groff_renders_clean():
+    """man(1) on Debian renders with groff: no warning there either (a long
+    cell in an .Bl -column list, for one, cannot be broken by groff)."""
+    if shutil.which("groff") is None:
+        pytest.skip("groff is not installed (man-db brings it)")
+    problems = []
+    for p in PAGES:
+        r = subprocess.run(["groff", "-mandoc", "-Tutf8", "-ww", "-z", p], capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode != 0 or r.stderr:
+            problems.append(f"{rel(p)}: {r.stderr.strip()}")
+    assert not problems, "groff -mandoc -ww:\n" + "\n".join(problems)
 
 
 def test_sockit1_lists_every_command():
