@@ -345,8 +345,10 @@ def test_install_and_uninstall(tmp_path):
     dest = str(tmp_path / "root")
     make = ["make", "--no-print-directory", "-s", "-C", ROOT, f"DESTDIR={dest}",
             "PREFIX=/usr/local"]
+    # not the jobserver of the make that runs us
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     r = subprocess.run(make + ["install-man", "install-completion"], capture_output=True,
-                       text=True, timeout=120)
+                       text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     share = os.path.join(dest, "usr", "local", "share")
     for p in PAGES:
@@ -357,7 +359,7 @@ def test_install_and_uninstall(tmp_path):
     comp = os.path.join(share, "bash-completion", "completions", "sockit")
     assert os.path.isfile(comp), f"make install-completion did not install {comp}"
     r = subprocess.run(make + ["uninstall-man", "uninstall-completion"], capture_output=True,
-                       text=True, timeout=120)
+                       text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     left = [os.path.join(d, f) for d, _, fs in os.walk(dest) for f in fs]
     assert not left, f"make uninstall left {left}"
