@@ -5,6 +5,7 @@
 #   make test       the full gate CI runs: deps, gcc and clang -Werror, format, unit tests
 #                   plain, under ASan+UBSan and valgrind, the black-box suite on both backends
 #   make bench      sockit against the peer servers      make install / uninstall / format / clean
+#                   (install: the binary, the libraries, the headers, man/ and the bash completion)
 #
 # One test: `make check T=tests/blackbox/test_serve_once.py::test_name` (pytest's node id),
 # or a unit binary by hand: `make unit-bins && build/tests/test_addr`.
@@ -203,7 +204,7 @@ check-format:
 format:
 	clang-format -i $(C_FILES)
 
-install: all
+install: all install-man install-completion
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/sockit $(DESTDIR)$(PREFIX)/bin/sockit
@@ -218,11 +219,35 @@ install: all
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
 
-uninstall:
+uninstall: uninstall-man uninstall-completion
 	rm -f $(DESTDIR)$(PREFIX)/bin/sockit $(DESTDIR)$(PREFIX)/include/sockit.h \
 		$(DESTDIR)$(PREFIX)/include/sockit_loop.h $(DESTDIR)$(PREFIX)/include/sockit_proxy.h \
 		$(DESTDIR)$(PREFIX)/lib/libsockit.* \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig/sockit.pc
+
+# The manual pages (man/, mdoc; tests/blackbox/test_man.py lints them and checks them
+# against --help and include/) and the bash completion: plain files, no build needed.
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+MAN1 := $(wildcard man/*.1)
+MAN3 := $(wildcard man/*.3)
+.PHONY: install-man uninstall-man install-completion uninstall-completion
+
+install-man:
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(MAN3) $(DESTDIR)$(MANDIR)/man3/
+
+uninstall-man:
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man3/,$(notdir $(MAN3)))
+
+install-completion:
+	install -d $(DESTDIR)$(BASHCOMPDIR)
+	install -m 644 contrib/bash-completion/sockit $(DESTDIR)$(BASHCOMPDIR)/sockit
+
+uninstall-completion:
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/sockit
 
 # Side-by-side comparison with the peer servers (bench/README.md).
 # QUICK=1 makes a tiny smoke run of the harness.
