@@ -149,7 +149,8 @@ def na_reason(name, wl, feat, missing):
             return "sockit serve has no --tls-cert (yet)"
     if w["proxy"]:
         if not s.get("proxy"):
-            return "does not speak the PROXY protocol"
+            return "measured with one worker only" if sockit else \
+                "does not speak the PROXY protocol"
         if not (feat["serve_proxy"] and feat["bench_proxy"]):
             return "sockit serve --proxy-protocol or bench --proxy-header missing (yet)"
     if name == "sockit-nc" and not feat["serve_coalesce"]:
