@@ -42,7 +42,7 @@ CMD_SRC := $(wildcard cmd/*.c cmd/*/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 EXAMPLE_SRC := $(wildcard examples/*.c)
 C_FILES := $(sort $(wildcard include/*.h lib/*.[ch] lib/*/*.[ch] cmd/*.[ch] cmd/*/*.[ch] \
-	tests/unit/*.[ch] examples/*.c bench/peers/*.c))
+	tests/unit/*.[ch] examples/*.c bench/peers/*.c bench/loadgen/*.c))
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CMD_OBJ := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
@@ -249,11 +249,15 @@ install-completion:
 uninstall-completion:
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/sockit
 
-# Side-by-side comparison with the peer servers (bench/README.md).
-# QUICK=1 makes a tiny smoke run of the harness.
+# Side-by-side comparison with the peer servers (bench/README.md).  run.py
+# builds the C peers and bench/loadgen/lg2 into $(BUILD)/bench itself (with
+# -Wall -Wextra -Werror).  QUICK=1 makes a smoke run of the harness (one
+# workload of each kind); BENCH_ARGS passes more, e.g.
+# BENCH_ARGS="--servers epoll,sockit --workloads tls,unix".
 bench: all
 	@scripts/deps.sh bench
-	python3 bench/run.py --sockit $(BUILD)/sockit $(if $(QUICK),--quick)
+	python3 bench/run.py --sockit $(BUILD)/sockit --bindir $(BUILD)/bench $(if $(QUICK),--quick) \
+		$(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)

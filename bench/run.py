@@ -10,16 +10,20 @@ requests the load generator completed and verified.  Each measurement is
 repeated, the servers interleaved round-robin, and medians are reported.
 
 Usage: python3 bench/run.py --sockit build/sockit [--quick]
-         [--servers epoll,sockit,...] [--workloads once,line-16,idle,...]
-         [--duration S] [--reps N] [--idle N1,N2] [--json PATH] [--svg PATH]
+         [--servers epoll,sockit,...] [--workloads once,tls,unix-line-16,idle,...]
+         [--duration S] [--reps N] [--idle N1,N2] [--idle-tls N] [--rate N]
+         [--json PATH] [--svg PATH]
 
 Output: one markdown table on stdout (each figure also as a ratio to the
-minimal epoll server), PASS/FAIL for each target of issue 6, a JSON file
-(bench/results/latest.json) and an SVG chart (bench/results/latest.svg).
-Python 3 standard library only.
+minimal epoll server), PASS/FAIL for each target (issues 6, 15, 16, 17, 20),
+a JSON file (bench/results/latest.json) and an SVG chart
+(bench/results/latest.svg).  What is measured, and with what, is in plan.py.
+Python 3 standard library only (and tests/blackbox/tlscerts.py, which uses
+the openssl CLI, for the TLS rows' certificate).
 """
 import argparse
 import datetime
+import http.client
 import json
 import os
 import re
@@ -27,42 +31,21 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
+import ssl
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = os.path.join(ROOT, "bench", "peers")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import plan  # noqa: E402
+from plan import BASE, IDLE, MSG_SIZE, ROOT, SERVERS, WL  # noqa: E402
+from report import fmt_num, summarize, svg_chart, table, targets  # noqa: E402
+
 TICK = os.sysconf("SC_CLK_TCK")
 SERVER_CPU, BENCH_CPU = 0, 1
-MSG_SIZE = 16
 PREFIX = b"Received: "
-
-# Workloads: (name, bench mode, concurrency).  "idle" is handled apart.
-LOAD = [("once-%d" % c, "once", c) for c in (1, 16, 64, 256)] + \
-       [("line-%d" % c, "line", c) for c in (1, 16, 64)] + \
-       [("udp-%d" % c, "udp", c) for c in (1, 16, 64)]
-QUICK_LOAD = ["once-16", "line-16", "udp-16"]
-
-# Servers in table order.  "modes": the protocol modes the peer speaks;
-# "na": why a workload it cannot do is n/a.
-SERVERS = {
-    "tutorial": {"label": "tutorial (Python)", "modes": {"once"},
-                 "na": "serves one connection at a time, once mode only"},
-    "asyncio": {"label": "Python asyncio", "modes": {"once", "line", "udp"}},
-    "node": {"label": "Node.js net/dgram", "modes": {"once", "line", "udp"}},
-    "socat": {"label": "socat (fork)", "modes": {"once", "line", "udp"}, "warmup": False,
-              "idle_na": "2 processes per connection: 10,000 connections "
-                         "exceed pid_max on a small machine"},
-    "libuv": {"label": "libuv", "modes": {"once", "line", "udp"}},
-    "epoll": {"label": "minimal epoll", "modes": {"once", "line", "udp"}},
-    "sockit": {"label": "sockit serve -w1", "modes": {"once", "line", "udp"}},
-    "sockit-epoll": {"label": "sockit -w1 --backend epoll", "modes": {"once", "line", "udp"}},
-    "sockit2": {"label": "sockit serve -w2", "modes": {"once", "line", "udp"},
-                "idle_na": "the idle figure is taken with 1 worker"},
-}
-BASE = "epoll"
 
 
 def log(msg):
@@ -83,9 +66,10 @@ def read_stat(pid):
     return int(rest[1]), sum(int(x) for x in rest[11:15])
 
 
-def tree_cpu_ticks(root):
-    """CPU ticks of root and all its live descendants (reaped children are
-    in their parents' cutime/cstime, so nothing is counted twice)."""
+def tree_cpu(root):
+    """(CPU ticks, pids) of root and all its live descendants (reaped
+    children are in their parents' cutime/cstime, so nothing is counted
+    twice)."""
     stats = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -95,13 +79,41 @@ def tree_cpu_ticks(root):
     kids = {}
     for pid, (ppid, _) in stats.items():
         kids.setdefault(ppid, []).append(pid)
-    total, pending = 0, [root]
+    total, pending, pids = 0, [root], []
     while pending:
         pid = pending.pop()
         if pid in stats:
             total += stats[pid][1]
+            pids.append(pid)
         pending.extend(kids.get(pid, []))
-    return total
+    return total, pids
+
+
+def sleeps(pids):
+    """{(pid, tid): voluntary context switches} of every thread of pids:
+    each is one time a thread went to sleep (epoll_wait, io_uring_enter,
+    a futex) -- counted by the scheduler, not sampled."""
+    out = {}
+    for pid in pids:
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                    for line in f:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            out[(pid, tid)] = int(line.split()[1])
+            except OSError:
+                pass
+    return out
+
+
+def sleeps_between(a, b):
+    """Sleeps from snapshot a to b, over the threads alive at b (a thread
+    born in between counts from 0)."""
+    return sum(v - a.get(k, 0) for k, v in b.items())
 
 
 def proc_status_kb(pid, key):
@@ -139,12 +151,23 @@ def listening(port, udp):
     return False
 
 
+def unix_listening(path):
+    """True once a listening Unix stream socket is bound at path
+    (/proc/net/unix: flag __SO_ACCEPTCON, 0x10000)."""
+    with open("/proc/net/unix") as f:
+        for line in f.readlines()[1:]:
+            p = line.split()
+            if len(p) >= 8 and p[7] == path and int(p[3], 16) & 0x10000:
+                return True
+    return False
+
+
 # ---------------------------------------------------------------- servers
 
 class Server:
     """One started server, in its own process group, pinned to CPU 0."""
 
-    def __init__(self, name, argv, logdir, port_re, port_stream, udp):
+    def __init__(self, name, argv, logdir, port_re, port_stream, udp, unix_path=None):
         self.name = name
         self.log_out = open(os.path.join(logdir, name + ".out"), "w+b")
         self.log_err = open(os.path.join(logdir, name + ".err"), "w+b")
@@ -152,11 +175,15 @@ class Server:
         self.p = subprocess.Popen(pin + argv, stdin=subprocess.DEVNULL, stdout=self.log_out,
                                   stderr=self.log_err, cwd=ROOT, start_new_session=True)
         self.pid = self.p.pid
-        self.port = self._wait_port(port_re, port_stream)
-        deadline = time.monotonic() + 10
-        while not listening(self.port, udp):
+        self.port = self.target = unix_path
+        if unix_path is None:
+            self.port = self.target = self._wait_port(port_re, port_stream)
+        deadline = time.monotonic() + 15
+        while not (unix_listening(unix_path) if unix_path else listening(self.port, udp)):
             if time.monotonic() > deadline or self.p.poll() is not None:
-                raise RuntimeError("%s: port %d never listened" % (name, self.port))
+                self.stop()
+                raise RuntimeError("%s: %s never listened: %s" % (
+                    name, unix_path or "port %d" % self.port, self.output_tail()))
             time.sleep(0.01)
 
     @staticmethod
@@ -208,44 +235,34 @@ class Server:
         self.log_err.close()
 
 
-def server_argv(name, mode, sockit, bindir):
-    """Command line of server `name` in protocol mode `mode`, port 0."""
-    py = sys.executable
-    if name == "tutorial":
-        return [py, os.path.join(PEERS, "tutorial_server.py"), "0"]
-    if name == "asyncio":
-        return [py, os.path.join(PEERS, "asyncio_server.py"), mode, "0"]
-    if name == "node":
-        return [NODE, os.path.join(PEERS, "node_server.js"), mode, "0"]
-    if name == "socat":
-        return [py, os.path.join(PEERS, "socat_server.py"), mode, "0"]
-    if name in ("libuv", "epoll"):
-        return [os.path.join(bindir, name + "_server"), mode, "0"]
-    workers = "2" if name == "sockit2" else "1"
-    argv = [sockit, "serve", "-p", "0", "--workers", workers, "--idle-timeout", "3600"]
-    if name == "sockit-epoll":
-        argv += ["--backend", "epoll"]
-    if mode == "udp":
-        return argv + ["--udp-only", "-m", "once"]
-    return argv + ["-m", mode]
+def start_server(name, wl, ctx, logdir):
+    sockit = name in plan.SOCKIT
+    w = WL.get(wl) or {}
+    unix_path = None
+    if w.get("unix"):
+        unix_path = os.path.join(ctx["tmp"], name + ".sock")
+    if name == "sockit-metrics":
+        ctx["metrics_port"] = free_port()
+    argv = plan.server_argv(name, wl, dict(ctx, unix_path=unix_path))
+    return Server(name, argv, logdir,
+                  r"listening on (?:tcp|udp|tls)\S* \S+:(\d+)" if sockit else r"\bport (\d+)",
+                  "stderr" if sockit else "stdout", w.get("mode") == "udp", unix_path)
 
 
-def start_server(name, mode, args, logdir):
-    sockit = name.startswith("sockit")
-    return Server(name, server_argv(name, mode, args.sockit, args.bindir), logdir,
-                  r"listening on (?:tcp|udp) \S+:(\d+)" if sockit else r"\bport (\d+)",
-                  "stderr" if sockit else "stdout", mode == "udp")
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- measuring
 
-def run_bench(args, mode, conns, port, duration):
-    """Runs sockit bench pinned to CPU 1; returns (its JSON or None, exit
-    code, stderr tail).  Its CPU time shows in RUSAGE_CHILDREN once reaped."""
+def run_load(ctx, wl, target, duration):
+    """Runs the load generator of wl pinned to CPU 1; returns (its JSON or
+    None, exit code, stderr tail).  Its CPU time shows in RUSAGE_CHILDREN
+    once reaped."""
     pin = ["taskset", "-c", str(BENCH_CPU)] if PIN else []
-    argv = pin + [args.sockit, "bench", "--json", "-m", mode, "-c", str(conns), "-t", "1",
-                  "-s", str(MSG_SIZE), "-d", "%dms" % round(duration * 1000),
-                  "127.0.0.1", str(port)]
+    argv = pin + plan.load_argv(wl, ctx, target, duration)
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, cwd=ROOT)
     try:
@@ -267,26 +284,97 @@ def children_cpu():
     return r.ru_utime, r.ru_stime
 
 
-def measure_load(args, name, wl, mode, conns, logdir):
+def find_key(d, pred):
+    """The first value in nested dict d whose key satisfies pred."""
+    if not isinstance(d, dict):
+        return None
+    for k, v in d.items():
+        if pred(k):
+            return v
+    for v in d.values():
+        got = find_key(v, pred)
+        if got is not None:
+            return got
+    return None
+
+
+def tls_figures(res):
+    """Handshake p50/p99 (ms) and the resumed share from sockit bench's
+    JSON, whatever the exact keys turn out to be: a missing one is None."""
+    hs = find_key(res, lambda k: k.startswith("handshake") and "ms" in k
+                  and "error" not in k)
+    hs = hs if isinstance(hs, dict) else {}
+    share = find_key(res, lambda k: "resum" in k and ("share" in k or "ratio" in k
+                                                       or "pct" in k or "percent" in k))
+    if isinstance(share, (int, float)) and share > 1:
+        share = share / 100.0
+    if not isinstance(share, (int, float)) or isinstance(share, bool):
+        share = None
+        count = find_key(res, lambda k: "resum" in k)
+        if isinstance(count, dict):
+            count = count.get("count", count.get("resumed"))
+        if isinstance(count, (int, float)) and not isinstance(count, bool):
+            total = find_key(res, lambda k: k.startswith("handshake") and
+                             ("count" in k or "total" in k))
+            total = total if isinstance(total, (int, float)) else res.get("requests")
+            share = count / total if total else None
+    return {"handshake_p50_ms": hs.get("p50"), "handshake_p99_ms": hs.get("p99"),
+            "resumed_share": share}
+
+
+class Scraper(threading.Thread):
+    """GET /metrics every second while the measured run lasts (issue 16:
+    being scraped must not move a figure)."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port, self.ok, self.failed = port, 0, 0
+        self.stop_ev = threading.Event()
+
+    def run(self):
+        while not self.stop_ev.wait(1.0):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                c.request("GET", "/metrics")
+                r = c.getresponse()
+                body = r.read()
+                c.close()
+                if r.status == 200 and body:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+            except OSError:
+                self.failed += 1
+
+
+def measure_load(args, name, wl, ctx, logdir):
     """One measurement of server `name` under workload wl."""
-    srv = start_server(name, mode, args, logdir)
+    srv = start_server(name, wl, ctx, logdir)
+    scraper = None
     try:
         # Unmeasured load first (JIT, caches); not for fork-per-connection
         # socat, whose leftover children would run into the window.
         if args.warmup > 0 and SERVERS[name].get("warmup", True):
-            run_bench(args, mode, conns, srv.port, args.warmup)
-        c0, t0, w0 = tree_cpu_ticks(srv.pid), cpu_times(), time.monotonic()
+            run_load(ctx, wl, srv.target, args.warmup)
+        if name == "sockit-metrics":
+            scraper = Scraper(ctx["metrics_port"])
+            scraper.start()
+        (c0, pids0), t0, w0 = tree_cpu(srv.pid), cpu_times(), time.monotonic()
+        z0 = sleeps(pids0)
         b0 = children_cpu()
-        res, rc, err = run_bench(args, mode, conns, srv.port, args.duration)
+        res, rc, err = run_load(ctx, wl, srv.target, args.duration)
         b1 = children_cpu()
-        c1, t1, w1 = tree_cpu_ticks(srv.pid), cpu_times(), time.monotonic()
+        (c1, pids1), t1, w1 = tree_cpu(srv.pid), cpu_times(), time.monotonic()
+        z1 = sleeps(pids1)
         hwm = proc_status_kb(srv.pid, "VmHWM")
         alive = srv.alive()
     finally:
+        if scraper:
+            scraper.stop_ev.set()
         srv.stop()
     run = {"server": name, "workload": wl, "rc": rc}
     if res is None or "requests" not in res:
-        run["failed"] = "sockit bench gave no JSON (exit %s): %s" % (rc, err)
+        run["failed"] = "the load generator gave no JSON (exit %s): %s" % (rc, err)
         return run
     wall = w1 - w0
     server_s = (c1 - c0) / TICK
@@ -303,36 +391,49 @@ def measure_load(args, name, wl, mode, conns, logdir):
     def us(ms):
         return ms * 1000.0 if ms is not None else None
     dur = res.get("duration_ms")
+    errors = res.get("errors_total")
+    if errors is None and isinstance(res.get("errors"), dict):
+        errors = sum(res["errors"].values())
     run.update({
         "requests": req, "rps": res.get("rate_per_s"),
         "elapsed_s": dur / 1000.0 if dur is not None else None,
         "p50_us": us(lat.get("p50")), "p99_us": us(lat.get("p99")),
-        "errors": res.get("errors_total"), "errors_by_kind": res.get("errors"),
+        "errors": errors, "errors_by_kind": res.get("errors"),
         "over_100ms": res.get("over_100ms"),
         "server_cpu_s": server_s, "bench_cpu_s": bench_s,
         "cpu_us_per_req": server_s * 1e6 / req if req else None,
-        # The load generator's own cost (issue 5 reports it), user/system.
+        # The load generator's own cost (issues 5 and 20 report it).
+        "bench_us_per_req": bench_s * 1e6 / req if req else None,
         "bench_user_us_per_req": bench_user * 1e6 / req if req else None,
         "bench_sys_us_per_req": bench_sys * 1e6 / req if req else None,
+        # The server's threads going to sleep, per request (issue 20).
+        "sleeps_per_req": sleeps_between(z0, z1) / req if req else None,
         "peak_rss_kb": hwm, "server_alive": alive,
         "window_s": wall, "other_cpu_s": other, "irq_cpu_s": irq, "steal_cpu_s": steal,
         # "Noisy": other processes (or the hypervisor) took over 5% of the CPUs.
         "noisy": (other + steal) > 0.05 * wall * ncpu,
-        "bench": res,  # sockit bench's whole JSON result
+        "bench": res,  # the load generator's whole JSON result
     })
+    if WL[wl]["tls"]:
+        run.update(tls_figures(res))
+    if scraper:
+        run.update({"scrapes": scraper.ok, "scrape_failures": scraper.failed})
     if not alive:
         run["failed"] = "server died during the run: " + srv.output_tail()
     return run
 
 
-def open_idle(port, n, conns, deadline):
-    """Opens n more line-mode connections, each checked by one round trip,
-    then left idle.  Returns an error string or None."""
+def open_idle(port, n, conns, deadline, tls_ctx=None):
+    """Opens n more line-mode connections (TLS ones with tls_ctx), each
+    checked by one round trip, then left idle.  Returns an error string or
+    None."""
     for i in range(n):
         if time.monotonic() > deadline:
             return "opened only %d of %d connections in time" % (i, n)
         try:
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if tls_ctx:
+                s = tls_ctx.wrap_socket(s, server_hostname="localhost")
             s.sendall(b"idle\n")
             want, got = PREFIX + b"idle\n", b""
             while len(got) < len(want):
@@ -348,19 +449,24 @@ def open_idle(port, n, conns, deadline):
     return None
 
 
-def measure_idle(args, name, logdir):
-    """RSS growth per idle connection at each count of args.idle."""
-    srv = start_server(name, "line", args, logdir)
+def measure_idle(args, name, wl, ctx, logdir):
+    """RSS growth per idle connection at each count of args.idle (TLS:
+    args.idle_tls)."""
+    srv = start_server(name, wl, ctx, logdir)
     conns = []
-    run = {"server": name, "workload": "idle", "counts": args.idle}
+    counts = args.idle if wl == "idle" else args.idle_tls
+    tls_ctx = None
+    if wl == "idle-tls":
+        tls_ctx = ssl.create_default_context(cafile=ctx["ca"])
+    run = {"server": name, "workload": wl, "counts": counts}
     try:
         time.sleep(0.2)
         rss0 = proc_status_kb(srv.pid, "VmRSS")
         run["rss_before_kb"] = rss0
         per = {}
         deadline = time.monotonic() + 120
-        for count in args.idle:
-            err = open_idle(srv.port, count - len(conns), conns, deadline)
+        for count in counts:
+            err = open_idle(srv.port, count - len(conns), conns, deadline, tls_ctx)
             if err:
                 run["failed"] = err
                 break
@@ -380,24 +486,42 @@ def measure_idle(args, name, logdir):
 
 # ---------------------------------------------------------------- setup
 
-def build_peers(bindir):
-    """Compiles the C peers into bindir; returns {name: reason} for those
-    that cannot be built (libuv without its headers)."""
+def pkg_flags(pkgs):
+    try:
+        return subprocess.run(["pkg-config", "--cflags", "--libs"] + pkgs, check=True,
+                              capture_output=True, text=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+# The C programs run.py builds into --bindir: (binary, source, pkg-config
+# packages, what is missing without them).
+C_TOOLS = [
+    ("epoll_server", "peers/epoll_server.c", [], None),
+    ("libuv_server", "peers/libuv_server.c", ["libuv"],
+     "libuv not found by pkg-config (apt-get install libuv1-dev)"),
+    ("tls_epoll_server", "peers/tls_epoll_server.c", ["libssl", "libcrypto"],
+     "OpenSSL 3 not found by pkg-config (apt-get install libssl-dev)"),
+    ("lg2", "loadgen/lg2.c", [], None),
+]
+
+
+def build_c(bindir, only=None):
+    """Compiles the C peers and lg2 into bindir (-Wall -Wextra -Werror);
+    returns {binary: reason} for those that cannot be built."""
     os.makedirs(bindir, exist_ok=True)
     cc = os.environ.get("CC") or "cc"
     flags = ["-O2", "-std=gnu11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror"]
     missing = {}
-    for name, extra in (("epoll", []), ("libuv", None)):
-        src = os.path.join(PEERS, name + "_server.c")
-        out = os.path.join(bindir, name + "_server")
+    for name, rel, pkgs, why in C_TOOLS:
+        if only is not None and name not in only:
+            continue
+        src = os.path.join(ROOT, "bench", rel)
+        out = os.path.join(bindir, name)
+        extra = pkg_flags(pkgs) if pkgs else []
         if extra is None:
-            try:
-                extra = subprocess.run(["pkg-config", "--cflags", "--libs", "libuv"],
-                                       check=True, capture_output=True,
-                                       text=True).stdout.split()
-            except (OSError, subprocess.CalledProcessError):
-                missing[name] = "libuv not found by pkg-config (apt-get install libuv1-dev)"
-                continue
+            missing[name] = why
+            continue
         if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
             continue
         r = subprocess.run([cc] + flags + ["-o", out, src] + extra, capture_output=True,
@@ -408,15 +532,28 @@ def build_peers(bindir):
 
 
 def unavailable(args):
-    """{server: reason} for servers whose runtime is missing."""
-    out = build_peers(args.bindir) if ("epoll" in args.servers or "libuv" in args.servers) \
-        else {}
+    """{server (or "lg2"): reason} for what cannot run here."""
+    need = set()
+    if "epoll" in args.servers:
+        need |= {"epoll_server", "tls_epoll_server"}
+    if "libuv" in args.servers:
+        need.add("libuv_server")
+    if any(WL[w]["lg"] == "lg2" for w in args.workloads if w in WL):
+        need.add("lg2")
+    built = build_c(args.bindir, need) if need else {}
+    out = {}
+    if "libuv_server" in built:
+        out["libuv"] = built["libuv_server"]
+    if "lg2" in built:
+        out["lg2"] = built["lg2"]
+    if "tls_epoll_server" in built:
+        out["tls_epoll"] = built["tls_epoll_server"]
     if not NODE:
         out["node"] = "node not installed"
     if not shutil.which("socat"):
         out["socat"] = "socat not installed"
     if not os.access(args.sockit, os.X_OK):
-        for name in ("sockit", "sockit2", "sockit-epoll"):
+        for name in plan.SOCKIT:
             out[name] = "%s not found (make)" % args.sockit
     return out
 
@@ -432,15 +569,21 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(description="sockit serve against its peers")
     ap.add_argument("--sockit", default=os.path.join(ROOT, "build", "sockit"))
     ap.add_argument("--quick", action="store_true",
-                    help="a tiny smoke run: 0.3 s, 1 repetition, 3 workloads, idle 200")
+                    help="a smoke run: 0.3 s, 1 repetition, no warm-up, one workload of "
+                    "each kind (%s), idle 200" % ",".join(plan.QUICK))
     ap.add_argument("--servers", help="comma-separated, from: " + ",".join(SERVERS))
     ap.add_argument("--workloads",
-                    help="comma-separated names or mode prefixes, e.g. once,line-16,idle")
+                    help="comma-separated names or prefixes, e.g. once,line-16,tls,unix,"
+                    "lg2,proxy,idle (once: once-1..once-1000 and the /lg2 rows)")
     ap.add_argument("--duration", type=float, help="seconds per measured run (default 2)")
     ap.add_argument("--warmup", type=float, help="seconds of unmeasured load first "
                     "(default 0.5)")
     ap.add_argument("--reps", type=int, help="repetitions, interleaved (default 5)")
     ap.add_argument("--idle", help="idle connection counts (default 5000,10000)")
+    ap.add_argument("--idle-tls", help="idle TLS connection counts (default 2000)")
+    ap.add_argument("--rate", type=int, default=20000,
+                    help="requests/s of the -R row, about half of once-64's saturation "
+                         "(default 20000)")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     ap.add_argument("--svg", default=os.path.join(ROOT, "bench", "results", "latest.svg"))
     ap.add_argument("--bindir", default=os.path.join(ROOT, "build", "bench"))
@@ -450,301 +593,46 @@ def parse_args(argv):
     a.warmup = a.warmup if a.warmup is not None else (0.0 if q else 0.5)
     a.reps = a.reps if a.reps is not None else (1 if q else 5)
     a.idle = [int(x) for x in (a.idle or ("200" if q else "5000,10000")).split(",")]
+    a.idle_tls = [int(x) for x in (a.idle_tls or ("100" if q else "2000")).split(",")]
     a.sockit = os.path.abspath(a.sockit)
     a.servers = a.servers.split(",") if a.servers else list(SERVERS)
     for s in a.servers:
         if s not in SERVERS:
             ap.error("unknown server '%s' (known: %s)" % (s, ",".join(SERVERS)))
-    names = [w[0] for w in LOAD] + ["idle"]
-    if a.workloads:
-        pick = a.workloads.split(",")
-        for p in pick:
-            if not any(n == p or n.startswith(p + "-") for n in names):
-                ap.error("unknown workload '%s' (known: %s)" % (p, ",".join(names)))
-        a.workloads = [n for n in names if any(n == p or n.startswith(p + "-") for p in pick)]
-    else:
-        a.workloads = (QUICK_LOAD + ["idle"]) if q else names
-    if a.duration <= 0 or a.reps < 1 or any(n < 1 for n in a.idle):
-        ap.error("--duration, --reps and --idle must be positive")
+    try:
+        a.workloads = plan.pick_workloads(a.workloads, q)
+    except ValueError as e:
+        ap.error("unknown workload '%s' (known: %s)" % (e, ",".join(plan.NAMES)))
+    if a.duration <= 0 or a.reps < 1 or any(n < 1 for n in a.idle + a.idle_tls) or \
+            a.rate < 1:
+        ap.error("--duration, --reps, --idle, --idle-tls and --rate must be positive")
     return a
-
-
-# ---------------------------------------------------------------- summary
-
-def med(runs, key):
-    v = [r[key] for r in runs if r.get(key) is not None]
-    return statistics.median(v) if v else None
-
-
-def summarize(runs, args, na):
-    """{server: {workload: figures}} with medians over repetitions."""
-    out = {}
-    for name in args.servers:
-        out[name] = {}
-        for wl in args.workloads:
-            mine = [r for r in runs if r["server"] == name and r["workload"] == wl]
-            good = [r for r in mine if "failed" not in r]
-            reason = na.get((name, wl))
-            if reason:
-                out[name][wl] = {"na": reason}
-            elif not good:
-                out[name][wl] = {"na": "failed: " + (mine[0]["failed"] if mine else "not run")}
-            elif wl == "idle":
-                per = {}
-                for c in args.idle:
-                    v = [r["per_count"][str(c)]["bytes_per_conn"] for r in good
-                         if str(c) in r.get("per_count", {})]
-                    per[str(c)] = statistics.median(v) if v else None
-                out[name][wl] = {"bytes_per_conn": per, "peak_rss_kb": med(good, "peak_rss_kb"),
-                                 "reps": len(good)}
-            else:
-                out[name][wl] = {
-                    "cpu_us_per_req": med(good, "cpu_us_per_req"), "rps": med(good, "rps"),
-                    "p50_us": med(good, "p50_us"), "p99_us": med(good, "p99_us"),
-                    "errors": sum(r["errors"] or 0 for r in good),
-                    "over_100ms": sum(r["over_100ms"] or 0 for r in good),
-                    "peak_rss_kb": med(good, "peak_rss_kb"), "reps": len(good),
-                    "bench_user_us_per_req": med(good, "bench_user_us_per_req"),
-                    "bench_sys_us_per_req": med(good, "bench_sys_us_per_req"),
-                    "noisy_reps": sum(1 for r in good if r["noisy"]),
-                    # per repetition, for ratios between runs made side by side
-                    "by_rep": {str(r["rep"]): {"cpu_us_per_req": r["cpu_us_per_req"],
-                                               "p99_us": r["p99_us"]} for r in good},
-                    "failed_reps": len(mine) - len(good),
-                }
-    return out
-
-
-def fmt_num(v):
-    if v is None:
-        return "n/a"
-    if v >= 100:
-        return "%.0f" % v
-    if v >= 10:
-        return "%.1f" % v
-    return "%.2f" % v
-
-
-def cell(v, base):
-    if v is None:
-        return "n/a"
-    if base:
-        return "%s (%.2fx)" % (fmt_num(v), v / base)
-    return fmt_num(v)
-
-
-def table(summary, args):
-    lines = ["| workload | server | CPU µs/req | req/s | p50 µs | p99 µs | errors | >100 ms "
-             "| peak RSS MiB | idle B/conn |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    na_by, noisy, failed = {}, [], []
-    for wl in args.workloads:
-        base = summary.get(BASE, {}).get(wl, {})
-        for name in args.servers:
-            f = summary[name][wl]
-            label = SERVERS[name]["label"]
-            if "na" in f:
-                lines.append("| %s | %s | n/a | n/a | n/a | n/a | | | | |" % (wl, label))
-                na_by.setdefault((label, f["na"]), []).append(wl)
-                continue
-            rss = f.get("peak_rss_kb")
-            rss_c = cell(rss / 1024 if rss else None,
-                         base.get("peak_rss_kb") / 1024 if base.get("peak_rss_kb") else None)
-            if wl == "idle":
-                per = " / ".join("%s: %s" % (c, cell(f["bytes_per_conn"].get(str(c)),
-                                                     (base.get("bytes_per_conn") or {})
-                                                     .get(str(c))))
-                                 for c in args.idle)
-                lines.append("| idle | %s | | | | | | | %s | %s |" % (label, rss_c, per))
-                continue
-            flag = " ⚠" if f["noisy_reps"] else ""
-            lines.append("| %s | %s | %s%s | %s | %s | %s | %d | %d | %s | |" % (
-                wl, label, cell(f["cpu_us_per_req"], base.get("cpu_us_per_req")), flag,
-                cell(f["rps"], base.get("rps")), cell(f["p50_us"], base.get("p50_us")),
-                cell(f["p99_us"], base.get("p99_us")), f["errors"], f["over_100ms"], rss_c))
-            if f["noisy_reps"]:
-                noisy.append("%s %s (%d/%d)" % (label, wl, f["noisy_reps"], f["reps"]))
-            if f["failed_reps"]:
-                failed.append("%s %s (%d/%d)" % (label, wl, f["failed_reps"],
-                                                 f["reps"] + f["failed_reps"]))
-    notes = ["n/a: %s, %s: %s" % (label, ", ".join(wls), why)
-             for (label, why), wls in na_by.items()]
-    if len(noisy) > 8:
-        notes.append("⚠ other processes took over 5%% of the CPUs during some repetitions "
-                     "of %d of the %d figures: ratios hold better than rates then" %
-                     (len(noisy), len(lines) - 2))
-    elif noisy:
-        notes.append("⚠ other processes took over 5%% of the CPUs during: %s" %
-                     ", ".join(noisy))
-    if failed:
-        notes.append("failed repetitions (left out of the medians): " + ", ".join(failed))
-    return "\n".join(lines), notes
-
-
-# ---------------------------------------------------------------- targets
-
-def targets(summary, args):
-    """[(target, PASS|FAIL|SKIP, detail)] for the targets of issue 6."""
-    S = summary.get("sockit", {})
-    B = summary.get(BASE, {})
-    out = []
-
-    def fig(d, wl, key):
-        f = d.get(wl) or {}
-        return None if "na" in f else f.get(key)
-
-    def paired(wl, key, num, den):
-        """The ratio within each repetition (the two runs were made minutes
-        apart at most), so a reader sees how far the machine drifted."""
-        a = (num.get(wl) or {}).get("by_rep") or {}
-        b = (den.get(wl) or {}).get("by_rep") or {}
-        v = ["%.2f" % (a[k][key] / b[k][key]) for k in sorted(a, key=int)
-             if k in b and a[k].get(key) and b[k].get(key)]
-        return " (by rep %s)" % "/".join(v) if len(v) > 1 else ""
-
-    def ratio_target(title, wls, limit, key="cpu_us_per_req", num=S, den=B):
-        got, bad = [], False
-        for wl in wls:
-            a, b = fig(num, wl, key), fig(den, wl, key)
-            if a is None or b is None or not b:
-                continue
-            r = a / b
-            got.append("%s %.2fx%s" % (wl, r, paired(wl, key, num, den)))
-            bad |= r > limit
-        if not got:
-            out.append((title, "SKIP", "not measured"))
-        else:
-            out.append((title, "FAIL" if bad else "PASS", ", ".join(got)))
-
-    wls = args.workloads
-    ratio_target("once: CPU/conn <= 0.75x epoll at c=16..256",
-                 [w for w in wls if w in ("once-16", "once-64", "once-256")], 0.75)
-    ratio_target("line: CPU/req <= 1.0x epoll", [w for w in wls if w.startswith("line")], 1.0)
-    ratio_target("udp: CPU/dgram <= 0.6x epoll", [w for w in wls if w.startswith("udp")], 0.6)
-    idle = (S.get("idle") or {}).get("bytes_per_conn") if "idle" in wls else None
-    big = str(max(args.idle))
-    if idle and idle.get(big) is not None:
-        v = idle[big]
-        out.append(("idle: RSS growth <= 256 B/conn at %s conns" % big,
-                    "PASS" if v <= 256 else "FAIL", "%.0f B/conn" % v))
-    else:
-        out.append(("idle: RSS growth <= 256 B/conn", "SKIP", "not measured"))
-    load = [w for w in wls if w != "idle"]
-    got = [(w, S[w]) for w in load if w in S and "na" not in S[w]]
-    if got:
-        bad = ["%s: %d errors, %d over 100 ms" % (w, f["errors"], f["over_100ms"])
-               for w, f in got if f["errors"] or f["over_100ms"]]
-        out.append(("stalls: no errors, nothing over 100 ms", "FAIL" if bad else "PASS",
-                    "; ".join(bad) or "%d workloads clean" % len(got)))
-    else:
-        out.append(("stalls: no errors, nothing over 100 ms", "SKIP", "not measured"))
-    ratio_target("latency: p99 at c=1 <= 1.2x epoll", [w for w in wls if w.endswith("-1")],
-                 1.2, key="p99_us")
-    ratio_target("workers: CPU/req with 2 workers <= 1.1x 1 worker", load, 1.1,
-                 num=summary.get("sockit2", {}), den=S)
-    # Beat every peer: lower CPU per request than each (the epoll yardstick
-    # has its own targets above), and less memory per idle connection.
-    beaten, lost = 0, []
-    for wl in wls:
-        for peer in args.servers:
-            if peer.startswith("sockit") or peer == BASE:
-                continue
-            if wl == "idle":
-                a = ((S.get("idle") or {}).get("bytes_per_conn") or {}).get(big)
-                b = ((summary[peer].get("idle") or {}).get("bytes_per_conn") or {}).get(big)
-            else:
-                a, b = fig(S, wl, "cpu_us_per_req"), fig(summary[peer], wl, "cpu_us_per_req")
-            if a is None or b is None:
-                continue
-            if a < b:
-                beaten += 1
-            else:
-                lost.append("%s %s" % (peer, wl))
-    if beaten or lost:
-        out.append(("beats every peer (CPU/req, idle B/conn)", "FAIL" if lost else "PASS",
-                    ("lost to: " + ", ".join(lost)) if lost else "%d comparisons" % beaten))
-    else:
-        out.append(("beats every peer (CPU/req, idle B/conn)", "SKIP", "no peer measured"))
-    return out
-
-
-# ---------------------------------------------------------------- chart
-
-def svg_chart(summary, args):
-    """A grouped bar chart of CPU µs/request (log scale), hand-written SVG."""
-    wls = [w for w in args.workloads if w != "idle"]
-    names = args.servers
-    colors = ["#8c564b", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#7f7f7f", "#d62728",
-              "#e377c2"]
-    vals = [summary[n][w].get("cpu_us_per_req") for w in wls for n in names
-            if "na" not in summary[n][w]]
-    vals = [v for v in vals if v]
-    if not wls or not vals:
-        return None
-    import math
-    lo = 10 ** math.floor(math.log10(min(vals)))
-    hi = 10 ** math.ceil(math.log10(max(vals)))
-    if hi <= lo:
-        hi = lo * 10
-    bar, gap, left, top, h = 9, 14, 70, 40, 300
-    group = bar * len(names) + gap
-    width = left + group * len(wls) + 180
-    height = top + h + 60
-
-    def y(v):
-        return top + h - h * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
-
-    e = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
-         'font-family="sans-serif" font-size="11">' % (width, height),
-         '<rect width="100%" height="100%" fill="white"/>',
-         '<text x="%d" y="20" font-size="14">Server CPU time per request (µs, log scale; '
-         'lower is better)</text>' % left]
-    d = lo
-    while d <= hi * 1.0001:
-        e.append('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>' %
-                 (left, left + group * len(wls), y(d), y(d)))
-        e.append('<text x="%d" y="%.1f" text-anchor="end">%g</text>' % (left - 4, y(d) + 4, d))
-        d *= 10
-    for i, wl in enumerate(wls):
-        x0 = left + i * group + gap / 2
-        for j, n in enumerate(names):
-            f = summary[n][wl]
-            v = None if "na" in f else f.get("cpu_us_per_req")
-            x = x0 + j * bar
-            if v:
-                e.append('<rect x="%.1f" y="%.1f" width="%d" height="%.1f" fill="%s">'
-                         '<title>%s %s: %.2f µs</title></rect>' %
-                         (x, y(v), bar - 1, top + h - y(v), colors[j % len(colors)],
-                          SERVERS[n]["label"], wl, v))
-            else:
-                e.append('<text x="%.1f" y="%d" font-size="8" fill="#999" transform="rotate(-90 '
-                         '%.1f %d)">n/a</text>' % (x + 7, top + h - 2, x + 7, top + h - 2))
-        e.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>' %
-                 (x0 + bar * len(names) / 2, top + h + 16, wl))
-    lx = left + group * len(wls) + 15
-    for j, n in enumerate(names):
-        e.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/>' %
-                 (lx, top + j * 16, colors[j % len(colors)]))
-        e.append('<text x="%d" y="%d">%s</text>' % (lx + 14, top + j * 16 + 9,
-                                                      SERVERS[n]["label"]))
-    e.append("</svg>")
-    return "\n".join(e) + "\n"
 
 
 # ---------------------------------------------------------------- main
 
-def na_cells(args, missing):
+def na_cells(args, missing, feat):
     na = {}
     for name in args.servers:
         for wl in args.workloads:
-            mode = "line" if wl == "idle" else wl.split("-")[0]
-            if name in missing:
-                na[(name, wl)] = missing[name]
-            elif mode not in SERVERS[name]["modes"]:
-                na[(name, wl)] = SERVERS[name].get("na", "no %s mode" % mode)
-            elif wl == "idle" and SERVERS[name].get("idle_na"):
-                na[(name, wl)] = SERVERS[name]["idle_na"]
+            why = plan.na_reason(name, wl, feat, missing)
+            tls = wl == "idle-tls" or (wl in WL and WL[wl]["tls"])
+            if why is None and name == BASE and tls and "tls_epoll" in missing:
+                why = missing["tls_epoll"]
+            if why:
+                na[(name, wl)] = why
     return na
+
+
+def make_certs(tmp):
+    """One ECDSA P-256 certificate for every TLS server of the run, signed
+    by a throw-away CA (tests/blackbox/tlscerts.py, the openssl CLI)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "blackbox"))
+    import tlscerts
+    ca = tlscerts.CA(os.path.join(tmp, "certs"))
+    pair = ca.issue(os.path.join(tmp, "certs", "server"), "localhost",
+                    sans=tlscerts.SERVER_SANS)
+    return ca.cert, (pair.cert, pair.key)
 
 
 def main(argv):
@@ -756,50 +644,61 @@ def main(argv):
         os.sched_setaffinity(0, {BENCH_CPU})  # our own idle-client work stays off CPU 0
     else:
         log("warning: fewer than 2 CPUs or no taskset: servers and load are not pinned")
-    if "idle" in args.workloads and not raise_nofile(max(args.idle) + 100):
-        log("warning: the fd limit is below %d; idle runs will fail" % max(args.idle))
-    else:
-        raise_nofile(0)
-    missing = unavailable(args)
-    na = na_cells(args, missing)
-    logdir = os.path.join(args.bindir, "logs")
-    os.makedirs(logdir, exist_ok=True)
+    need_fd = max(args.idle + args.idle_tls + [1000]) + 100
+    if not raise_nofile(need_fd):
+        log("warning: the fd limit is below %d; idle runs will fail" % need_fd)
     if not os.access(args.sockit, os.X_OK):
         raise SystemExit("run.py: %s is not an executable (it is also the load generator)"
                          % args.sockit)
+    missing = unavailable(args)
+    feat = plan.features(args.sockit)
+    na = na_cells(args, missing, feat)
+    logdir = os.path.join(args.bindir, "logs")
+    os.makedirs(logdir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="sockit-bench-")
+    try:
+        return run_all(args, argv, na, feat, tmp, logdir, ncpu)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
-    plan = []
+
+def run_all(args, argv, na, feat, tmp, logdir, ncpu):
+    todo = []
     for rep in range(args.reps):
         for wl in args.workloads:
             for name in args.servers:
                 if (name, wl) not in na:
-                    plan.append((rep, wl, name))
-    load_runs = sum(1 for p in plan if p[1] != "idle")
+                    todo.append((rep, wl, name))
+    ctx = {"sockit": args.sockit, "bindir": args.bindir, "node": NODE, "tmp": tmp,
+           "rate": args.rate, "ca": None, "certs": None, "metrics_port": 0}
+    if any(wl == "idle-tls" or (wl in WL and WL[wl]["tls"]) for _, wl, _ in todo):
+        ctx["ca"], ctx["certs"] = make_certs(tmp)
+    load_runs = sum(1 for p in todo if p[1] in WL)
     log("%d measurements (%d load runs of %gs + %gs warm-up, %d idle), %d repetitions" %
-        (len(plan), load_runs, args.duration, args.warmup, len(plan) - load_runs, args.reps))
+        (len(todo), load_runs, args.duration, args.warmup, len(todo) - load_runs, args.reps))
     started = time.monotonic()
     runs = []
-    for i, (rep, wl, name) in enumerate(plan):
+    for i, (rep, wl, name) in enumerate(todo):
         try:
-            if wl == "idle":
-                run = measure_idle(args, name, logdir)
+            if wl in IDLE:
+                run = measure_idle(args, name, wl, ctx, logdir)
             else:
-                mode, conns = next((m, c) for n, m, c in LOAD if n == wl)
-                run = measure_load(args, name, wl, mode, conns, logdir)
+                run = measure_load(args, name, wl, ctx, logdir)
         except (RuntimeError, OSError) as e:
             run = {"server": name, "workload": wl, "failed": str(e)}
         run["rep"] = rep
         runs.append(run)
         if "failed" in run:
             status = "FAILED: " + run["failed"]
-        elif wl == "idle":
+        elif wl in IDLE:
             status = ", ".join("%s conns %.0f B/conn" % (c, v["bytes_per_conn"])
                                for c, v in run["per_count"].items())
         else:
-            status = "%.0f req/s, %s µs CPU/req, %d errors%s" % (
-                run["rps"] or 0, fmt_num(run["cpu_us_per_req"]), run["errors"] or 0,
+            status = "%.0f req/s, %s µs CPU/req, %s sleeps/req, %d errors%s" % (
+                run["rps"] or 0, fmt_num(run["cpu_us_per_req"]),
+                fmt_num(run["sleeps_per_req"]), run["errors"] or 0,
                 ", noisy" if run["noisy"] else "")
-        log("[%d/%d] rep %d %s %s: %s" % (i + 1, len(plan), rep + 1, wl, name, status))
+        log("[%d/%d] rep %d %s %s: %s" % (i + 1, len(todo), rep + 1, wl, name, status))
 
     summary = summarize(runs, args, na)
     tab, notes = table(summary, args)
@@ -807,17 +706,20 @@ def main(argv):
     elapsed = time.monotonic() - started
     print("## sockit serve vs. its peers (%s)\n" %
           datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
-    print("Server pinned to CPU %d, `sockit bench -t 1 -s %d` on CPU %d; %gs per run, "
-          "%d repetition(s) interleaved, medians (errors and >100 ms: sums). Ratios are to the "
-          "minimal epoll server. Idle: line-mode connections, one round trip each, then held."
-          % (SERVER_CPU, MSG_SIZE, BENCH_CPU, args.duration, args.reps))
+    print("Server pinned to CPU %d, `sockit bench -t 1 -s %d` (or lg2, the /lg2 rows) on "
+          "CPU %d; %gs per run, %d repetition(s) interleaved, medians (errors and >100 ms: "
+          "sums). Ratios are to the minimal epoll server (in TLS rows its OpenSSL twin). "
+          "sleeps/req: the server's voluntary context switches per request; LG µs/req: the "
+          "load generator's own CPU. Idle: line-mode connections, one round trip each, then "
+          "held. The -R row runs at %d requests/s."
+          % (SERVER_CPU, MSG_SIZE, BENCH_CPU, args.duration, args.reps, args.rate))
     print()
     print(tab)
     if notes:
         print()
         for n in notes:
             print("- " + n)
-    print("\nTargets (issue 6):")
+    print("\nTargets (issues 6, 15, 16, 17, 20):")
     for title, verdict, detail in checks:
         print("%-4s %s -- %s" % (verdict, title, detail))
 
@@ -827,7 +729,9 @@ def main(argv):
         "command": " ".join(["bench/run.py"] + argv),
         "machine": {"cpus": ncpu, "kernel": os.uname().release, "pinned": PIN},
         "params": {"duration_s": args.duration, "warmup_s": args.warmup, "reps": args.reps,
-                   "size": MSG_SIZE, "idle_counts": args.idle, "servers": args.servers,
+                   "size": MSG_SIZE, "idle_counts": args.idle,
+                   "idle_tls_counts": args.idle_tls, "rate": args.rate,
+                   "features": feat, "servers": args.servers,
                    "workloads": args.workloads, "sockit": args.sockit},
         "elapsed_s": elapsed, "summary": summary, "table_md": tab, "notes": notes,
         "targets": [{"target": t, "verdict": v, "detail": d} for t, v, d in checks],

@@ -3,8 +3,13 @@ no third-party packages), written for speed: TCP uses BufferedProtocol and
 reads into one shared buffer (plain Protocol makes asyncio allocate, and the
 allocator mmap and munmap, a 256 KiB bytes object for every read).
 
-Usage: python3 asyncio_server.py once|line|udp PORT   (127.0.0.1; PORT 0
-picks one and prints "port N" on stdout).
+Usage: python3 asyncio_server.py once|line|udp PORT [--tls CERT KEY]
+       python3 asyncio_server.py once|line -U PATH
+(127.0.0.1; PORT 0 picks one and prints "port N" on stdout; -U serves a
+Unix stream socket at PATH with start_unix_server and prints "unix PATH";
+--tls wraps every TCP connection in the stdlib ssl module's TLS, a server
+context with the certificate chain and key, session tickets on as OpenSSL
+defaults them.)
 
 once: the first data (at most 1024 bytes) gets b"Received: " + data, then
       close; EOF before any data gets b"Received: ".
@@ -14,8 +19,11 @@ line: b"Received: " + line per \\n-terminated line, pipelined; a final
       64 KiB closes the connection.
 udp:  one datagram b"Received: " + data back per datagram.
 """
+import argparse
 import asyncio
+import os
 import resource
+import ssl
 import sys
 
 PREFIX = b"Received: "
@@ -86,25 +94,43 @@ class Udp(asyncio.DatagramProtocol):
         self.t.sendto((PREFIX + data)[:65507], addr)
 
 
-async def main(mode, port):
+async def main(mode, port, unix=None, tls=None):
     loop = asyncio.get_running_loop()
+    proto = Once if mode == "once" else Line
+    ctx = None
+    if tls:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(tls[0], tls[1])
+    if unix:
+        if os.path.exists(unix):
+            os.unlink(unix)
+        await loop.create_unix_server(proto, unix, backlog=4096, ssl=ctx)
+        print(f"unix {unix}", flush=True)
+        await asyncio.Event().wait()
     if mode == "udp":
         t, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", port))
         port = t.get_extra_info("sockname")[1]
     else:
-        srv = await loop.create_server(Once if mode == "once" else Line, "127.0.0.1", port,
-                                       backlog=4096, reuse_address=True)
+        srv = await loop.create_server(proto, "127.0.0.1", port, backlog=4096,
+                                       reuse_address=True, ssl=ctx)
         port = srv.sockets[0].getsockname()[1]
     print(f"port {port}", flush=True)
     await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("once", "line", "udp"):
-        sys.exit("usage: asyncio_server.py once|line|udp PORT")
+    ap = argparse.ArgumentParser(usage="asyncio_server.py once|line|udp PORT [--tls CERT KEY]"
+                                       " | once|line -U PATH [--tls CERT KEY]")
+    ap.add_argument("mode", choices=("once", "line", "udp"))
+    ap.add_argument("port", type=int, nargs="?", default=0)
+    ap.add_argument("-U", "--unix")
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    a = ap.parse_args()
+    if a.mode == "udp" and (a.unix or a.tls):
+        ap.error("udp is plain and on 127.0.0.1 only")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
-        asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+        asyncio.run(main(a.mode, a.port, a.unix, a.tls))
     except KeyboardInterrupt:
         pass

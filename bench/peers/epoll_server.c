@@ -3,7 +3,8 @@
  * speaking the sockit protocol, with no features and no wasted system calls.
  *
  * Usage: epoll_server once|line|udp PORT   (127.0.0.1; PORT 0 picks one and
- * prints "port N" on stdout).
+ * prints "port N" on stdout), or epoll_server once|line -U PATH (a Unix
+ * stream socket at PATH, replacing a stale file; prints "unix PATH").
  *
  * once: accept4(SOCK_NONBLOCK) in a loop until EAGAIN, register each
  *       connection for EPOLLIN, then one read of up to 1024 bytes, one write of
@@ -34,6 +35,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define PREFIX "Received: "
@@ -232,6 +234,26 @@ static void udp_readable(int fd)
 	}
 }
 
+static int listen_unix(const char *path)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "epoll_server: path too long: %s\n", path);
+		exit(2);
+	}
+	strcpy(sun.sun_path, path);
+	(void)unlink(path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 4096) < 0) {
+		perror("epoll_server: listen");
+		exit(1);
+	}
+	printf("unix %s\n", path);
+	fflush(stdout);
+	return fd;
+}
+
 static int listen_on(enum mode mode, int port)
 {
 	int type = mode == MODE_UDP ? SOCK_DGRAM : SOCK_STREAM;
@@ -260,8 +282,8 @@ int main(int argc, char **argv)
 	enum mode mode;
 	int ep, lfd, i, n;
 
-	if (argc != 3) {
-		fprintf(stderr, "usage: epoll_server once|line|udp PORT\n");
+	if (argc != 3 && !(argc == 4 && !strcmp(argv[2], "-U"))) {
+		fprintf(stderr, "usage: epoll_server once|line|udp PORT | once|line -U PATH\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "once"))
@@ -283,7 +305,11 @@ int main(int argc, char **argv)
 	conns = calloc(rl.rlim_cur, sizeof(*conns));
 	if (!conns)
 		return 1;
-	lfd = listen_on(mode, atoi(argv[2]));
+	if (argc == 4 && mode == MODE_UDP) {
+		fprintf(stderr, "epoll_server: -U serves once and line only\n");
+		return 2;
+	}
+	lfd = argc == 4 ? listen_unix(argv[3]) : listen_on(mode, atoi(argv[2]));
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd};
 	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0) {

@@ -4,7 +4,8 @@
  * reads into one static buffer (the loop is single-threaded).
  *
  * Usage: libuv_server once|line|udp PORT   (127.0.0.1; PORT 0 picks one and
- * prints "port N" on stdout).
+ * prints "port N" on stdout), or libuv_server once|line -U PATH: the same
+ * on a Unix stream socket, libuv's pipes (uv_pipe_t), printing "unix PATH".
  *
  * once: the first read (at most 1024 bytes) gets "Received: " + data, then
  *       the connection is closed once the write completes; EOF before any
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #define PREFIX "Received: "
@@ -33,7 +35,10 @@
 #define UDP_SLOTS 16
 
 struct conn {
-	uv_tcp_t tcp;
+	union {
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+	} h;	    /* the stream: TCP, or a pipe with -U */
 	char *part; /* carried partial line */
 	size_t part_len;
 	int answered; /* once: the reply is on its way */
@@ -50,6 +55,8 @@ struct wreq {
 
 static uv_loop_t *loop;
 static uv_tcp_t server;
+static uv_pipe_t pipe_server;
+static int use_pipe;
 static uv_udp_t udp;
 static int mode_line;
 static char rbuf[MAX_LINE + 65536];
@@ -72,9 +79,11 @@ static void on_closed(uv_handle_t *h)
 
 static void conn_close(struct conn *c)
 {
-	if (!uv_is_closing((uv_handle_t *)&c->tcp))
-		uv_close((uv_handle_t *)&c->tcp, on_closed);
+	if (!uv_is_closing((uv_handle_t *)&c->h))
+		uv_close((uv_handle_t *)&c->h, on_closed);
 }
+
+static void line_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
 static void on_written(uv_write_t *req, int status)
 {
@@ -87,9 +96,9 @@ static void on_written(uv_write_t *req, int status)
 		conn_close(c);
 		return;
 	}
-	if (c->paused && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < MAX_PENDING) {
+	if (c->paused && uv_stream_get_write_queue_size((uv_stream_t *)&c->h) < MAX_PENDING) {
 		c->paused = 0;
-		(void)uv_read_start((uv_stream_t *)&c->tcp, on_alloc, NULL);
+		(void)uv_read_start((uv_stream_t *)&c->h, on_alloc, line_read);
 	}
 }
 
@@ -100,7 +109,7 @@ static int conn_write(struct conn *c, struct wreq *w, size_t len)
 	int r;
 
 	w->c = c;
-	r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+	r = uv_write(&w->req, (uv_stream_t *)&c->h, &b, 1, on_written);
 	if (r == 0)
 		c->writes++;
 	return r;
@@ -250,13 +259,18 @@ static void on_connection(uv_stream_t *srv, int status)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return;
-	uv_tcp_init(loop, &c->tcp);
-	c->tcp.data = c;
-	if (uv_accept(srv, (uv_stream_t *)&c->tcp) < 0) {
+	if (use_pipe) {
+		uv_pipe_init(loop, &c->h.pipe, 0);
+		c->h.pipe.data = c;
+	} else {
+		uv_tcp_init(loop, &c->h.tcp);
+		c->h.tcp.data = c;
+	}
+	if (uv_accept(srv, (uv_stream_t *)&c->h) < 0) {
 		conn_close(c);
 		return;
 	}
-	(void)uv_read_start((uv_stream_t *)&c->tcp, on_alloc, mode_line ? line_read : once_read);
+	(void)uv_read_start((uv_stream_t *)&c->h, on_alloc, mode_line ? line_read : once_read);
 }
 
 static void udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -298,19 +312,41 @@ static void udp_read(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct s
 	}
 }
 
+static int serve_pipe(const char *path)
+{
+	int r;
+
+	use_pipe = 1;
+	(void)unlink(path);
+	uv_pipe_init(loop, &pipe_server, 0);
+	r = uv_pipe_bind(&pipe_server, path);
+	if (!r)
+		r = uv_listen((uv_stream_t *)&pipe_server, 4096, on_connection);
+	if (r) {
+		fprintf(stderr, "libuv_server: %s: %s\n", path, uv_strerror(r));
+		return 1;
+	}
+	printf("unix %s\n", path);
+	fflush(stdout);
+	return uv_run(loop, UV_RUN_DEFAULT);
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_in sa;
 	int namelen = sizeof(sa), r;
 
-	if (argc != 3 ||
-	    (strcmp(argv[1], "once") && strcmp(argv[1], "line") && strcmp(argv[1], "udp"))) {
-		fprintf(stderr, "usage: libuv_server once|line|udp PORT\n");
+	if ((argc != 3 && !(argc == 4 && !strcmp(argv[2], "-U"))) ||
+	    (strcmp(argv[1], "once") && strcmp(argv[1], "line") && strcmp(argv[1], "udp")) ||
+	    (argc == 4 && !strcmp(argv[1], "udp"))) {
+		fprintf(stderr, "usage: libuv_server once|line|udp PORT | once|line -U PATH\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	loop = uv_default_loop();
 	mode_line = !strcmp(argv[1], "line");
+	if (argc == 4)
+		return serve_pipe(argv[3]);
 	uv_ip4_addr("127.0.0.1", atoi(argv[2]), &sa);
 	if (!strcmp(argv[1], "udp")) {
 		uv_udp_init_ex(loop, &udp, AF_INET | UV_UDP_RECVMMSG);

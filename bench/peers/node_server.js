@@ -1,7 +1,11 @@
 // node_server.js -- the sockit protocol on Node.js `net` and `dgram`.
 //
-// Usage: node node_server.js once|line|udp PORT   (127.0.0.1; PORT 0 picks
-// one and prints "port N" on stdout).
+// Usage: node node_server.js once|line|udp PORT [--tls CERT KEY]
+//        node node_server.js once|line -U PATH
+// (127.0.0.1; PORT 0 picks one and prints "port N" on stdout; -U listens on
+// a Unix stream socket at PATH and prints "unix PATH"; --tls serves TLS with
+// the `tls` module: tls.createServer with the certificate chain and key,
+// session tickets on as node defaults them.)
 //
 // once: the first data (at most 1024 bytes) gets "Received: " + data, then
 //       end; EOF before any data gets "Received: ".
@@ -12,6 +16,8 @@
 'use strict';
 const net = require('net');
 const dgram = require('dgram');
+const fs = require('fs');
+const tls = require('tls');
 
 const PREFIX = Buffer.from('Received: ');
 const ONCE_MAX = 1024;
@@ -59,13 +65,24 @@ function line(sock) {
   sock.on('error', () => sock.destroy());
 }
 
+function usage() {
+  console.error('usage: node node_server.js once|line|udp PORT [--tls CERT KEY] | ' +
+                'once|line -U PATH');
+  process.exit(2);
+}
+
 function main() {
-  const mode = process.argv[2];
-  const port = Number(process.argv[3]);
-  if (!['once', 'line', 'udp'].includes(mode) || !Number.isInteger(port)) {
-    console.error('usage: node node_server.js once|line|udp PORT');
-    process.exit(2);
+  const argv = process.argv.slice(2);
+  const mode = argv.shift();
+  let port = 0, path = null, cert = null, key = null;
+  while (argv.length) {
+    const a = argv.shift();
+    if (a === '-U' && argv.length) path = argv.shift();
+    else if (a === '--tls' && argv.length >= 2) [cert, key] = [argv.shift(), argv.shift()];
+    else if (/^[0-9]+$/.test(a)) port = Number(a);
+    else usage();
   }
+  if (!['once', 'line', 'udp'].includes(mode) || (mode === 'udp' && (path || cert))) usage();
   if (mode === 'udp') {
     const s = dgram.createSocket('udp4');
     s.on('message', (msg, rinfo) => {
@@ -75,7 +92,16 @@ function main() {
     s.bind(port, '127.0.0.1', () => console.log(`port ${s.address().port}`));
     return;
   }
-  const srv = net.createServer({allowHalfOpen: true}, mode === 'once' ? once : line);
+  const handler = mode === 'once' ? once : line;
+  const srv = cert ?
+      tls.createServer({allowHalfOpen: true, cert: fs.readFileSync(cert),
+                        key: fs.readFileSync(key)}, handler) :
+      net.createServer({allowHalfOpen: true}, handler);
+  if (path) {
+    try { fs.unlinkSync(path); } catch (e) { /* none yet */ }
+    srv.listen({path, backlog: 4096}, () => console.log(`unix ${path}`));
+    return;
+  }
   srv.listen({port, host: '127.0.0.1', backlog: 4096},
              () => console.log(`port ${srv.address().port}`));
 }

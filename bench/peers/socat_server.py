@@ -1,9 +1,11 @@
 """socat_server.py -- the sockit protocol with socat, one process per
 connection or datagram (fork), as a shell user would set it up.
 
-Usage: python3 socat_server.py once|line|udp PORT   (127.0.0.1; PORT 0 picks
-a free port first, then prints "port N" on stdout; socat then replaces this
-process, so its PID is the server's).
+Usage: python3 socat_server.py once|line|udp PORT [--tls CERT KEY]
+(127.0.0.1; PORT 0 picks a free port first, then prints "port N" on stdout;
+socat then replaces this process, so its PID is the server's).  --tls
+listens with OPENSSL-LISTEN (cert=, key=, verify=0: no client certificate)
+instead of TCP-LISTEN, fork per connection all the same.
 
 Each connection (TCP-LISTEN,fork) or datagram (UDP4-RECVFROM,fork) gets a
 socat child that runs socat_reply.sh MODE on the stream: see there for how
@@ -27,8 +29,10 @@ def free_port(kind):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("once", "line", "udp"):
-        sys.exit("usage: socat_server.py once|line|udp PORT")
+    tls = len(sys.argv) == 6 and sys.argv[3] == "--tls"
+    if (len(sys.argv) != 3 and not tls) or sys.argv[1] not in ("once", "line", "udp") or \
+            (tls and sys.argv[1] == "udp"):
+        sys.exit("usage: socat_server.py once|line|udp PORT | once|line PORT --tls CERT KEY")
     mode, port = sys.argv[1], int(sys.argv[2])
     if port == 0:
         port = free_port(socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM)
@@ -36,6 +40,10 @@ def main():
     if mode == "udp":
         opts = ["-b", "65546", "-t", "5"]
         listen = f"UDP4-RECVFROM:{port},bind=127.0.0.1,reuseaddr,fork"
+    elif tls:
+        opts = []
+        listen = (f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=4096,"
+                  f"cert={sys.argv[4]},key={sys.argv[5]},verify=0")
     else:
         opts = []
         listen = f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=4096"
