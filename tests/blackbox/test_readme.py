@@ -262,6 +262,7 @@ def command_lines(path):
     """(line, argv) of each shell command in path's sh/console blocks, split
     at pipes and lists."""
     for start, lang, text in blocks(path, {"sh", "console"}):
+        text = re.sub(r"\\\n[ \t]*", " ", text)  # a backslash-newline continues the line
         for i, line in enumerate(text.splitlines(), start + 1):
             if lang == "console":
                 if not line.startswith("$ "):
