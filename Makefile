@@ -71,8 +71,11 @@ $(BUILD)/libsockit.a: $(LIB_OBJ)
 $(BUILD)/libsockit.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libsockit.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/sockit: $(CMD_OBJ) $(BUILD)/libsockit.a
-	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(BUILD)/libsockit.a $(LIBS)
+# The binary speaks TLS (serve --tls-cert): it links libsockit_tls and OpenSSL;
+# libsockit itself stays libc-only.  TLS_LIBS is set below.
+$(BUILD)/sockit: $(CMD_OBJ) $(BUILD)/libsockit_tls.a $(BUILD)/libsockit.a
+	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(BUILD)/libsockit_tls.a $(BUILD)/libsockit.a $(TLS_LIBS) \
+		$(LIBS)
 
 $(BUILD)/sockit.pc: sockit.pc.in include/sockit.h Makefile
 	@mkdir -p $(dir $@)
@@ -80,10 +83,12 @@ $(BUILD)/sockit.pc: sockit.pc.in include/sockit.h Makefile
 
 # A unit test links the library, the testable cmd/ modules and cmocka; extra
 # linker flags (e.g. -Wl,--wrap=send) come from tests/unit/<name>.ldflags.
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsockit.a $(CMD_TESTABLE) Makefile
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsockit_tls.a $(BUILD)/libsockit.a $(CMD_TESTABLE) \
+		Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $< $(CMD_TESTABLE) $(BUILD)/libsockit.a \
-		$(shell cat tests/unit/$*.ldflags 2>/dev/null) $(shell pkg-config --libs cmocka) $(LIBS)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $< $(CMD_TESTABLE) $(BUILD)/libsockit_tls.a \
+		$(BUILD)/libsockit.a $(shell cat tests/unit/$*.ldflags 2>/dev/null) \
+		$(shell pkg-config --libs cmocka) $(TLS_LIBS) $(LIBS)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libsockit.a Makefile
 	@mkdir -p $(dir $@)

@@ -5,6 +5,7 @@
  * descriptors, accepting pauses instead of spinning, and resumes alone.
  */
 #include <errno.h>
+#include <string.h>
 
 #include "cli.h"
 #include "conn.h"
@@ -123,7 +124,7 @@ static void accept_adapt(struct worker *w, int got, uint64_t now)
 static int need_peer(const struct worker *w)
 {
 	const struct serve_config *cfg = w->cfg;
-	return cfg->nallow > 0 || cfg->ndeny > 0 || w->sh->ips != NULL ||
+	return cfg->nallow > 0 || cfg->ndeny > 0 || w->sh->ips != NULL || cfg->nproxy_from > 0 ||
 	       w->log->level >= LOG_DEBUG;
 }
 
@@ -137,14 +138,48 @@ static void others_refresh(struct worker *w, uint64_t now)
 	}
 }
 
-static void log_accepted(struct worker *w, int fd, const sockit_addr *peer)
+void conn_log_accepted(struct worker *w, int fd, const sockit_addr *peer, const sockit_addr *via)
 {
-	char addr[SOCKIT_ADDRSTRLEN] = "?";
+	char addr[SOCKIT_ADDRSTRLEN] = "?", by[SOCKIT_ADDRSTRLEN + 8] = "";
 	if (peer != NULL)
 		sockit_addr_format(peer, addr, sizeof(addr));
+	if (via != NULL) {
+		memcpy(by, " via ", 5);
+		sockit_addr_format(via, by + 5, sizeof(by) - 5);
+	}
 	conn_note_peer(w, fd, peer);
 	struct log_fields f = {"accepted", fd, addr, NULL};
-	serve_log_event(w->log, LOG_DEBUG, &f, "accepted fd %d from %s", fd, addr);
+	serve_log_event(w->log, LOG_DEBUG, &f, "accepted fd %d from %s%s", fd, addr, by);
+}
+
+void conn_admitted(struct worker *w, int fd, struct ip_entry *ip)
+{
+	if (w->sh->tls != NULL)
+		tls_start(w, fd, ip, NULL);
+	else if (w->cfg->mode == MODE_ONCE)
+		once_start(w, fd, ip);
+	else
+		stream_start(w, fd, ip);
+}
+
+/* --proxy-protocol: the balancer may connect (--proxy-from); the checks
+ * that need the client's address wait for its header (proxy.c). */
+static void accept_proxied(struct worker *w, int fd, const sockit_addr *peer)
+{
+	const struct serve_config *cfg = w->cfg;
+	if (cfg->nproxy_from > 0 && !proxy_from_allows(cfg, peer)) {
+		CTR_ADD(w, refused_proxy_from, 1);
+		refuse(w, fd, peer, "proxy_from", "not in --proxy-from");
+		return;
+	}
+	if (!room_for_one(w)) {
+		CTR_ADD(w, refused_maxconns, 1);
+		refuse(w, fd, peer, "max_conns", "--max-conns reached");
+		return;
+	}
+	CTR_ADD(w, accepted, 1);
+	CTR_ADD(w, active, 1);
+	proxy_start(w, fd, peer);
 }
 
 /* A new connection fd (peer NULL when need_peer() is 0): admit or refuse. */
@@ -154,6 +189,10 @@ static void accept_one(struct worker *w, int fd, const sockit_addr *peer)
 	if (w->emfile_episode) {
 		w->emfile_episode = 0;
 		serve_log(w->log, LOG_INFO, "descriptors available again; accepting");
+	}
+	if (cfg->proxy) {
+		accept_proxied(w, fd, peer);
+		return;
 	}
 	if (peer != NULL && (cfg->nallow > 0 || cfg->ndeny > 0) && !serve_acl_allows(cfg, peer)) {
 		CTR_ADD(w, refused_denied, 1);
@@ -174,11 +213,8 @@ static void accept_one(struct worker *w, int fd, const sockit_addr *peer)
 	CTR_ADD(w, accepted, 1);
 	CTR_ADD(w, active, 1);
 	if (w->log->level >= LOG_DEBUG)
-		log_accepted(w, fd, peer);
-	if (cfg->mode == MODE_ONCE)
-		once_start(w, fd, ip);
-	else
-		stream_start(w, fd, ip);
+		conn_log_accepted(w, fd, peer, NULL);
+	conn_admitted(w, fd, ip);
 }
 
 /* An accept error: ECONNABORTED, EPERM (firewall), EPROTO... are one

@@ -27,6 +27,8 @@
 /* Once mode's wake-up coalescing: see --help and docs/DESIGN.md. */
 #define DEFAULT_COALESCE_US 50
 #define MAX_COALESCE_US 1000000
+/* --proxy-protocol: the header must be whole within min(-i, this). */
+#define PROXY_TIMEOUT_MS 5000
 
 /* %s: the defaults, formatted as the parsers take them. */
 static const char usage_fmt[] =
@@ -35,6 +37,8 @@ static const char usage_fmt[] =
 	"         [--max-bytes SIZE] [--max-line SIZE] [--max-pending SIZE] [--allow CIDR]...\n"
 	"         [--deny CIDR]... [--prefix STR] [--udp-rate N] [--dualstack]\n"
 	"         [--drain-timeout DUR] [--backend auto|io_uring|epoll] [--coalesce DUR] [-v]\n"
+	"         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
+	"         [--proxy-protocol [--proxy-from CIDR]...]\n"
 	"         [--log-level error|warn|info|debug] [--log-format text|json] [-h] [-V]\n"
 	"\n"
 	"The tutorial's acknowledgement server: each client gets PREFIX + what it sent.\n"
@@ -67,6 +71,16 @@ static const char usage_fmt[] =
 	"                            several clients (default %s in once mode, 0 = off\n"
 	"                            in the others; adds up to DUR of latency; backs off\n"
 	"                            by itself when clients are few)\n"
+	"      --tls-cert FILE       TLS on every TCP connection, with this certificate\n"
+	"                            chain (PEM); UDP stays plaintext; SIGHUP reloads it\n"
+	"      --tls-key FILE        its private key (PEM; default: in --tls-cert's file)\n"
+	"      --tls-client-ca FILE  require client certificates signed by these CAs\n"
+	"      --proxy-protocol      every TCP connection starts with a PROXY header (v1\n"
+	"                            or v2, as HAProxy's send-proxy[-v2] sends): its\n"
+	"                            address is the client for logs, limits, --allow/--deny\n"
+	"                            (a header must come within min(-i, 5s))\n"
+	"      --proxy-from CIDR     with --proxy-protocol: only these may connect\n"
+	"                            (repeatable; default: anyone)\n"
 	"  -v, --verbose             the same as --log-level debug\n"
 	"      --log-level LEVEL     error, warn, info (default) or debug (per connection)\n"
 	"      --log-format FMT      text (default) or json (one object per line)\n"
@@ -75,7 +89,8 @@ static const char usage_fmt[] =
 	"\n"
 	"Durations take units: 500ms, 2s, 1.5m, 1h (a bare number is seconds).\n"
 	"Sizes: 1024, 64k, 1M (each step 1024; KiB, MiB mean the same).\n"
-	"SIGUSR1 prints the counters; SIGTERM/SIGINT drain and exit 0 (a second one: at once).\n";
+	"SIGUSR1 prints the counters; SIGTERM/SIGINT drain and exit 0 (a second one: at once);\n"
+	"with --tls-cert, SIGHUP reloads the certificate and key for new connections.\n";
 
 enum {
 	OPT_UDP_ONLY = 256,
@@ -95,6 +110,11 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_LOG_FORMAT,
 	OPT_COALESCE,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_CLIENT_CA,
+	OPT_PROXY,
+	OPT_PROXY_FROM,
 };
 
 static const char short_opts[] = ":H:p:m:i:uv46hV";
@@ -122,6 +142,11 @@ static const struct option long_opts[] = {
 	{"drain-timeout", required_argument, NULL, OPT_DRAIN},
 	{"backend", required_argument, NULL, OPT_BACKEND},
 	{"coalesce", required_argument, NULL, OPT_COALESCE},
+	{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+	{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+	{"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
+	{"proxy-protocol", no_argument, NULL, OPT_PROXY},
+	{"proxy-from", required_argument, NULL, OPT_PROXY_FROM},
 	{"verbose", no_argument, NULL, 'v'},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -160,7 +185,8 @@ void serve_config_free(struct serve_config *cfg)
 {
 	free(cfg->allow);
 	free(cfg->deny);
-	cfg->allow = cfg->deny = NULL;
+	free(cfg->proxy_from);
+	cfg->allow = cfg->deny = cfg->proxy_from = NULL;
 }
 
 static void print_usage(void)
@@ -268,6 +294,20 @@ static int parse_choice(int c, const char *opt, const char *s, struct serve_conf
 	}
 }
 
+/* The TLS files: names only here; serve_run loads them. */
+static int parse_file(int c, const char *opt, const char *s, struct serve_config *cfg)
+{
+	if (s[0] == '\0')
+		return cli_usage(CMD, "invalid file name '' for %s", opt);
+	if (c == OPT_TLS_CERT)
+		cfg->tls_cert = s;
+	else if (c == OPT_TLS_KEY)
+		cfg->tls_key = s;
+	else
+		cfg->tls_client_ca = s;
+	return 0;
+}
+
 /* One option c with its value: 0, 1 for --help/--version (done), or 2. */
 static int parse_option(int c, const char *opt, const char *s, struct serve_config *cfg,
 			struct parse_state *st)
@@ -300,6 +340,14 @@ static int parse_option(int c, const char *opt, const char *s, struct serve_conf
 		return add_cidr(opt, &cfg->allow, &cfg->nallow, s);
 	case OPT_DENY:
 		return add_cidr(opt, &cfg->deny, &cfg->ndeny, s);
+	case OPT_PROXY_FROM:
+		return add_cidr(opt, &cfg->proxy_from, &cfg->nproxy_from, s);
+	case OPT_PROXY:
+		return cfg->proxy = 1, 0;
+	case OPT_TLS_CERT:
+	case OPT_TLS_KEY:
+	case OPT_TLS_CLIENT_CA:
+		return parse_file(c, opt, s, cfg);
 	case OPT_PREFIX:
 		if (strlen(s) > MAX_PREFIX)
 			return cli_usage(CMD, "invalid prefix for %s: longer than %d bytes", opt,
@@ -341,6 +389,19 @@ static int check_config(struct serve_config *cfg, const struct parse_state *st)
 	} else if (st->udp) {
 		cfg->udp = 1;
 	}
+	if ((cfg->tls_key != NULL || cfg->tls_client_ca != NULL) && cfg->tls_cert == NULL)
+		return cli_usage(CMD, "%s needs --tls-cert",
+				 cfg->tls_key != NULL ? "--tls-key" : "--tls-client-ca");
+	if (cfg->tls_cert != NULL && !cfg->tcp)
+		return cli_usage(CMD, "--tls-cert and --udp-only: TLS is for TCP connections only");
+	if (cfg->nproxy_from > 0 && !cfg->proxy)
+		return cli_usage(CMD, "--proxy-from needs --proxy-protocol");
+	if (cfg->proxy && !cfg->tcp)
+		return cli_usage(CMD,
+				 "--proxy-protocol and --udp-only: PROXY headers are for TCP only");
+	cfg->proxy_timeout_ms = cfg->idle_timeout_ms > 0 && cfg->idle_timeout_ms < PROXY_TIMEOUT_MS
+					? cfg->idle_timeout_ms
+					: PROXY_TIMEOUT_MS;
 	cfg->prefix_len = strlen(cfg->prefix);
 	if (cfg->coalesce_us < 0)
 		cfg->coalesce_us = cfg->mode == MODE_ONCE ? DEFAULT_COALESCE_US : 0;

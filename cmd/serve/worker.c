@@ -82,6 +82,7 @@ int worker_loop_new(struct worker *w)
 	log_ratelimit_init(&w->rl_accept, w->log, w->loop, "accept warnings");
 	log_ratelimit_init(&w->rl_udp, w->log, w->loop, "UDP warnings");
 	log_ratelimit_init(&w->rl_refused, w->log, w->loop, "refused clients");
+	log_ratelimit_init(&w->rl_hello, w->log, w->loop, "TLS/PROXY failures");
 	return 0;
 }
 
@@ -103,6 +104,7 @@ void *worker_main(void *arg)
 	log_ratelimit_flush(&w->rl_accept);
 	log_ratelimit_flush(&w->rl_udp);
 	log_ratelimit_flush(&w->rl_refused);
+	log_ratelimit_flush(&w->rl_hello);
 	sk_loop_ops_finish(w->loop); /* io_uring: only this thread may */
 	if (rc < 0)
 		serve_log(w->log, LOG_ERROR, "worker %d: event loop failed: %s", w->id,
@@ -138,6 +140,7 @@ void worker_free(struct worker *w)
 		log_ratelimit_flush(&w->rl_accept);
 		log_ratelimit_flush(&w->rl_udp);
 		log_ratelimit_flush(&w->rl_refused);
+		log_ratelimit_flush(&w->rl_hello);
 		sockit_loop_free(w->loop);
 		w->loop = NULL;
 	}

@@ -25,8 +25,9 @@ struct conn_list {
 struct serve_shared {
 	struct worker *workers;
 	int nworkers;
-	struct ip_table *ips;	/* or NULL */
-	sockit_loop *main_loop; /* woken when a worker's loop ends */
+	struct ip_table *ips;	    /* or NULL */
+	struct sockit_tls_ctx *tls; /* --tls-cert: the server context (tls.c), or NULL */
+	sockit_loop *main_loop;	    /* woken when a worker's loop ends */
 };
 
 /* Sent from the main thread to a worker (worker_command). */
@@ -59,6 +60,7 @@ struct worker {
 
 	struct conn_list idle;	 /* every open connection but lingering ones */
 	struct conn_list linger; /* after the reply: discarding input, bounded */
+	struct conn_list header; /* --proxy-protocol: waiting for the header, bounded */
 	sockit_timer sweep;	 /* fires at the earliest deadline of both lists */
 	uint64_t sweep_at;	 /* when it is armed for */
 	sockit_timer accept_timer;
@@ -72,6 +74,7 @@ struct worker {
 	struct log_ratelimit rl_accept;	 /* accept errors */
 	struct log_ratelimit rl_udp;	 /* UDP errors */
 	struct log_ratelimit rl_refused; /* refused clients */
+	struct log_ratelimit rl_hello;	 /* failed TLS handshakes, bad PROXY headers */
 	int emfile_episode;
 	int accept_one, accept_busy; /* see accept_adapt() */
 	uint64_t accept_ms;
@@ -125,6 +128,14 @@ int conn_worker_init(struct worker *w);
 void conn_close_all(struct worker *w, int count_as_timeout);
 void conn_worker_free(struct worker *w);
 void conn_check_drained(struct worker *w);
+
+/* tls.c: the context from --tls-cert/--tls-key/--tls-client-ca, or NULL
+ * without them.  0, or 2 after the usage error naming the bad file. */
+int serve_tls_setup(const struct serve_config *cfg, struct sockit_tls_ctx **out);
+/* SIGHUP: loads the files again for new connections; on failure the
+ * context keeps the pair it has, and the log says why. */
+void serve_tls_reload(const struct serve_config *cfg, struct sockit_tls_ctx *ctx,
+		      const struct serve_log *lg);
 
 /* udp.c */
 int udp_start(struct worker *w);
