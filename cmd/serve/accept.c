@@ -303,10 +303,33 @@ int accept_start(struct worker *w)
 	return sockit_loop_watch(w->loop, w->tcp_fd, SOCKIT_READABLE, on_accept, w);
 }
 
+/* Stopping: the clients already in the listener's backlog completed their
+ * handshake with us, and a close would reset them -- behind a balancer,
+ * each a failed request that no retry can save (it saw the connect
+ * succeed).  They are accepted and served as in-flight ones; only a
+ * handshake completing in the microseconds before the close is lost. */
+static void accept_backlog(struct worker *w)
+{
+	int peer_wanted = need_peer(w);
+	for (int i = 0; i < 4 * ACCEPT_BATCH && w->tcp_fd >= 0; i++) {
+		sockit_addr peer;
+		int fd = io_accept(w->tcp_fd, peer_wanted ? &peer : NULL);
+		if (fd < 0) {
+			if (fd == -EAGAIN || fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS ||
+			    fd == -ENOMEM)
+				return; /* (out of descriptors: they stay unserved) */
+			continue;
+		}
+		accept_one(w, fd, peer_wanted ? &peer : NULL);
+	}
+}
+
 void accept_drain(struct worker *w)
 {
 	if (w->accept_op != NULL)
 		sk_loop_op_cancel(w->loop, w->accept_op); /* it holds the listener open */
+	if (w->tcp_fd >= 0 && !w->accept_paused)
+		accept_backlog(w);
 	if (w->tcp_fd >= 0) {
 		sockit_loop_close(w->loop, w->tcp_fd);
 		w->tcp_fd = -1;
