@@ -476,7 +476,8 @@ void conn_linger_event(struct worker *w, struct conn *c)
 			conn_close(w, c, conn_finish_reason(c));
 			return;
 		}
-		CTR_ADD(w, bytes_in, n);
+		if (!(c->flags & F_WAS_TLS))
+			CTR_ADD(w, bytes_in, n);
 		if (c->discarded < LINGER_BYTES)
 			c->discarded += (uint32_t)n;
 		/* Past the byte bound, a reply still unacknowledged keeps the

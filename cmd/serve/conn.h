@@ -39,6 +39,7 @@ enum {
 	F_COUNTED = 0x8,   /* lingering: already counted as closed, slots released */
 	F_KEPT = 0x10,	   /* in holds input kept unparsed while output is backlogged */
 	F_KEPT_EOF = 0x20, /* ... and the client's EOF came after it */
+	F_WAS_TLS = 0x40,  /* its TLS session ended: what lingers is records, not input */
 };
 
 /* Why a connection closed: the closed_* counter it adds to. */

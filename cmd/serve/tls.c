@@ -121,6 +121,7 @@ void tls_end(struct conn *c)
 	(void)sockit_tls_shutdown(c->tls, 0); /* -ENOTCONN before the handshake: nothing sent */
 	sockit_tls_free(c->tls);
 	c->tls = NULL;
+	c->flags |= F_WAS_TLS;
 }
 
 /* ---- The handshake ------------------------------------------------------ */
@@ -172,6 +173,7 @@ static void tls_failed(struct worker *w, struct conn *c, int rc)
 	/* The alert is in the socket: a lingering close lets it arrive. */
 	sockit_tls_free(c->tls);
 	c->tls = NULL;
+	c->flags |= F_WAS_TLS;
 	conn_linger(w, c, c->fd, c->ip, reason);
 }
 
