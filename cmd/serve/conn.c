@@ -196,27 +196,6 @@ void conn_wait_header(struct worker *w, struct conn *c)
 	sweep_arm(w, deadline_of(w, c));
 }
 
-unsigned conn_read_events(const struct conn *c)
-{
-	return io_tls(c) && sockit_tls_want(c->tls) == SOCKIT_WRITABLE ? SOCKIT_WRITABLE
-								       : SOCKIT_READABLE;
-}
-
-/* The watcher of a connection that began with a PROXY header or a TLS
- * handshake: the stage it is in, then its mode. */
-void conn_event(sockit_loop *loop, int fd, unsigned events, void *arg)
-{
-	struct conn *c = arg;
-	if (c->state == ST_PROXY)
-		proxy_event(c->w, c);
-	else if (c->state == ST_HANDSHAKE)
-		tls_event(c->w, c);
-	else if (c->w->cfg->mode == MODE_ONCE)
-		once_event(loop, fd, events, arg);
-	else
-		stream_event(loop, fd, events, arg);
-}
-
 /* ---- Ending: accounting, closing ------------------------------------------ */
 
 static const char *const reason_names[] = {

@@ -98,7 +98,7 @@ void serve_tls_reload(const struct serve_config *cfg, sockit_tls_ctx *ctx,
 	serve_log(lg, LOG_WARN, "SIGHUP: cannot reload (%s); keeping the certificate in use", why);
 }
 
-/* ---- The seam (conn.h) ------------------------------------------------------ */
+/* ---- The seam (conn.h), and the watcher of the stages ------------------------- */
 
 ssize_t tls_io_recv(struct conn *c, void *buf, size_t len)
 {
@@ -122,6 +122,27 @@ void tls_end(struct conn *c)
 	sockit_tls_free(c->tls);
 	c->tls = NULL;
 	c->flags |= F_WAS_TLS;
+}
+
+unsigned conn_read_events(const struct conn *c)
+{
+	return io_tls(c) && sockit_tls_want(c->tls) == SOCKIT_WRITABLE ? SOCKIT_WRITABLE
+								       : SOCKIT_READABLE;
+}
+
+/* The watcher of a connection that began with a PROXY header or a TLS
+ * handshake: the stage it is in, then its mode. */
+void conn_event(sockit_loop *loop, int fd, unsigned events, void *arg)
+{
+	struct conn *c = arg;
+	if (c->state == ST_PROXY)
+		proxy_event(c->w, c);
+	else if (c->state == ST_HANDSHAKE)
+		tls_event(c->w, c);
+	else if (c->w->cfg->mode == MODE_ONCE)
+		once_event(loop, fd, events, arg);
+	else
+		stream_event(loop, fd, events, arg);
 }
 
 /* ---- The handshake ------------------------------------------------------ */
