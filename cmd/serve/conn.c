@@ -318,7 +318,7 @@ void conn_done(struct worker *w, int fd, struct ip_entry *ip, int reason)
 
 void conn_check_drained(struct worker *w)
 {
-	if (w->draining && w->ctr.active == 0 && w->linger.head == NULL)
+	if (w->draining && !w->deregistering && w->ctr.active == 0 && w->linger.head == NULL)
 		sockit_loop_stop(w->loop);
 }
 

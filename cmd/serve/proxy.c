@@ -25,6 +25,11 @@
 #include "sockit_proxy.h"
 
 #define V1_MAX 107 /* a v1 line, CRLF included, at most */
+/* Draining: the listeners close this long after the first refused health
+ * check (what the balancer routed before it took us out arrives), or
+ * after DEREG_MAX_MS without one (no balancer checks us). */
+#define DEREG_GRACE_MS 300
+#define DEREG_MAX_MS 2000
 #define V2_FIXED 16
 
 static const unsigned char v2_sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
@@ -128,6 +133,76 @@ static void log_local(struct worker *w, int fd)
 			"accepted fd %d from %s (PROXY LOCAL: a health check)", fd, addr);
 }
 
+/* ---- Draining behind a balancer ----------------------------------------------- */
+
+/* A SIGTERM closes the listeners at once, and a client whose handshake the
+ * kernel completed just before is reset: behind a balancer, a connection
+ * it saw established fail, which no retry saves.  So with
+ * --proxy-protocol the balancer is told first: the listeners stay open
+ * (everyone is still served) while health checks are refused, and close
+ * DEREG_GRACE_MS after the first refused one -- the balancer has taken
+ * this server out by then (contrib/haproxy: tcp-check, fall 1) -- or after
+ * DEREG_MAX_MS if none comes. */
+int proxy_deregister(struct worker *w)
+{
+	if (!w->cfg->proxy || w->tcp_fd < 0)
+		return 0;
+	w->deregistering = 1;
+	uint64_t ms = __atomic_load_n(&w->sh->check_refused, __ATOMIC_ACQUIRE) ? DEREG_GRACE_MS
+									       : DEREG_MAX_MS;
+	w->dereg_at = sockit_loop_now_ms(w->loop) + ms;
+	sockit_timer_start(w->loop, &w->dereg_timer, ms, 0);
+	return 1;
+}
+
+static void dereg_end(struct worker *w)
+{
+	w->deregistering = 0;
+	sockit_timer_stop(w->loop, &w->dereg_timer);
+	accept_drain(w);
+	conn_check_drained(w);
+}
+
+void proxy_on_dereg(sockit_loop *loop, sockit_timer *t)
+{
+	(void)loop;
+	dereg_end(t->data);
+}
+
+/* A wake while deregistering: forced, or another worker refused a check. */
+void proxy_dereg_check(struct worker *w, int force)
+{
+	if (force) {
+		dereg_end(w);
+		return;
+	}
+	uint64_t soon = sockit_loop_now_ms(w->loop) + DEREG_GRACE_MS;
+	if (__atomic_load_n(&w->sh->check_refused, __ATOMIC_ACQUIRE) && w->dereg_at > soon) {
+		w->dereg_at = soon;
+		sockit_timer_start(w->loop, &w->dereg_timer, DEREG_GRACE_MS, 0);
+	}
+}
+
+/* A health check while draining: closed unanswered, so that the balancer
+ * takes this server out; the other workers learn that one was. */
+static void refuse_check(struct worker *w, struct conn *c, int fd)
+{
+	if (!__atomic_exchange_n(&w->sh->check_refused, 1, __ATOMIC_ACQ_REL)) {
+		serve_log(w->log, LOG_INFO,
+			  "draining: refusing the balancer's health checks; closing the "
+			  "listeners in %d ms",
+			  DEREG_GRACE_MS);
+		for (int i = 0; i < w->sh->nworkers; i++)
+			if (&w->sh->workers[i] != w)
+				sockit_loop_wake(w->sh->workers[i].loop);
+	}
+	proxy_dereg_check(w, 0);
+	if (c != NULL)
+		conn_close(w, c, R_DONE);
+	else
+		conn_close_bare(w, fd, NULL, R_DONE, 0);
+}
+
 /* The header is whole: the client's checks, then TLS or the mode, with
  * the n bytes read after the header (plaintext only) as its first input. */
 static void proxy_done(struct worker *w, struct conn *c, int fd, const sockit_proxy_hdr *h,
@@ -135,6 +210,10 @@ static void proxy_done(struct worker *w, struct conn *c, int fd, const sockit_pr
 {
 	const struct serve_config *cfg = w->cfg;
 	struct ip_entry *ip = NULL;
+	if (h->local && w->deregistering) {
+		refuse_check(w, c, fd);
+		return;
+	}
 	if (h->local) {
 		CTR_ADD(w, proxy_local, 1);
 		if (w->log->level >= LOG_DEBUG)

@@ -15,6 +15,7 @@ void worker_prepare(struct worker *w, int id, const struct serve_config *cfg,
 	w->log = log;
 	w->tcp_fd = w->udp_fd = -1;
 	w->cpu = -1;
+	sockit_timer_init(&w->dereg_timer, proxy_on_dereg, w);
 }
 
 /* Whether another worker that last went to sleep on the CPU this one
@@ -54,9 +55,12 @@ static void worker_on_wake(sockit_loop *loop, void *arg)
 	int cmd = __atomic_load_n(&w->cmd, __ATOMIC_ACQUIRE);
 	if (cmd >= WORKER_DRAIN && !w->draining) {
 		w->draining = 1;
-		accept_drain(w);
+		if (cmd >= WORKER_FORCE || !proxy_deregister(w))
+			accept_drain(w);
 		udp_drain(w);
 	}
+	if (w->deregistering)
+		proxy_dereg_check(w, cmd >= WORKER_FORCE);
 	if (cmd >= WORKER_FORCE)
 		conn_close_all(w, 1);
 	conn_check_drained(w);
@@ -127,8 +131,10 @@ int worker_done(const struct worker *w)
 
 void worker_free(struct worker *w)
 {
-	if (w->loop != NULL)
+	if (w->loop != NULL) {
 		sockit_timer_stop(w->loop, &w->accept_timer);
+		sockit_timer_stop(w->loop, &w->dereg_timer);
+	}
 	conn_worker_free(w);
 	udp_free(w);
 	if (w->tcp_fd >= 0)

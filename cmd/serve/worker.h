@@ -27,7 +27,8 @@ struct serve_shared {
 	int nworkers;
 	struct ip_table *ips;	    /* or NULL */
 	struct sockit_tls_ctx *tls; /* --tls-cert: the server context (tls.c), or NULL */
-	sockit_loop *main_loop;	    /* woken when a worker's loop ends */
+	int check_refused;	/* --proxy-protocol, draining: a worker refused a health check */
+	sockit_loop *main_loop; /* woken when a worker's loop ends */
 };
 
 /* Sent from the main thread to a worker (worker_command). */
@@ -44,6 +45,9 @@ struct worker {
 	int cmd;	    /* WORKER_*, written by main (atomic) */
 	int done;	    /* set (atomic) when the worker's loop has ended: 1 ok, 2 failed */
 	int draining;
+	int deregistering; /* --proxy-protocol, draining: failing health checks first */
+	sockit_timer dereg_timer;
+	uint64_t dereg_at; /* ... when it fires (loop time) */
 	int accept_paused;
 	int ops;		   /* the loop takes completion operations (io_uring) */
 	int accept_multi;	   /* accepting through accept_op, not readiness */
@@ -136,6 +140,14 @@ int serve_tls_setup(const struct serve_config *cfg, struct sockit_tls_ctx **out)
  * context keeps the pair it has, and the log says why. */
 void serve_tls_reload(const struct serve_config *cfg, struct sockit_tls_ctx *ctx,
 		      const struct serve_log *lg);
+
+/* proxy.c: on a drain, with --proxy-protocol, the listeners stay open
+ * while the balancer's health checks are refused, until one was and the
+ * balancer had time to take this server out (or no check came for a
+ * while).  proxy_deregister returns 1 if it took the drain over. */
+int proxy_deregister(struct worker *w);
+void proxy_dereg_check(struct worker *w, int force);
+void proxy_on_dereg(sockit_loop *loop, sockit_timer *t);
 
 /* udp.c */
 int udp_start(struct worker *w);

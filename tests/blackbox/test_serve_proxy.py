@@ -3,6 +3,7 @@ PROXY headers v1 and v2 built here by hand (HAProxy's doc/proxy-protocol.txt), t
 header's address as the client for logs, --deny and --max-conns-per-ip, LOCAL
 health checks, headers in pieces or with the payload, every bad kind closed
 with its own reason and nothing sent, and TLS behind the header."""
+import signal
 import socket
 import ssl
 import struct
@@ -278,3 +279,31 @@ def test_help_names_the_options():
     for opt in (b"--proxy-protocol", b"--proxy-from CIDR", b"--tls-cert FILE",
                 b"--tls-key FILE", b"--tls-client-ca FILE"):
         assert opt in out.stdout, opt
+
+
+# ---- Draining behind a balancer --------------------------------------------------
+
+def test_sigterm_refuses_health_checks_before_closing(serve):
+    """--proxy-protocol: SIGTERM keeps the listener open (clients still served)
+    while a health check is refused unanswered, then closes it and exits."""
+    srv = serve(["--proxy-protocol", "-m", "line", "--workers", "1"])
+    srv.signal(signal.SIGTERM)
+    srv.wait_stderr(r"draining")
+    with connect(srv.addr) as s:  # still accepted: the balancer has not been told yet
+        s.sendall(v2("10.1.1.1") + b"late\n")
+        assert recv_exact(s, len(PREFIX) + 5) == PREFIX + b"late\n"
+    start = time.monotonic()
+    with connect(srv.addr) as s:
+        s.sendall(v2(None) + b"health\n")
+        assert read_all(s) in (b"", b"<reset>")  # refused: the check fails
+    srv.wait_stderr(r"draining: refusing the balancer's health checks; closing the listeners")
+    assert srv.wait(timeout=10) == 0, srv.stderr_text()
+    assert time.monotonic() - start < 3
+
+
+def test_sigterm_without_checks_closes_within_two_seconds(serve):
+    srv = serve(["--proxy-protocol"])
+    start = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=10) == 0, srv.stderr_text()
+    assert 1.5 < time.monotonic() - start < 6
