@@ -72,7 +72,8 @@ $(BUILD)/libsockit.a: $(LIB_OBJ)
 $(BUILD)/libsockit.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libsockit.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-# The binary also links libsockit_tls (TLS_LIBS is defined with it below).
+# The binary speaks TLS (serve --tls-cert): it links libsockit_tls and OpenSSL;
+# libsockit itself stays libc-only.  TLS_LIBS is set below.
 $(BUILD)/sockit: $(CMD_OBJ) $(BUILD)/libsockit_tls.a $(BUILD)/libsockit.a
 	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(BUILD)/libsockit_tls.a $(BUILD)/libsockit.a $(TLS_LIBS) \
 		$(LIBS)

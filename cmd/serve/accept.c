@@ -5,6 +5,7 @@
  * descriptors, accepting pauses instead of spinning, and resumes alone.
  */
 #include <errno.h>
+#include <string.h>
 
 #include "cli.h"
 #include "conn.h"
@@ -131,7 +132,7 @@ static void accept_adapt(struct worker *w, int got, uint64_t now)
 static int need_peer(const struct worker *w)
 {
 	const struct serve_config *cfg = w->cfg;
-	return cfg->nallow > 0 || cfg->ndeny > 0 || w->sh->ips != NULL ||
+	return cfg->nallow > 0 || cfg->ndeny > 0 || w->sh->ips != NULL || cfg->nproxy_from > 0 ||
 	       w->log->level >= LOG_DEBUG;
 }
 
@@ -145,14 +146,50 @@ static void others_refresh(struct worker *w, uint64_t now)
 	}
 }
 
-static void log_accepted(struct worker *w, int fd, const sockit_addr *peer,
-			 const struct peer_cred *cred)
+void conn_log_accepted(struct worker *w, int fd, const sockit_addr *peer, const sockit_addr *via,
+		       const struct peer_cred *cred)
 {
-	char addr[SOCKIT_ADDRSTRLEN] = "?";
+	char addr[SOCKIT_ADDRSTRLEN] = "?", by[SOCKIT_ADDRSTRLEN + 8] = "";
 	peer_name(peer, cred, addr, sizeof(addr));
+	if (via != NULL) {
+		memcpy(by, " via ", 5);
+		sockit_addr_format(via, by + 5, sizeof(by) - 5);
+	}
 	conn_note_peer(w, fd, peer, cred);
 	struct log_fields f = {"accepted", fd, addr, NULL, cred};
-	serve_log_event(w->log, LOG_DEBUG, &f, "accepted fd %d from %s", fd, addr);
+	serve_log_event(w->log, LOG_DEBUG, &f, "accepted fd %d from %s%s", fd, addr, by);
+}
+
+void conn_admitted(struct worker *w, int fd, struct ip_entry *ip)
+{
+	if (w->sh->tls != NULL)
+		tls_start(w, fd, ip, NULL);
+	else if (w->cfg->mode == MODE_ONCE)
+		once_start(w, fd, ip);
+	else
+		stream_start(w, fd, ip);
+}
+
+/* --proxy-protocol: the balancer may connect (--proxy-from); the checks
+ * that need the client's address wait for its header (proxy.c). */
+static void accept_proxied(struct worker *w, int fd, const sockit_addr *peer)
+{
+	const struct serve_config *cfg = w->cfg;
+	if (cfg->nproxy_from > 0 && !proxy_from_allows(cfg, peer)) {
+		CTR_ADD(w, refused_proxy_from, 1);
+		refuse(w, fd, peer, NULL, "proxy_from", "not in --proxy-from");
+		return;
+	}
+	if (!room_for_one(w)) {
+		CTR_ADD(w, refused_maxconns, 1);
+		refuse(w, fd, peer, NULL, "max_conns", "--max-conns reached");
+		return;
+	}
+	CTR_ADD(w, accepted, 1);
+	CTR_ADD(w, active, 1);
+	if (cfg->metrics_host != NULL)
+		duration_open(w, fd);
+	proxy_start(w, fd, peer);
 }
 
 /* A new connection fd (peer NULL when need_peer() is 0): admit or refuse.
@@ -164,6 +201,10 @@ static void accept_one(struct worker *w, int fd, const sockit_addr *peer)
 	if (w->emfile_episode) {
 		w->emfile_episode = 0;
 		serve_log(w->log, LOG_INFO, "descriptors available again; accepting");
+	}
+	if (cfg->proxy) {
+		accept_proxied(w, fd, peer);
+		return;
 	}
 	if (peer != NULL && peer->ss.ss_family == AF_UNIX &&
 	    sockit_peercred(fd, &cr.pid, &cr.uid, NULL) == 0)
@@ -191,11 +232,8 @@ static void accept_one(struct worker *w, int fd, const sockit_addr *peer)
 	if (cfg->metrics_host != NULL)
 		duration_open(w, fd);
 	if (w->log->level >= LOG_DEBUG)
-		log_accepted(w, fd, peer, cred);
-	if (cfg->mode == MODE_ONCE)
-		once_start(w, fd, ip);
-	else
-		stream_start(w, fd, ip);
+		conn_log_accepted(w, fd, peer, NULL, cred);
+	conn_admitted(w, fd, ip);
 }
 
 /* An accept error: ECONNABORTED, EPERM (firewall), EPROTO... are one
@@ -284,10 +322,33 @@ int accept_start(struct worker *w)
 	return sockit_loop_watch(w->loop, w->tcp_fd, SOCKIT_READABLE, on_accept, w);
 }
 
+/* Stopping: the clients already in the listener's backlog completed their
+ * handshake with us, and a close would reset them -- behind a balancer,
+ * each a failed request that no retry can save (it saw the connect
+ * succeed).  They are accepted and served as in-flight ones; only a
+ * handshake completing in the microseconds before the close is lost. */
+static void accept_backlog(struct worker *w)
+{
+	int peer_wanted = need_peer(w);
+	for (int i = 0; i < 4 * ACCEPT_BATCH && w->tcp_fd >= 0; i++) {
+		sockit_addr peer;
+		int fd = io_accept(w->tcp_fd, peer_wanted ? &peer : NULL);
+		if (fd < 0) {
+			if (fd == -EAGAIN || fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS ||
+			    fd == -ENOMEM)
+				return; /* (out of descriptors: they stay unserved) */
+			continue;
+		}
+		accept_one(w, fd, peer_wanted ? &peer : NULL);
+	}
+}
+
 void accept_drain(struct worker *w)
 {
 	if (w->accept_op != NULL)
 		sk_loop_op_cancel(w->loop, w->accept_op); /* it holds the listener open */
+	if (w->tcp_fd >= 0 && !w->accept_paused)
+		accept_backlog(w);
 	if (w->tcp_fd >= 0) {
 		/* unwatch, not sockit_loop_close: after an upgrade the socket
 		 * lives on in the new process, and closing our descriptor would

@@ -1,7 +1,7 @@
 /* conn.c -- TCP connections: the pool, buffers, idle and linger lists, how each ends.
  *
  * Costs, per connection that must wait (no request yet, a partial write, a
- * lingering close, any line/echo client): an 88-byte struct conn from a
+ * lingering close, any line/echo client): a 96-byte struct conn from a
  * per-worker pool (and on io_uring its receive a 64-byte slot of the
  * loop's), plus buffers only while it has unsent output or an unterminated
  * line.
@@ -17,13 +17,14 @@
 #include <string.h>
 
 #include "conn.h"
+#include "sockit_proxy.h"
 
 #define RBUF_MIN (64 * 1024)	/* read area, at least */
 #define WBUF_SIZE (256 * 1024)	/* line mode: replies batched per wake */
 #define LINGER_BYTES (1u << 20) /* after the reply: discard this much at most */
 #define CONN_CHUNK 256		/* struct conns allocated together */
 
-enum { L_NONE, L_IDLE, L_LINGER };
+enum { L_NONE, L_IDLE, L_LINGER, L_HEADER };
 
 struct conn_chunk {
 	struct conn_chunk *next;
@@ -103,7 +104,10 @@ struct conn *conn_new(struct worker *w, int fd, struct ip_entry *ip)
 
 static struct conn_list *list_of(struct worker *w, struct conn *c)
 {
-	return c->list == L_IDLE ? &w->idle : c->list == L_LINGER ? &w->linger : NULL;
+	return c->list == L_IDLE     ? &w->idle
+	       : c->list == L_LINGER ? &w->linger
+	       : c->list == L_HEADER ? &w->header
+				     : NULL;
 }
 
 static void list_remove(struct worker *w, struct conn *c)
@@ -126,7 +130,9 @@ static void list_remove(struct worker *w, struct conn *c)
 static void list_push(struct worker *w, struct conn *c, int which)
 {
 	list_remove(w, c);
-	struct conn_list *l = which == L_IDLE ? &w->idle : &w->linger;
+	struct conn_list *l = which == L_IDLE	  ? &w->idle
+			      : which == L_LINGER ? &w->linger
+						  : &w->header;
 	c->list = (uint8_t)which;
 	c->prev = l->tail;
 	c->next = NULL;
@@ -139,7 +145,9 @@ static void list_push(struct worker *w, struct conn *c, int which)
 
 static uint64_t deadline_of(const struct worker *w, const struct conn *c)
 {
-	return c->last_ms + (c->list == L_LINGER ? LINGER_MS : w->cfg->idle_timeout_ms);
+	return c->last_ms + (c->list == L_LINGER   ? LINGER_MS
+			     : c->list == L_HEADER ? w->cfg->proxy_timeout_ms
+						   : w->cfg->idle_timeout_ms);
 }
 
 /* Makes sure the sweep timer fires no later than deadline. */
@@ -181,9 +189,32 @@ void conn_touch(struct worker *w, struct conn *c)
 		sweep_arm(w, deadline_of(w, c));
 }
 
+void conn_wait_header(struct worker *w, struct conn *c)
+{
+	c->last_ms = sockit_loop_now_ms(w->loop);
+	list_push(w, c, L_HEADER);
+	sweep_arm(w, deadline_of(w, c));
+}
+
 /* ---- Ending: accounting, closing ------------------------------------------ */
 
-static const char *const reason_names[] = {"done", "eof", "reset", "timeout", "limit"};
+static const char *const reason_names[] = {
+	"done",
+	"eof",
+	"reset",
+	"timeout",
+	"limit",
+	"tls_plaintext",
+	"tls_handshake",
+	"tls_cert",
+	"tls_timeout",
+	"tls_reset",
+	"proxy_missing",
+	"proxy_malformed",
+	"proxy_oversized",
+	"proxy_truncated",
+	"proxy_timeout",
+};
 
 void conn_note_peer(struct worker *w, int fd, const sockit_addr *peer, const struct peer_cred *cred)
 {
@@ -221,6 +252,43 @@ static void log_close(struct worker *w, int fd, int reason)
 			reason_names[reason]);
 }
 
+/* The reasons of the TLS and PROXY stages. */
+static void count_hello_close(struct worker *w, int reason)
+{
+	switch (reason) {
+	case R_TLS_PLAINTEXT:
+		CTR_ADD(w, closed_tls_plaintext, 1);
+		break;
+	case R_TLS_HANDSHAKE:
+		CTR_ADD(w, closed_tls_handshake, 1);
+		break;
+	case R_TLS_CERT:
+		CTR_ADD(w, closed_tls_cert, 1);
+		break;
+	case R_TLS_TIMEOUT:
+		CTR_ADD(w, closed_tls_timeout, 1);
+		break;
+	case R_TLS_RESET:
+		CTR_ADD(w, closed_tls_reset, 1);
+		break;
+	case R_PROXY_MISSING:
+		CTR_ADD(w, closed_proxy_missing, 1);
+		break;
+	case R_PROXY_MALFORMED:
+		CTR_ADD(w, closed_proxy_malformed, 1);
+		break;
+	case R_PROXY_OVERSIZED:
+		CTR_ADD(w, closed_proxy_oversized, 1);
+		break;
+	case R_PROXY_TRUNCATED:
+		CTR_ADD(w, closed_proxy_truncated, 1);
+		break;
+	default:
+		CTR_ADD(w, closed_proxy_timeout, 1);
+		break;
+	}
+}
+
 static void count_close(struct worker *w, int fd, int reason)
 {
 	CTR_SUB(w, active, 1);
@@ -237,8 +305,11 @@ static void count_close(struct worker *w, int fd, int reason)
 	case R_TIMEOUT:
 		CTR_ADD(w, closed_timeout, 1);
 		break;
-	default:
+	case R_LIMIT:
 		CTR_ADD(w, closed_limit, 1);
+		break;
+	default:
+		count_hello_close(w, reason);
 		break;
 	}
 	if (w->cfg->metrics_host != NULL)
@@ -256,7 +327,7 @@ void conn_done(struct worker *w, int fd, struct ip_entry *ip, int reason)
 
 void conn_check_drained(struct worker *w)
 {
-	if (w->draining && w->ctr.active == 0 && w->linger.head == NULL)
+	if (w->draining && !w->deregistering && w->ctr.active == 0 && w->linger.head == NULL)
 		sockit_loop_stop(w->loop);
 }
 
@@ -287,6 +358,8 @@ void conn_close(struct worker *w, struct conn *c, int reason)
 	int fd = c->fd;
 	if (!(c->flags & F_COUNTED))
 		conn_done(w, fd, c->ip, reason);
+	if (c->tls != NULL)
+		tls_end(c);
 	list_remove(w, c);
 	if (w->wbuf_owner == c) {
 		w->wbuf_owner = NULL;
@@ -356,6 +429,8 @@ void conn_linger(struct worker *w, struct conn *c, int fd, struct ip_entry *ip, 
 {
 	int fresh = c == NULL;
 	conn_done(w, fd, ip, reason);
+	if (!fresh && c->tls != NULL)
+		tls_end(c); /* close_notify before the FIN */
 	sockit_shutdown(fd, SHUT_WR);
 	if (fresh && (c = conn_new(w, fd, NULL)) == NULL) {
 		sockit_close(fd);
@@ -382,14 +457,15 @@ void conn_linger(struct worker *w, struct conn *c, int fd, struct ip_entry *ip, 
 void conn_linger_event(struct worker *w, struct conn *c)
 {
 	for (int i = 0; i < READS_PER_WAKE; i++) {
-		ssize_t n = io_recv(c->fd, w->rbuf + w->cfg->prefix_len, w->rbuf_size);
+		ssize_t n = io_recv(c, c->fd, w->rbuf + w->cfg->prefix_len, w->rbuf_size);
 		if (n == -EAGAIN)
 			return;
 		if (n <= 0) {
 			conn_close(w, c, conn_finish_reason(c));
 			return;
 		}
-		CTR_ADD(w, bytes_in, n);
+		if (!(c->flags & F_WAS_TLS))
+			CTR_ADD(w, bytes_in, n);
 		if (c->discarded < LINGER_BYTES)
 			c->discarded += (uint32_t)n;
 		/* Past the byte bound, a reply still unacknowledged keeps the
@@ -405,7 +481,7 @@ void conn_linger_event(struct worker *w, struct conn *c)
 int conn_flush_out(struct worker *w, struct conn *c)
 {
 	struct iobuf *b = c->out;
-	ssize_t s = io_send(c->fd, b->data + b->off, b->len - b->off);
+	ssize_t s = io_send(c, c->fd, b->data + b->off, b->len - b->off);
 	if (s == -EAGAIN)
 		return 0;
 	if (s < 0)
@@ -444,7 +520,7 @@ static void idle_close(struct worker *w, struct conn *c)
 {
 	if (c->out != NULL || c->send_op != NULL)
 		sockit_set_linger(c->fd, 1, 0);
-	conn_close(w, c, R_TIMEOUT);
+	conn_close(w, c, c->state == ST_HANDSHAKE ? R_TLS_TIMEOUT : R_TIMEOUT);
 }
 
 static void on_sweep(sockit_loop *loop, sockit_timer *t)
@@ -460,11 +536,15 @@ static void on_sweep(sockit_loop *loop, sockit_timer *t)
 	}
 	while (w->linger.head != NULL && deadline_of(w, w->linger.head) <= now)
 		conn_close(w, w->linger.head, conn_finish_reason(w->linger.head));
+	while (w->header.head != NULL && deadline_of(w, w->header.head) <= now)
+		conn_close(w, w->header.head, R_PROXY_TIMEOUT);
 	uint64_t next = UINT64_MAX;
 	if (w->cfg->idle_timeout_ms > 0 && w->idle.head != NULL)
 		next = deadline_of(w, w->idle.head);
 	if (w->linger.head != NULL && deadline_of(w, w->linger.head) < next)
 		next = deadline_of(w, w->linger.head);
+	if (w->header.head != NULL && deadline_of(w, w->header.head) < next)
+		next = deadline_of(w, w->header.head);
 	if (next != UINT64_MAX)
 		sweep_arm(w, next);
 }
@@ -475,7 +555,9 @@ int conn_worker_init(struct worker *w)
 {
 	const struct serve_config *cfg = w->cfg;
 	sockit_timer_init(&w->sweep, on_sweep, w);
-	w->rbuf_size = cfg->max_bytes > RBUF_MIN ? cfg->max_bytes : RBUF_MIN;
+	/* --proxy-protocol: once mode's first read takes the header too. */
+	size_t need = cfg->max_bytes + (cfg->proxy ? SOCKIT_PROXY_MAX : 0);
+	w->rbuf_size = need > RBUF_MIN ? need : RBUF_MIN;
 	w->rbuf = malloc(cfg->prefix_len + w->rbuf_size);
 	if (w->rbuf == NULL)
 		return -ENOMEM;
@@ -495,6 +577,8 @@ void conn_close_all(struct worker *w, int count_as_timeout)
 		conn_close(w, w->linger.head, conn_finish_reason(w->linger.head));
 	while (w->idle.head != NULL)
 		conn_close(w, w->idle.head, count_as_timeout ? R_TIMEOUT : R_RESET);
+	while (w->header.head != NULL)
+		conn_close(w, w->header.head, count_as_timeout ? R_PROXY_TIMEOUT : R_RESET);
 }
 
 void conn_worker_free(struct worker *w)

@@ -63,8 +63,6 @@ static int reply_async(struct worker *w, int fd, struct ip_entry *ip, ssize_t n,
 	return 0;
 }
 
-static void on_once_event(sockit_loop *loop, int fd, unsigned events, void *arg);
-
 /* Closes c, or the bare fd when there is no c. */
 static void once_close(struct worker *w, struct conn *c, int fd, struct ip_entry *ip, int reason)
 {
@@ -85,6 +83,8 @@ static void once_close(struct worker *w, struct conn *c, int fd, struct ip_entry
 static void reply_out(struct worker *w, struct conn *c, int fd, struct ip_entry *ip, ssize_t n,
 		      int quick)
 {
+	if (io_tls(c))
+		tls_end(c); /* close_notify, then as in plaintext */
 	if (!quick && !((size_t)n < w->cfg->max_bytes && conn_unacked(fd) == 0)) {
 		conn_linger(w, c, fd, ip, R_DONE);
 		return;
@@ -115,10 +115,10 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 	 * emptied the receive queue, or saw EOF) and the reply fits Linux's
 	 * smallest receive window (so send() hands it all to the client at
 	 * once): we close right after it, and its FIN rides with it. */
-	int quick = (size_t)n < cfg->max_bytes && len <= SAFE_REPLY;
+	int quick = (size_t)n < cfg->max_bytes && len <= SAFE_REPLY && !io_tls(c);
 	if (quick && c == NULL && w->ops && reply_async(w, fd, ip, n, len) == 0)
 		return;
-	ssize_t s = quick ? io_send_more(fd, w->rbuf, len) : io_send(fd, w->rbuf, len);
+	ssize_t s = quick ? io_send_more(c, fd, w->rbuf, len) : io_send(c, fd, w->rbuf, len);
 	if (s == -EAGAIN)
 		s = 0;
 	if (s < 0) {
@@ -145,7 +145,7 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 	c->state = ST_FLUSH;
 	conn_touch(w, c);
 	if (fresh)
-		conn_watch(w, c, SOCKIT_WRITABLE, on_once_event);
+		conn_watch(w, c, SOCKIT_WRITABLE, once_event);
 	else
 		conn_set_events(w, c, SOCKIT_WRITABLE);
 }
@@ -168,7 +168,7 @@ static void once_flush(struct worker *w, struct conn *c)
 		conn_linger(w, c, c->fd, c->ip, conn_finish_reason(c));
 }
 
-static void on_once_event(sockit_loop *loop, int fd, unsigned events, void *arg)
+void once_event(sockit_loop *loop, int fd, unsigned events, void *arg)
 {
 	(void)loop;
 	(void)fd;
@@ -177,9 +177,11 @@ static void on_once_event(sockit_loop *loop, int fd, unsigned events, void *arg)
 	struct worker *w = c->w;
 	switch (c->state) {
 	case ST_WAIT: {
-		ssize_t n = io_recv(c->fd, w->rbuf + w->cfg->prefix_len, w->cfg->max_bytes);
+		ssize_t n = io_recv(c, c->fd, w->rbuf + w->cfg->prefix_len, w->cfg->max_bytes);
 		if (n != -EAGAIN)
 			once_reply(w, c, c->fd, c->ip, n);
+		else if (io_tls(c))
+			conn_set_events(w, c, conn_read_events(c));
 		return;
 	}
 	case ST_FLUSH:
@@ -194,7 +196,7 @@ static void on_once_event(sockit_loop *loop, int fd, unsigned events, void *arg)
 void once_start(struct worker *w, int fd, struct ip_entry *ip)
 {
 	const struct serve_config *cfg = w->cfg;
-	ssize_t n = io_recv(fd, w->rbuf + cfg->prefix_len, cfg->max_bytes);
+	ssize_t n = io_recv(NULL, fd, w->rbuf + cfg->prefix_len, cfg->max_bytes);
 	if (n != -EAGAIN) {
 		once_reply(w, NULL, fd, ip, n);
 		return;
@@ -215,5 +217,35 @@ void once_start(struct worker *w, int fd, struct ip_entry *ip)
 		c->last_ms -= held;
 		conn_arm_deadline(w, c);
 	}
-	conn_watch(w, c, SOCKIT_READABLE, on_once_event);
+	conn_watch(w, c, SOCKIT_READABLE, once_event);
+}
+
+/* After a PROXY header (plaintext: n >= 0 bytes of request read with it,
+ * at rbuf + prefix_len; c may be NULL) or a TLS handshake (n < 0: nothing
+ * read yet; c is watched with conn_event). */
+void once_begin(struct worker *w, struct conn *c, int fd, struct ip_entry *ip, ssize_t n)
+{
+	if (n > 0) {
+		once_reply(w, c, fd, ip, n);
+		return;
+	}
+	int fresh = c == NULL;
+	if (fresh && (c = conn_new(w, fd, ip)) == NULL) {
+		conn_close_bare(w, fd, ip, R_LIMIT, 0);
+		return;
+	}
+	c->state = ST_WAIT;
+	if (io_tls(c)) {
+		/* The handshake's last read may have brought the request. */
+		n = io_recv(c, c->fd, w->rbuf + w->cfg->prefix_len, w->cfg->max_bytes);
+		if (n != -EAGAIN) {
+			once_reply(w, c, c->fd, c->ip, n);
+			return;
+		}
+	}
+	conn_touch(w, c);
+	if (fresh)
+		conn_watch(w, c, SOCKIT_READABLE, once_event);
+	else
+		conn_set_events(w, c, conn_read_events(c));
 }

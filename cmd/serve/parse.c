@@ -29,6 +29,8 @@
 /* Once mode's wake-up coalescing: see --help and docs/DESIGN.md. */
 #define DEFAULT_COALESCE_US 50
 #define MAX_COALESCE_US 1000000
+/* --proxy-protocol: the header must be whole within min(-i, this). */
+#define PROXY_TIMEOUT_MS 5000
 
 /* %s: the defaults, formatted as the parsers take them. */
 static const char usage_fmt[] =
@@ -38,8 +40,9 @@ static const char usage_fmt[] =
 	"         [--max-bytes SIZE] [--max-line SIZE] [--max-pending SIZE] [--allow CIDR]...\n"
 	"         [--deny CIDR]... [--prefix STR] [--udp-rate N] [--dualstack]\n"
 	"         [--drain-timeout DUR] [--backend auto|io_uring|epoll] [--coalesce DUR]\n"
-	"         [--metrics [HOST:]PORT] [-v] [--log-level error|warn|info|debug]\n"
-	"         [--log-format text|json] [-h] [-V]\n"
+	"         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
+	"         [--proxy-protocol [--proxy-from CIDR]...] [--metrics [HOST:]PORT] [-v]\n"
+	"         [--log-level error|warn|info|debug] [--log-format text|json] [-h] [-V]\n"
 	"\n"
 	"The tutorial's acknowledgement server: each client gets PREFIX + what it sent.\n"
 	"\n"
@@ -79,6 +82,16 @@ static const char usage_fmt[] =
 	"                            several clients (default %s in once mode, 0 = off\n"
 	"                            in the others; adds up to DUR of latency; backs off\n"
 	"                            by itself when clients are few)\n"
+	"      --tls-cert FILE       TLS on every TCP connection, with this certificate\n"
+	"                            chain (PEM); UDP stays plaintext; SIGHUP reloads it\n"
+	"      --tls-key FILE        its private key (PEM; default: in --tls-cert's file)\n"
+	"      --tls-client-ca FILE  require client certificates signed by these CAs\n"
+	"      --proxy-protocol      every TCP connection starts with a PROXY header (v1\n"
+	"                            or v2, as HAProxy's send-proxy[-v2] sends): its\n"
+	"                            address is the client for logs, limits, --allow/--deny\n"
+	"                            (a header must come within min(-i, 5s))\n"
+	"      --proxy-from CIDR     with --proxy-protocol: only these may connect\n"
+	"                            (repeatable; default: anyone)\n"
 	"      --metrics [HOST:]PORT serve Prometheus metrics on http://HOST:PORT/metrics and\n"
 	"                            a health check on /healthz (200, or 503 while draining);\n"
 	"                            HOST defaults to 127.0.0.1 (default: off)\n"
@@ -92,7 +105,8 @@ static const char usage_fmt[] =
 	"Sizes: 1024, 64k, 1M (each step 1024; KiB, MiB mean the same).\n"
 	"SIGUSR1 prints the counters; SIGTERM/SIGINT drain and exit 0 (a second one: at once);\n"
 	"SIGUSR2 upgrades: starts the binary now on disk with the same arguments, hands it\n"
-	"the listeners, and drains once it is ready (if it fails, this one keeps serving).\n"
+	"the listeners, and drains once it is ready (if it fails, this one keeps serving);\n"
+	"with --tls-cert, SIGHUP reloads the certificate and key for new connections.\n"
 	"Under systemd: socket activation (the passed sockets replace -H/-p/-U, which may\n"
 	"only repeat them), and READY=1, STATUS=, STOPPING=1, WATCHDOG=1 to NOTIFY_SOCKET.\n";
 
@@ -116,6 +130,11 @@ enum {
 	OPT_COALESCE,
 	OPT_UNIX_MODE,
 	OPT_METRICS,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_CLIENT_CA,
+	OPT_PROXY,
+	OPT_PROXY_FROM,
 };
 
 static const char short_opts[] = ":H:p:m:i:U:uv46hV";
@@ -146,6 +165,11 @@ static const struct option long_opts[] = {
 	{"unix", required_argument, NULL, 'U'},
 	{"unix-mode", required_argument, NULL, OPT_UNIX_MODE},
 	{"metrics", required_argument, NULL, OPT_METRICS},
+	{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+	{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+	{"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
+	{"proxy-protocol", no_argument, NULL, OPT_PROXY},
+	{"proxy-from", required_argument, NULL, OPT_PROXY_FROM},
 	{"verbose", no_argument, NULL, 'v'},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -185,7 +209,8 @@ void serve_config_free(struct serve_config *cfg)
 {
 	free(cfg->allow);
 	free(cfg->deny);
-	cfg->allow = cfg->deny = NULL;
+	free(cfg->proxy_from);
+	cfg->allow = cfg->deny = cfg->proxy_from = NULL;
 }
 
 static void print_usage(void)
@@ -356,6 +381,20 @@ static int parse_unix_mode(const char *opt, const char *s, unsigned *out)
 	return 0;
 }
 
+/* The TLS files: names only here; serve_run loads them. */
+static int parse_file(int c, const char *opt, const char *s, struct serve_config *cfg)
+{
+	if (s[0] == '\0')
+		return cli_usage(CMD, "invalid file name '' for %s", opt);
+	if (c == OPT_TLS_CERT)
+		cfg->tls_cert = s;
+	else if (c == OPT_TLS_KEY)
+		cfg->tls_key = s;
+	else
+		cfg->tls_client_ca = s;
+	return 0;
+}
+
 /* One option c with its value: 0, 1 for --help/--version (done), or 2. */
 static int parse_option(int c, const char *opt, const char *s, struct serve_config *cfg,
 			struct parse_state *st)
@@ -397,6 +436,14 @@ static int parse_option(int c, const char *opt, const char *s, struct serve_conf
 		return add_cidr(opt, &cfg->deny, &cfg->ndeny, s);
 	case OPT_METRICS:
 		return parse_metrics(opt, s, cfg);
+	case OPT_PROXY_FROM:
+		return add_cidr(opt, &cfg->proxy_from, &cfg->nproxy_from, s);
+	case OPT_PROXY:
+		return cfg->proxy = 1, 0;
+	case OPT_TLS_CERT:
+	case OPT_TLS_KEY:
+	case OPT_TLS_CLIENT_CA:
+		return parse_file(c, opt, s, cfg);
 	case OPT_PREFIX:
 		if (strlen(s) > MAX_PREFIX)
 			return cli_usage(CMD, "invalid prefix for %s: longer than %d bytes", opt,
@@ -465,6 +512,19 @@ static int check_config(struct serve_config *cfg, const struct parse_state *st)
 	} else if (st->udp) {
 		cfg->udp = 1;
 	}
+	if ((cfg->tls_key != NULL || cfg->tls_client_ca != NULL) && cfg->tls_cert == NULL)
+		return cli_usage(CMD, "%s needs --tls-cert",
+				 cfg->tls_key != NULL ? "--tls-key" : "--tls-client-ca");
+	if (cfg->tls_cert != NULL && !cfg->tcp)
+		return cli_usage(CMD, "--tls-cert and --udp-only: TLS is for TCP connections only");
+	if (cfg->nproxy_from > 0 && !cfg->proxy)
+		return cli_usage(CMD, "--proxy-from needs --proxy-protocol");
+	if (cfg->proxy && !cfg->tcp)
+		return cli_usage(CMD,
+				 "--proxy-protocol and --udp-only: PROXY headers are for TCP only");
+	cfg->proxy_timeout_ms = cfg->idle_timeout_ms > 0 && cfg->idle_timeout_ms < PROXY_TIMEOUT_MS
+					? cfg->idle_timeout_ms
+					: PROXY_TIMEOUT_MS;
 	cfg->prefix_len = strlen(cfg->prefix);
 	cfg->host_given = st->host_given;
 	cfg->port_given = st->port_given;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "sockit_tls.h"
 #include "upgrade.h"
 #include "worker.h"
 
@@ -103,6 +104,7 @@ static void on_upgraded(void *arg, pid_t pid)
 	serve_notify_mainpid(pid);
 	metrics_handover(x->metrics);
 	unix_files_free(&x->sh); /* the new process serves on them: not ours to remove */
+	__atomic_store_n(&x->sh.handed_over, 1, __ATOMIC_RELEASE);
 	snprintf(why, sizeof(why), "upgrade: process %d is ready", (int)pid);
 	if (!x->stopping) {
 		drain_log(x, why);
@@ -124,6 +126,10 @@ static void on_signal(sockit_loop *loop, int signo, void *arg)
 		else
 			(void)upgrade_start(&x->upgrade, x->cfg, &x->sh,
 					    metrics_listener(x->metrics), on_upgraded, x);
+		return;
+	}
+	if (signo == SIGHUP) {
+		serve_tls_reload(x->cfg, x->sh.tls, &x->log);
 		return;
 	}
 	if (x->stopping) {
@@ -347,8 +353,11 @@ static int main_loop_new(struct run_ctx *x)
 	}
 	sockit_timer_init(&x->drain_timer, on_drain_timer, x);
 	sockit_loop_on_wake(x->loop, main_on_wake, x);
-	static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2};
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+	static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP};
+	size_t nsigs = sizeof(sigs) / sizeof(sigs[0]);
+	if (x->sh.tls == NULL)
+		nsigs--; /* SIGHUP reloads the certificate; without one it keeps its default */
+	for (size_t i = 0; i < nsigs; i++) {
 		int src = sockit_loop_signal(x->loop, sigs[i], on_signal, x);
 		if (src < 0) {
 			serve_log_fail(&x->log, "cannot watch signals: %s", sockit_strerror(src));
@@ -366,8 +375,18 @@ int serve_run(struct serve_config *cfg)
 	x.log.level = cfg->log_level;
 	x.log.format = cfg->log_format;
 	x.sh.metrics_fd = -1;
-	if (plan_fds(&x) < 0)
+	/* Bad certificate files are a usage error, before anything listens. */
+	if (serve_tls_setup(cfg, &x.sh.tls) != 0)
+		return 2;
+	if (x.sh.tls != NULL && cfg->udp)
+		serve_log(&x.log, LOG_WARN, "TLS is for TCP only: UDP is served in plaintext");
+	if (cfg->proxy && cfg->udp)
+		serve_log(&x.log, LOG_WARN,
+			  "--proxy-protocol is for TCP only: UDP sources are taken as they are");
+	if (plan_fds(&x) < 0) {
+		sockit_tls_ctx_free(x.sh.tls);
 		return 1;
+	}
 	int rc = 1;
 	if (workers_new(&x) < 0 ||
 	    (cfg->max_conns_per_ip > 0 && (x.sh.ips = ip_table_new(cfg->max_conns_per_ip)) == NULL))
@@ -383,6 +402,7 @@ int serve_run(struct serve_config *cfg)
 	workers_free(&x);
 	unix_files_remove(&x.sh);
 	unix_files_free(&x.sh);
+	sockit_tls_ctx_free(x.sh.tls);
 	if (x.loop != NULL) {
 		notify_stop(&x.notify);
 		sockit_timer_stop(x.loop, &x.drain_timer);

@@ -59,6 +59,13 @@ struct serve_config {
 	int metrics_port;
 	int argc; /* the command line from "serve" on, for the upgrade */
 	char **argv;
+	/* TLS (tls.c): every TCP connection, when tls_cert is set */
+	const char *tls_cert, *tls_key, *tls_client_ca;
+	/* --proxy-protocol (proxy.c): a PROXY header first on every TCP connection */
+	int proxy;
+	sockit_cidr *proxy_from; /* --proxy-from: who may send one (none: anyone) */
+	size_t nproxy_from;
+	uint64_t proxy_timeout_ms; /* the header must come within this */
 };
 
 /* ---- Parsing (parse.c): argv -> config; prints only usage messages ------ */
@@ -81,7 +88,8 @@ ssize_t line_frame(const char *buf, size_t len, size_t max_line);
 /* ---- Counters ------------------------------------------------------------- */
 
 /* The counters, in the order they are printed.  One X-macro so the struct,
- * the text line, the JSON object and the sum never disagree. */
+ * the text line, the JSON object and the sum never disagree.  New ones go
+ * at the end: the line's order is an interface. */
 #define SERVE_COUNTERS(X)                                                                          \
 	X(accepted)                                                                                \
 	X(active)                                                                                  \
@@ -99,7 +107,19 @@ ssize_t line_frame(const char *buf, size_t len, size_t max_line);
 	X(dgrams_out)                                                                              \
 	X(dgrams_dropped_port)                                                                     \
 	X(dgrams_dropped_rate)                                                                     \
-	X(cpu_yields)
+	X(cpu_yields)                                                                              \
+	X(closed_tls_plaintext)                                                                    \
+	X(closed_tls_handshake)                                                                    \
+	X(closed_tls_cert)                                                                         \
+	X(closed_tls_timeout)                                                                      \
+	X(closed_tls_reset)                                                                        \
+	X(refused_proxy_from)                                                                      \
+	X(closed_proxy_missing)                                                                    \
+	X(closed_proxy_malformed)                                                                  \
+	X(closed_proxy_oversized)                                                                  \
+	X(closed_proxy_truncated)                                                                  \
+	X(closed_proxy_timeout)                                                                    \
+	X(proxy_local)
 
 /* One worker's counters.  Written only by its own thread (plain add then a
  * relaxed store: no read-modify-write, no lock), read by any thread with

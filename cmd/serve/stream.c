@@ -34,12 +34,12 @@ static int send_or_queue(struct worker *w, struct conn *c, const char *p, size_t
 {
 	if (c->send_op != NULL)
 		return iobuf_append(&c->out, p, n); /* behind the one in the ring */
-	if (w->ops && n <= LOOP_SEND_MAX && !(c->flags & (F_EOF | F_LIMIT)) &&
+	if (w->ops && !io_tls(c) && n <= LOOP_SEND_MAX && !(c->flags & (F_EOF | F_LIMIT)) &&
 	    sk_loop_send(w->loop, c->fd, p, n, 0, on_stream_sent, c, &c->send_op) == 0) {
 		CTR_ADD(w, bytes_out, n);
 		return 0;
 	}
-	ssize_t s = io_send(c->fd, p, n);
+	ssize_t s = io_send(c, c->fd, p, n);
 	if (s == -EAGAIN)
 		s = 0;
 	if (s < 0)
@@ -232,7 +232,7 @@ static int stream_read(struct worker *w, struct conn *c)
 	char *buf = w->rbuf + cfg->prefix_len;
 	int rc = 0;
 	for (int i = 0; i < READS_PER_WAKE; i++) {
-		ssize_t n = io_recv(c->fd, buf, w->rbuf_size);
+		ssize_t n = io_recv(c, c->fd, buf, w->rbuf_size);
 		if (n == -EAGAIN)
 			break;
 		if (n < 0) {
@@ -248,7 +248,7 @@ static int stream_read(struct worker *w, struct conn *c)
 			break;
 		if (!read_more(w, c))
 			break;
-		if ((size_t)n < w->rbuf_size)
+		if ((size_t)n < w->rbuf_size && !(io_tls(c) && sockit_tls_pending(c->tls) > 0))
 			break; /* the receive queue is empty: no EAGAIN round trip */
 	}
 	int frc = wbuf_flush(w, c);
@@ -313,7 +313,10 @@ static void stream_want(struct worker *w, struct conn *c)
 		want |= SOCKIT_READABLE;
 	if (c->out != NULL && c->send_op == NULL)
 		want |= SOCKIT_WRITABLE;
-	if ((want & SOCKIT_READABLE) && w->ops) {
+	if ((want & SOCKIT_READABLE) && io_tls(c)) {
+		/* TLS reads by readiness, of what the session asks for. */
+		want = (want & ~SOCKIT_READABLE) | conn_read_events(c);
+	} else if ((want & SOCKIT_READABLE) && w->ops) {
 		/* io_uring: input comes by a multishot receive (one system call
 		 * fewer per request); readiness only if it cannot be had. */
 		if (c->recv_op == NULL)
@@ -403,7 +406,7 @@ static void on_stream_recv(sockit_loop *loop, void *arg, int res, int more, size
 	stream_settle(w, c);
 }
 
-static void on_stream_event(sockit_loop *loop, int fd, unsigned events, void *arg)
+void stream_event(sockit_loop *loop, int fd, unsigned events, void *arg)
 {
 	(void)loop;
 	(void)fd;
@@ -419,6 +422,9 @@ static void on_stream_event(sockit_loop *loop, int fd, unsigned events, void *ar
 	if (rc == 0 && (c->events & SOCKIT_READABLE) &&
 	    (events & (SOCKIT_READABLE | SOCKIT_HANGUP)))
 		rc = stream_read(w, c);
+	else if (rc == 0 && io_tls(c) && c->state == ST_STREAM && c->out == NULL &&
+		 (events & SOCKIT_WRITABLE))
+		rc = stream_read(w, c); /* a TLS read that waited for room */
 	if (rc < 0) {
 		stream_failed(w, c, rc);
 		return;
@@ -438,6 +444,35 @@ void stream_start(struct worker *w, int fd, struct ip_entry *ip)
 	conn_touch(w, c);
 	/* On io_uring the fd is known to the loop but not polled: input comes
 	 * by the receive that stream_want starts. */
-	if (conn_watch(w, c, w->ops ? 0 : SOCKIT_READABLE, on_stream_event) == 0 && w->ops)
+	if (conn_watch(w, c, w->ops ? 0 : SOCKIT_READABLE, stream_event) == 0 && w->ops)
 		stream_settle(w, c);
+}
+
+void stream_begin(struct worker *w, struct conn *c, int fd, struct ip_entry *ip, const char *data,
+		  size_t n)
+{
+	int fresh = c == NULL;
+	if (fresh && (c = conn_new(w, fd, ip)) == NULL) {
+		conn_close_bare(w, fd, ip, R_LIMIT, 0);
+		return;
+	}
+	sockit_set_nodelay(c->fd, 1);
+	c->state = ST_STREAM;
+	conn_touch(w, c);
+	if (fresh && conn_watch(w, c, w->ops ? 0 : SOCKIT_READABLE, stream_event) < 0)
+		return;
+	int rc = 0;
+	if (n > 0) {
+		wbuf_take(w, c);
+		rc = stream_input(w, c, data, n, 0);
+		if (rc == 0)
+			rc = wbuf_flush(w, c);
+	} else if (io_tls(c)) {
+		rc = stream_read(w, c); /* the handshake's last read may have brought input */
+	}
+	if (rc < 0) {
+		stream_failed(w, c, rc);
+		return;
+	}
+	stream_settle(w, c);
 }

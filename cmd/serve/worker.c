@@ -15,6 +15,7 @@ void worker_prepare(struct worker *w, int id, const struct serve_config *cfg,
 	w->log = log;
 	w->tcp_fd = w->udp_fd = -1;
 	w->cpu = -1;
+	sockit_timer_init(&w->dereg_timer, proxy_on_dereg, w);
 }
 
 /* Whether another worker that last went to sleep on the CPU this one
@@ -54,9 +55,12 @@ static void worker_on_wake(sockit_loop *loop, void *arg)
 	int cmd = __atomic_load_n(&w->cmd, __ATOMIC_ACQUIRE);
 	if (cmd >= WORKER_DRAIN && !w->draining) {
 		w->draining = 1;
-		accept_drain(w);
+		if (cmd >= WORKER_FORCE || !proxy_deregister(w))
+			accept_drain(w);
 		udp_drain(w);
 	}
+	if (w->deregistering)
+		proxy_dereg_check(w, cmd >= WORKER_FORCE);
 	if (cmd >= WORKER_FORCE)
 		conn_close_all(w, 1);
 	conn_check_drained(w);
@@ -82,6 +86,7 @@ int worker_loop_new(struct worker *w)
 	log_ratelimit_init(&w->rl_accept, w->log, w->loop, "accept warnings");
 	log_ratelimit_init(&w->rl_udp, w->log, w->loop, "UDP warnings");
 	log_ratelimit_init(&w->rl_refused, w->log, w->loop, "refused clients");
+	log_ratelimit_init(&w->rl_hello, w->log, w->loop, "TLS/PROXY failures");
 	return 0;
 }
 
@@ -103,6 +108,7 @@ void *worker_main(void *arg)
 	log_ratelimit_flush(&w->rl_accept);
 	log_ratelimit_flush(&w->rl_udp);
 	log_ratelimit_flush(&w->rl_refused);
+	log_ratelimit_flush(&w->rl_hello);
 	sk_loop_ops_finish(w->loop); /* io_uring: only this thread may */
 	if (rc < 0)
 		serve_log(w->log, LOG_ERROR, "worker %d: event loop failed: %s", w->id,
@@ -125,8 +131,10 @@ int worker_done(const struct worker *w)
 
 void worker_free(struct worker *w)
 {
-	if (w->loop != NULL)
+	if (w->loop != NULL) {
 		sockit_timer_stop(w->loop, &w->accept_timer);
+		sockit_timer_stop(w->loop, &w->dereg_timer);
+	}
 	conn_worker_free(w);
 	udp_free(w);
 	duration_free(w);
@@ -139,6 +147,7 @@ void worker_free(struct worker *w)
 		log_ratelimit_flush(&w->rl_accept);
 		log_ratelimit_flush(&w->rl_udp);
 		log_ratelimit_flush(&w->rl_refused);
+		log_ratelimit_flush(&w->rl_hello);
 		sockit_loop_free(w->loop);
 		w->loop = NULL;
 	}

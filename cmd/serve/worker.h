@@ -26,7 +26,10 @@ struct conn_list {
 struct serve_shared {
 	struct worker *workers;
 	int nworkers;
-	struct ip_table *ips;	/* or NULL */
+	struct ip_table *ips;	    /* or NULL */
+	struct sockit_tls_ctx *tls; /* --tls-cert: the server context (tls.c), or NULL */
+	int check_refused;	/* --proxy-protocol, draining: a worker refused a health check */
+	int handed_over;	/* an upgrade's new process has the listeners (run.c) */
 	sockit_loop *main_loop; /* woken when a worker's loop ends */
 	struct unix_files *ux;	/* socket files to remove at exit (unix.c), or NULL */
 	int draining;		/* set (atomic) by run.c when the drain begins */
@@ -54,6 +57,9 @@ struct worker {
 	int cmd;	    /* WORKER_*, written by main (atomic) */
 	int done;	    /* set (atomic) when the worker's loop has ended: 1 ok, 2 failed */
 	int draining;
+	int deregistering; /* --proxy-protocol, draining: failing health checks first */
+	sockit_timer dereg_timer;
+	uint64_t dereg_at; /* ... when it fires (loop time) */
 	int accept_paused;
 	int ops;		   /* the loop takes completion operations (io_uring) */
 	int accept_multi;	   /* accepting through accept_op, not readiness */
@@ -70,6 +76,7 @@ struct worker {
 
 	struct conn_list idle;	 /* every open connection but lingering ones */
 	struct conn_list linger; /* after the reply: discarding input, bounded */
+	struct conn_list header; /* --proxy-protocol: waiting for the header, bounded */
 	sockit_timer sweep;	 /* fires at the earliest deadline of both lists */
 	uint64_t sweep_at;	 /* when it is armed for */
 	sockit_timer accept_timer;
@@ -85,6 +92,7 @@ struct worker {
 	struct log_ratelimit rl_accept;	 /* accept errors */
 	struct log_ratelimit rl_udp;	 /* UDP errors */
 	struct log_ratelimit rl_refused; /* refused clients */
+	struct log_ratelimit rl_hello;	 /* failed TLS handshakes, bad PROXY headers */
 	int emfile_episode;
 	int accept_one, accept_busy; /* see accept_adapt() */
 	uint64_t accept_ms;
@@ -175,6 +183,22 @@ int conn_worker_init(struct worker *w);
 void conn_close_all(struct worker *w, int count_as_timeout);
 void conn_worker_free(struct worker *w);
 void conn_check_drained(struct worker *w);
+
+/* tls.c: the context from --tls-cert/--tls-key/--tls-client-ca, or NULL
+ * without them.  0, or 2 after the usage error naming the bad file. */
+int serve_tls_setup(const struct serve_config *cfg, struct sockit_tls_ctx **out);
+/* SIGHUP: loads the files again for new connections; on failure the
+ * context keeps the pair it has, and the log says why. */
+void serve_tls_reload(const struct serve_config *cfg, struct sockit_tls_ctx *ctx,
+		      const struct serve_log *lg);
+
+/* proxy.c: on a drain, with --proxy-protocol, the listeners stay open
+ * while the balancer's health checks are refused, until one was and the
+ * balancer had time to take this server out (or no check came for a
+ * while).  proxy_deregister returns 1 if it took the drain over. */
+int proxy_deregister(struct worker *w);
+void proxy_dereg_check(struct worker *w, int force);
+void proxy_on_dereg(sockit_loop *loop, sockit_timer *t);
 
 /* udp.c */
 int udp_start(struct worker *w);

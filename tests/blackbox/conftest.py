@@ -28,7 +28,12 @@ COUNTER_KEYS = ("accepted", "active", "refused_maxconns", "refused_perip",
                 "refused_denied", "closed_done", "closed_eof", "closed_reset",
                 "closed_timeout", "closed_limit", "bytes_in", "bytes_out",
                 "dgrams_in", "dgrams_out", "dgrams_dropped_port",
-                "dgrams_dropped_rate", "cpu_yields")
+                "dgrams_dropped_rate", "cpu_yields",
+                # issue 15 (TLS) and 16 (PROXY protocol), appended
+                "closed_tls_plaintext", "closed_tls_handshake", "closed_tls_cert",
+                "closed_tls_timeout", "closed_tls_reset", "refused_proxy_from",
+                "closed_proxy_missing", "closed_proxy_malformed", "closed_proxy_oversized",
+                "closed_proxy_truncated", "closed_proxy_timeout", "proxy_local")
 
 
 def parse_counters(rest):

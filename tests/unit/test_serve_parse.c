@@ -162,12 +162,44 @@ static void test_metrics(void **state)
 	serve_config_free(&cfg);
 }
 
+/* Issues 15 and 16: the TLS files, the PROXY protocol and its header timeout. */
+static void test_tls_and_proxy(void **state)
+{
+	(void)state;
+	struct serve_config cfg;
+	serve_config_defaults(&cfg);
+	assert_int_equal(PARSE(&cfg, "--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca",
+			       "ca.pem"),
+			 -1);
+	assert_string_equal(cfg.tls_cert, "c.pem");
+	assert_string_equal(cfg.tls_key, "k.pem");
+	assert_string_equal(cfg.tls_client_ca, "ca.pem");
+	assert_int_equal(PARSE(&cfg, "--tls-key", "k.pem"), 2);
+	assert_int_equal(PARSE(&cfg, "--tls-client-ca", "ca.pem"), 2);
+	assert_int_equal(PARSE(&cfg, "--tls-cert", "c.pem", "--udp-only"), 2);
+	assert_int_equal(PARSE(&cfg, "--tls-cert", ""), 2);
+	assert_int_equal(PARSE(&cfg, "--proxy-protocol", "--proxy-from", "10.0.0.0/8",
+			       "--proxy-from", "::1/128"),
+			 -1);
+	assert_int_equal(cfg.proxy, 1);
+	assert_int_equal(cfg.nproxy_from, 2);
+	assert_int_equal(cfg.proxy_timeout_ms, 5000); /* min(-i 30s, 5s) */
+	assert_int_equal(PARSE(&cfg, "--proxy-protocol", "-i", "2s"), -1);
+	assert_int_equal(cfg.proxy_timeout_ms, 2000);
+	assert_int_equal(PARSE(&cfg, "--proxy-protocol", "-i", "0"), -1);
+	assert_int_equal(cfg.proxy_timeout_ms, 5000); /* no idle timeout: still bounded */
+	assert_int_equal(PARSE(&cfg, "--proxy-from", "10.0.0.0/8"), 2);
+	assert_int_equal(PARSE(&cfg, "--proxy-protocol", "--proxy-from", "nope"), 2);
+	assert_int_equal(PARSE(&cfg, "--proxy-protocol", "--udp-only"), 2);
+	serve_config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_short_names), cmocka_unit_test(test_bracketed_host),
 		cmocka_unit_test(test_values),	    cmocka_unit_test(test_unix),
-		cmocka_unit_test(test_metrics),
+		cmocka_unit_test(test_metrics),	    cmocka_unit_test(test_tls_and_proxy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
