@@ -87,7 +87,7 @@ static const char usage_fmt[] =
 	"      --tls-key FILE        its private key (PEM; default: in --tls-cert's file)\n"
 	"      --tls-client-ca FILE  require client certificates signed by these CAs\n"
 	"      --proxy-protocol      every TCP connection starts with a PROXY header (v1\n"
-	"                            or v2, as HAProxy's send-proxy[-v2] sends): its\n"
+	"                            or v2, as HAProxy send-proxy or send-proxy-v2 sends): its\n"
 	"                            address is the client for logs, limits, --allow/--deny\n"
 	"                            (a header must come within min(-i, 5s))\n"
 	"      --proxy-from CIDR     with --proxy-protocol: only these may connect\n"
