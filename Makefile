@@ -27,6 +27,12 @@ ifeq ($(SAN),1)
 CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
+# The fuzz build (make fuzz, in build/fuzz): clang, libFuzzer's coverage, ASan+UBSan.
+ifeq ($(FUZZ),1)
+CC := clang
+CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined
+endif
 BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -fPIC -MMD -MP $(WARN) $(CFLAGS)
 # lib/ sees only itself and include/; its symbols are hidden unless SOCKIT_API marks them.
 LIB_CFLAGS := $(BASE_CFLAGS) -fvisibility=hidden -DSOCKIT_BUILDING -Iinclude -Ilib
@@ -41,7 +47,7 @@ CMD_SRC := $(wildcard cmd/*.c cmd/*/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 EXAMPLE_SRC := $(wildcard examples/*.c)
 C_FILES := $(sort $(wildcard include/*.h lib/*.[ch] lib/*/*.[ch] cmd/*.[ch] cmd/*/*.[ch] \
-	tests/unit/*.[ch] examples/*.c bench/peers/*.c))
+	tests/unit/*.[ch] tests/fuzz/*.[ch] examples/*.c bench/peers/*.c))
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CMD_OBJ := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
@@ -51,7 +57,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 
 .PHONY: all run check test unit-bins examples check-format format install uninstall \
-	bench clean deps
+	bench clean deps fuzz fuzz-bins fuzz-check scan
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sockit $(BUILD)/libsockit.a $(BUILD)/libsockit.so $(BUILD)/sockit.pc
@@ -188,6 +194,53 @@ test: deps
 	scripts/run-unit.sh --valgrind build/tests
 	SOCKIT_BIN=build/asan/sockit $(PYTEST) -q -p no:cacheprovider tests/blackbox
 	SOCKIT_TEST_BACKEND=epoll $(PYTEST) -q -p no:cacheprovider tests/blackbox
+
+# ---- Fuzzing (tests/fuzz/, tests/fuzz/README.md): libFuzzer, clang ASan+UBSan -------------
+# `make fuzz` runs every target (or FUZZ_TARGETS) for FUZZ_SECONDS each, one
+# after the other, FUZZ_JOBS processes per target, and prints a table of
+# executions and coverage; a crash's input lands in tests/fuzz/crashes/TARGET/
+# with the command that reproduces it.  `make fuzz-check` (in make test)
+# replays every corpus file through every target, then fuzzes each for
+# FUZZ_CHECK_SECONDS.  Targets link libsockit and the cmd/ modules but main.
+FUZZ_SECONDS ?= 60
+FUZZ_CHECK_SECONDS ?= 4
+FUZZ_JOBS ?= 1
+FUZZ_ALL := $(patsubst tests/fuzz/%.c,%,$(filter-out tests/fuzz/fuzz.c,$(wildcard tests/fuzz/*.c)))
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+FUZZ_BIN := $(FUZZ_ALL:%=$(BUILD)/fuzzers/%)
+FUZZ_MAKE := $(MAKE) --no-print-directory BUILD=build/fuzz FUZZ=1 fuzz-bins
+
+fuzz:
+	@$(FUZZ_MAKE)
+	scripts/fuzz.sh run build/fuzz/fuzzers $(FUZZ_SECONDS) $(FUZZ_JOBS) $(FUZZ_TARGETS)
+
+fuzz-check:
+	@$(FUZZ_MAKE)
+	scripts/fuzz.sh check build/fuzz/fuzzers $(FUZZ_CHECK_SECONDS) 1 $(FUZZ_ALL)
+
+fuzz-bins: $(FUZZ_BIN)
+ifneq ($(FUZZ),1)
+	$(error fuzz-bins is built by make fuzz (FUZZ=1, BUILD=build/fuzz))
+endif
+
+$(BUILD)/obj/tests/fuzz/fuzz.o: tests/fuzz/fuzz.c tests/fuzz/fuzz.h Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -c -o $@ $<
+
+$(BUILD)/fuzzers/%: tests/fuzz/%.c $(BUILD)/obj/tests/fuzz/fuzz.o $(BUILD)/libsockit.a \
+		$(CMD_TESTABLE) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -Itests/fuzz -fsanitize=fuzzer,address,undefined -o $@ $< \
+		$(BUILD)/obj/tests/fuzz/fuzz.o $(CMD_TESTABLE) $(BUILD)/libsockit.a $(LIBS)
+
+-include $(FUZZ_BIN:=.d) $(BUILD)/obj/tests/fuzz/fuzz.d
+
+# ---- Static analysis: clang's analyzer over the whole build; any report fails --------
+# A fresh build dir, so that every file is analysed; reports in build/scan/report.
+scan:
+	@rm -rf build/scan
+	scan-build --status-bugs --use-cc=clang -o build/scan/report \
+		$(MAKE) --no-print-directory -j2 BUILD=build/scan all unit-bins examples
 
 check-format:
 	@bad=$$(clang-format --dry-run --Werror $(C_FILES) 2>&1 | \
