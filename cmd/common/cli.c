@@ -86,7 +86,7 @@ static int parse_scaled(const char *s, const struct unit *units, uint64_t max, u
 			     frac * (u->mult / frac_div);
 		if (frac != 0 && f == 0)
 			f = 1;
-		if (v > max - f)
+		if (f > max || v > max - f)
 			return -1;
 		*out = v + f;
 		return 0;

@@ -80,7 +80,13 @@ static void test_duration(void **state)
 		dur_bad(bad[i], DUR_MAX);
 	dur_bad(NULL, DUR_MAX);
 	dur_bad("2s", 1999);
+	/* A fraction alone larger than the maximum (found by tests/fuzz/cli):
+	 * max - fraction must not wrap around. */
+	dur_bad("0.5s", 100);
+	dur_bad("0.123456789123s", 1);
 	uint64_t v;
+	assert_int_equal(cli_parse_duration_us("0.5h", 1000000, &v), -1);
+	assert_int_equal(cli_parse_size("0.5G", 0, 1024, &v), -1);
 	assert_int_equal(cli_parse_duration_ms("2s", 2000, &v), 0);
 	assert_int_equal(v, 2000);
 	/* A maximum that cannot be scaled to microseconds is refused. */
