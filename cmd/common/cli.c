@@ -258,7 +258,8 @@ int cli_opt_port(const char *cmd, const char *opt, const char *s, int allow_zero
 
 int cli_format_size(char *buf, size_t len, uint64_t v)
 {
-	static const char *const names[] = {"", "KiB", "MiB", "GiB", "TiB"};
+	/* No TiB: cli_parse_size takes none (1 TiB prints as 1024GiB). */
+	static const char *const names[] = {"", "KiB", "MiB", "GiB"};
 	unsigned i = 0;
 	while (i + 1 < sizeof(names) / sizeof(names[0]) && v != 0 && v % 1024 == 0) {
 		v /= 1024;

@@ -183,8 +183,16 @@ static void test_format(void **state)
 	static const struct {
 		uint64_t v;
 		const char *want;
-	} sizes[] = {{0, "0"},	     {1000, "1000"},	{1024, "1KiB"},	      {65536, "64KiB"},
-		     {1536, "1536"}, {1048576, "1MiB"}, {16u << 20, "16MiB"}, {1u << 30, "1GiB"}};
+	} sizes[] = {{0, "0"},
+		     {1000, "1000"},
+		     {1024, "1KiB"},
+		     {65536, "64KiB"},
+		     {1536, "1536"},
+		     {1048576, "1MiB"},
+		     {16u << 20, "16MiB"},
+		     {1u << 30, "1GiB"},
+		     /* 1 TiB: in a unit the parser takes (found by tests/fuzz/cli) */
+		     {1ull << 40, "1024GiB"}};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		cli_format_size(b, sizeof(b), sizes[i].v);
 		assert_string_equal(b, sizes[i].want);
