@@ -2,8 +2,10 @@
 #
 #   make            the binary and the library      make run      the server on 127.0.0.1:1234
 #   make check      the fast loop: unit tests and the black-box suite once (no root, no valgrind)
-#   make test       the full gate CI runs: deps, gcc and clang -Werror, format, unit tests
-#                   plain, under ASan+UBSan and valgrind, the black-box suite on both backends
+#   make test       the full gate CI runs: deps, gcc and clang -Werror, format, scan-build,
+#                   fuzz corpora replayed, unit tests plain, under ASan+UBSan and valgrind,
+#                   the black-box suite on both backends
+#   make fuzz       every libFuzzer target for FUZZ_SECONDS (tests/fuzz/README.md)
 #   make bench      sockit against the peer servers      make install / uninstall / format / clean
 #
 # One test: `make check T=tests/blackbox/test_serve_once.py::test_name` (pytest's node id),
@@ -57,7 +59,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 
 .PHONY: all run check test unit-bins examples check-format format install uninstall \
-	bench clean deps fuzz fuzz-bins fuzz-check scan
+	bench clean deps fuzz fuzz-bins fuzz-check scan analyze
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sockit $(BUILD)/libsockit.a $(BUILD)/libsockit.so $(BUILD)/sockit.pc
@@ -180,7 +182,8 @@ check: all unit-bins examples
 	SOCKIT_BIN=$(BUILD)/sockit $(PYTEST) -q -p no:cacheprovider $(T)
 
 # The whole check, as CI runs it: dependencies, warnings as errors (gcc and
-# clang), formatting, unit tests plain, under ASan+UBSan and under valgrind,
+# clang), formatting, clang's and gcc's static analyzers, the fuzz targets (corpora
+# replayed, a short run each), unit tests plain, under ASan+UBSan and under valgrind,
 # then the black-box suite against the ASan+UBSan binary (serve on its
 # default backend, io_uring) and against the plain one (serve on epoll);
 # the plain run's summary is the last line.
@@ -189,6 +192,9 @@ test: deps
 	$(MAKE) --no-print-directory WERROR=1 BUILD=build/asan SAN=1 all unit-bins
 	$(MAKE) --no-print-directory WERROR=1 BUILD=build/clang CC=clang all unit-bins
 	$(MAKE) --no-print-directory check-format
+	$(MAKE) --no-print-directory scan
+	$(MAKE) --no-print-directory analyze
+	$(MAKE) --no-print-directory WERROR=1 fuzz-check
 	scripts/run-unit.sh build/tests
 	scripts/run-unit.sh build/asan/tests
 	scripts/run-unit.sh --valgrind build/tests
@@ -240,7 +246,14 @@ $(BUILD)/fuzzers/%: tests/fuzz/%.c $(BUILD)/obj/tests/fuzz/fuzz.o $(BUILD)/libso
 scan:
 	@rm -rf build/scan
 	scan-build --status-bugs --use-cc=clang -o build/scan/report \
-		$(MAKE) --no-print-directory -j2 BUILD=build/scan all unit-bins examples
+		$(MAKE) -s --no-print-directory -j2 BUILD=build/scan all unit-bins examples
+
+# gcc's -fanalyzer, a second opinion (docs/DESIGN.md, "Static analysis"): at
+# -O0, since -O1 folds away the very malloc/free pairs it checks; a finding
+# fails the build.
+analyze:
+	$(MAKE) -s --no-print-directory -j2 WERROR=1 BUILD=build/analyzer \
+		CFLAGS='-O0 -g -fanalyzer' all unit-bins
 
 check-format:
 	@bad=$$(clang-format --dry-run --Werror $(C_FILES) 2>&1 | \
