@@ -88,7 +88,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (diff < n && diff < tm.reply_len && got[diff] == ref[diff])
 		diff++;
 	FUZZ_CHECK(bench_reply_diff(&tm, idtxt, 0, got, n) == diff);
-	size_t off = data[0] % (tm.reply_len + 1), m = k < tm.reply_len - off ? k : tm.reply_len - off;
+	size_t off = data[0] % (tm.reply_len + 1),
+	       m = k < tm.reply_len - off ? k : tm.reply_len - off;
 	FUZZ_CHECK(bench_reply_match(&tm, idtxt, off, got, m) == (memcmp(got, ref + off, m) == 0));
 	char exp[128];
 	size_t e = bench_reply_expected(&tm, idtxt, off, exp, sizeof(exp));

@@ -29,7 +29,7 @@ struct unit {
 
 /* Written out again from cli.h's contract, as an oracle. */
 static const struct unit time_units[] = {
-	{"", 1000000}, {"s", 1000000},	{"ms", 1000},		 {"us", 1},
+	{"", 1000000},	 {"s", 1000000},    {"ms", 1000},	  {"us", 1},
 	{"m", 60000000}, {"min", 60000000}, {"h", 3600000000ull}, {NULL, 0},
 };
 static const struct unit size_units[] = {
@@ -183,8 +183,17 @@ static void check_port_host(const char *s)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const uint64_t maxes[] = {
-		0, 1, 999, 1000, 65535, 1u << 30, 86400000ull * 365, UINT64_MAX / 1000,
-		UINT64_MAX / 1000 + 1, UINT64_MAX - 1, UINT64_MAX,
+		0,
+		1,
+		999,
+		1000,
+		65535,
+		1u << 30,
+		86400000ull * 365,
+		UINT64_MAX / 1000,
+		UINT64_MAX / 1000 + 1,
+		UINT64_MAX - 1,
+		UINT64_MAX,
 	};
 	if (size < 2 || size > 100)
 		return 0;

@@ -22,8 +22,7 @@ static void check_config(const struct connect_config *cfg, const struct fuzz_arg
 	FUZZ_CHECK(cfg->host != NULL && cfg->host[0] != '\0' && cfg->name != NULL);
 	FUZZ_CHECK(cfg->name == cfg->host || cfg->name == cfg->name_buf);
 	FUZZ_CHECK(cfg->port >= 0 && cfg->port <= 65535);
-	FUZZ_CHECK(cfg->family == AF_UNSPEC || cfg->family == AF_INET ||
-		   cfg->family == AF_INET6);
+	FUZZ_CHECK(cfg->family == AF_UNSPEC || cfg->family == AF_INET || cfg->family == AF_INET6);
 	FUZZ_CHECK(cfg->ndata >= 0 && cfg->ndata <= a->argc - 3);
 	FUZZ_CHECK((cfg->ndata == 0) == (cfg->data == NULL));
 	for (int i = 0; i < cfg->ndata; i++) {

@@ -26,7 +26,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 #define FUZZ_CHECK(cond)                                                                           \
 	do {                                                                                       \
 		if (!(cond)) {                                                                     \
-			fprintf(fuzz_report, "%s:%d: property failed: %s\n", __FILE__, __LINE__,  \
+			fprintf(fuzz_report, "%s:%d: property failed: %s\n", __FILE__, __LINE__,   \
 				#cond);                                                            \
 			abort();                                                                   \
 		}                                                                                  \

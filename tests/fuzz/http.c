@@ -7,8 +7,8 @@
  * incomplete one was incomplete one byte earlier too; out == NULL gives the
  * same answer; nothing past len is read (the input is an exact-size block).
  */
-#include "fuzz.h"
 #include "http.h"
+#include "fuzz.h"
 
 static int same_req(const struct http_req *a, const struct http_req *b)
 {
@@ -56,7 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t cuts[] = {(size_t)r - 1, (size_t)r - 2, (size_t)r / 2, 1, 0};
 		for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++)
 			if (cuts[i] < (size_t)r)
-				FUZZ_CHECK(http_request_parse(buf, cuts[i], NULL) == HTTP_INCOMPLETE);
+				FUZZ_CHECK(http_request_parse(buf, cuts[i], NULL) ==
+					   HTTP_INCOMPLETE);
 	} else if (r == HTTP_BAD) {
 		FUZZ_CHECK(r2 == HTTP_BAD);
 	} else if (size > 0) {

@@ -7,8 +7,8 @@
  * and no unescaped quote, and unescaping it (\" \\ \n \r \t \u00XX) gives
  * the input back; json_put_str writes the same between quotes.
  */
-#include "fuzz.h"
 #include "json.h"
+#include "fuzz.h"
 
 /* Undoes the escapes into out (as big as s); its length, or -1. */
 static long unescape(const char *s, char *out)

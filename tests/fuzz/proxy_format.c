@@ -78,7 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int n = local ? sockit_proxy_format(version, NULL, NULL, buf, cap)
 		      : sockit_proxy_format(version, &src, &dst, buf, cap);
 	int bad = !local && (fs != fd || (version == 1 && fs == AF_UNIX));
-	FUZZ_CHECK(bad ? n == -EINVAL : n == -ENOSPC || (n > 0 && (size_t)n < cap + (version == 2)));
+	FUZZ_CHECK(bad ? n == -EINVAL
+		       : n == -ENOSPC || (n > 0 && (size_t)n < cap + (version == 2)));
 	if (n == -ENOSPC) { /* the biggest buffer always has room */
 		unsigned char big[SOCKIT_PROXY_FORMAT_MAX];
 		FUZZ_CHECK(cap < SOCKIT_PROXY_FORMAT_MAX);

@@ -23,8 +23,7 @@ static void check_config(const struct serve_config *cfg)
 {
 	FUZZ_CHECK(cfg->host != NULL && cfg->host[0] != '\0');
 	FUZZ_CHECK(cfg->port >= 0 && cfg->port <= 65535);
-	FUZZ_CHECK(cfg->family == AF_UNSPEC || cfg->family == AF_INET ||
-		   cfg->family == AF_INET6);
+	FUZZ_CHECK(cfg->family == AF_UNSPEC || cfg->family == AF_INET || cfg->family == AF_INET6);
 	FUZZ_CHECK(cfg->tcp || cfg->udp);
 	FUZZ_CHECK(cfg->mode == MODE_ONCE || cfg->mode == MODE_LINE || cfg->mode == MODE_ECHO);
 	FUZZ_CHECK(cfg->max_bytes >= 1 && cfg->max_line >= 1 && cfg->max_pending >= 1);
