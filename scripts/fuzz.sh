@@ -63,7 +63,7 @@ row target seconds executions exec/s cov ft corpus result
 for t in "$@"; do
 	bin="$bindir/$t"
 	seeds="tests/fuzz/corpus/$t"
-	log="$work/logs/$t.log"
+	log="$work/logs/$t.$mode.log"
 	if [ ! -x "$bin" ]; then
 		echo "fuzz: no target $t (have: $(ls "$bindir" | tr '\n' ' '))" >&2
 		failed="$failed $t"
