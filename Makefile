@@ -2,8 +2,10 @@
 #
 #   make            the binary and the library      make run      the server on 127.0.0.1:1234
 #   make check      the fast loop: unit tests and the black-box suite once (no root, no valgrind)
-#   make test       the full gate CI runs: deps, gcc and clang -Werror, format, unit tests
-#                   plain, under ASan+UBSan and valgrind, the black-box suite on both backends
+#   make test       the full gate CI runs: deps, gcc and clang -Werror, format, scan-build,
+#                   fuzz corpora replayed, unit tests plain, under ASan+UBSan and valgrind,
+#                   the black-box suite on both backends
+#   make fuzz       every libFuzzer target for FUZZ_SECONDS (tests/fuzz/README.md)
 #   make bench      sockit against the peer servers      make install / uninstall / format / clean
 #                   (install: the binary, the libraries, the headers, man/ and the bash completion)
 #
@@ -28,6 +30,12 @@ ifeq ($(SAN),1)
 CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
+# The fuzz build (make fuzz, in build/fuzz): clang, libFuzzer's coverage, ASan+UBSan.
+ifeq ($(FUZZ),1)
+CC := clang
+CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined
+endif
 BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -fPIC -MMD -MP $(WARN) $(CFLAGS)
 # lib/ sees only itself and include/; its symbols are hidden unless SOCKIT_API marks them.
 LIB_CFLAGS := $(BASE_CFLAGS) -fvisibility=hidden -DSOCKIT_BUILDING -Iinclude -Ilib
@@ -42,7 +50,7 @@ CMD_SRC := $(wildcard cmd/*.c cmd/*/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 EXAMPLE_SRC := $(wildcard examples/*.c)
 C_FILES := $(sort $(wildcard include/*.h lib/*.[ch] lib/*/*.[ch] cmd/*.[ch] cmd/*/*.[ch] \
-	tests/unit/*.[ch] examples/*.c bench/peers/*.c bench/loadgen/*.c))
+	tests/unit/*.[ch] tests/fuzz/*.[ch] examples/*.c bench/peers/*.c bench/loadgen/*.c))
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CMD_OBJ := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
@@ -52,7 +60,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 
 .PHONY: all run check test unit-bins examples check-format format install uninstall \
-	bench clean deps
+	bench clean deps fuzz fuzz-bins fuzz-check scan analyze
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sockit $(BUILD)/libsockit.a $(BUILD)/libsockit.so $(BUILD)/sockit.pc
@@ -181,7 +189,8 @@ check: all unit-bins examples
 	SOCKIT_BIN=$(BUILD)/sockit $(PYTEST) -q -p no:cacheprovider $(T)
 
 # The whole check, as CI runs it: dependencies, warnings as errors (gcc and
-# clang), formatting, unit tests plain, under ASan+UBSan and under valgrind,
+# clang), formatting, clang's and gcc's static analyzers, the fuzz targets (corpora
+# replayed, a short run each), unit tests plain, under ASan+UBSan and under valgrind,
 # then the black-box suite against the ASan+UBSan binary (serve on its
 # default backend, io_uring) and against the plain one (serve on epoll);
 # the plain run's summary is the last line.
@@ -190,11 +199,68 @@ test: deps
 	$(MAKE) --no-print-directory WERROR=1 BUILD=build/asan SAN=1 all unit-bins
 	$(MAKE) --no-print-directory WERROR=1 BUILD=build/clang CC=clang all unit-bins
 	$(MAKE) --no-print-directory check-format
+	$(MAKE) --no-print-directory scan
+	$(MAKE) --no-print-directory analyze
+	$(MAKE) --no-print-directory WERROR=1 fuzz-check
 	scripts/run-unit.sh build/tests
 	scripts/run-unit.sh build/asan/tests
 	scripts/run-unit.sh --valgrind build/tests
 	SOCKIT_BIN=build/asan/sockit $(PYTEST) -q -p no:cacheprovider tests/blackbox
 	SOCKIT_TEST_BACKEND=epoll $(PYTEST) -q -p no:cacheprovider tests/blackbox
+
+# ---- Fuzzing (tests/fuzz/, tests/fuzz/README.md): libFuzzer, clang ASan+UBSan -------------
+# `make fuzz` runs every target (or FUZZ_TARGETS) for FUZZ_SECONDS each, one
+# after the other, FUZZ_JOBS processes per target, and prints a table of
+# executions and coverage; a crash's input lands in tests/fuzz/crashes/TARGET/
+# with the command that reproduces it.  `make fuzz-check` (in make test)
+# replays every corpus file through every target, then fuzzes each for
+# FUZZ_CHECK_SECONDS.  Targets link libsockit and the cmd/ modules but main.
+FUZZ_SECONDS ?= 60
+FUZZ_CHECK_SECONDS ?= 4
+FUZZ_JOBS ?= 1
+FUZZ_ALL := $(patsubst tests/fuzz/%.c,%,$(filter-out tests/fuzz/fuzz.c,$(wildcard tests/fuzz/*.c)))
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+FUZZ_BIN := $(FUZZ_ALL:%=$(BUILD)/fuzzers/%)
+FUZZ_MAKE := $(MAKE) --no-print-directory BUILD=build/fuzz FUZZ=1 fuzz-bins
+
+fuzz:
+	@$(FUZZ_MAKE)
+	scripts/fuzz.sh run build/fuzz/fuzzers $(FUZZ_SECONDS) $(FUZZ_JOBS) $(FUZZ_TARGETS)
+
+fuzz-check:
+	@$(FUZZ_MAKE)
+	scripts/fuzz.sh check build/fuzz/fuzzers $(FUZZ_CHECK_SECONDS) 1 $(FUZZ_ALL)
+
+fuzz-bins: $(FUZZ_BIN)
+ifneq ($(FUZZ),1)
+	$(error fuzz-bins is built by make fuzz (FUZZ=1, BUILD=build/fuzz))
+endif
+
+$(BUILD)/obj/tests/fuzz/fuzz.o: tests/fuzz/fuzz.c tests/fuzz/fuzz.h Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -c -o $@ $<
+
+$(BUILD)/fuzzers/%: tests/fuzz/%.c $(BUILD)/obj/tests/fuzz/fuzz.o $(BUILD)/libsockit.a \
+		$(CMD_TESTABLE) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -Itests/fuzz -fsanitize=fuzzer,address,undefined -o $@ $< \
+		$(BUILD)/obj/tests/fuzz/fuzz.o $(CMD_TESTABLE) $(BUILD)/libsockit.a $(LIBS)
+
+-include $(FUZZ_BIN:=.d) $(BUILD)/obj/tests/fuzz/fuzz.d
+
+# ---- Static analysis: clang's analyzer over the whole build; any report fails --------
+# A fresh build dir, so that every file is analysed; reports in build/scan/report.
+scan:
+	@rm -rf build/scan
+	scan-build --status-bugs --use-cc=clang -o build/scan/report \
+		$(MAKE) -s --no-print-directory -j2 BUILD=build/scan all unit-bins examples
+
+# gcc's -fanalyzer, a second opinion (docs/DESIGN.md, "Static analysis"): at
+# -O0, since -O1 folds away the very malloc/free pairs it checks; a finding
+# fails the build.
+analyze:
+	$(MAKE) -s --no-print-directory -j2 WERROR=1 BUILD=build/analyzer \
+		CFLAGS='-O0 -g -fanalyzer' all unit-bins
 
 check-format:
 	@bad=$$(clang-format --dry-run --Werror $(C_FILES) 2>&1 | \

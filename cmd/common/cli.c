@@ -86,7 +86,7 @@ static int parse_scaled(const char *s, const struct unit *units, uint64_t max, u
 			     frac * (u->mult / frac_div);
 		if (frac != 0 && f == 0)
 			f = 1;
-		if (v > max - f)
+		if (f > max || v > max - f)
 			return -1;
 		*out = v + f;
 		return 0;
@@ -258,7 +258,8 @@ int cli_opt_port(const char *cmd, const char *opt, const char *s, int allow_zero
 
 int cli_format_size(char *buf, size_t len, uint64_t v)
 {
-	static const char *const names[] = {"", "KiB", "MiB", "GiB", "TiB"};
+	/* No TiB: cli_parse_size takes none (1 TiB prints as 1024GiB). */
+	static const char *const names[] = {"", "KiB", "MiB", "GiB"};
 	unsigned i = 0;
 	while (i + 1 < sizeof(names) / sizeof(names[0]) && v != 0 && v % 1024 == 0) {
 		v /= 1024;

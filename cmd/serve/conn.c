@@ -378,6 +378,7 @@ void conn_close(struct worker *w, struct conn *c, int reason)
 	}
 	free(c->in);
 	free(c->out);
+	c->in = c->out = NULL; /* a conn on the free list owns no buffers */
 	c->next = w->free_conns;
 	w->free_conns = c;
 	if (w->draining)

@@ -453,8 +453,9 @@ int sk_loop_recv_multi(sockit_loop *loop, int fd, loop_op_cb cb, void *arg, stru
 	if (out)
 		*out = NULL;
 	int rc = loop->be.ops ? sk_recv_bufs_init(loop->be.uring, &loop->be.ops->rb) : 0;
-	if (rc == 0)
-		rc = op_start(loop, fd, IORING_OP_RECV, cb, arg, &op, &sqe);
+	if (rc < 0)
+		return rc;
+	rc = op_start(loop, fd, IORING_OP_RECV, cb, arg, &op, &sqe);
 	if (rc < 0)
 		return rc;
 	op->chain = OP_RECV;

@@ -80,7 +80,13 @@ static void test_duration(void **state)
 		dur_bad(bad[i], DUR_MAX);
 	dur_bad(NULL, DUR_MAX);
 	dur_bad("2s", 1999);
+	/* A fraction alone larger than the maximum (found by tests/fuzz/cli):
+	 * max - fraction must not wrap around. */
+	dur_bad("0.5s", 100);
+	dur_bad("0.123456789123s", 1);
 	uint64_t v;
+	assert_int_equal(cli_parse_duration_us("0.5h", 1000000, &v), -1);
+	assert_int_equal(cli_parse_size("0.5G", 0, 1024, &v), -1);
 	assert_int_equal(cli_parse_duration_ms("2s", 2000, &v), 0);
 	assert_int_equal(v, 2000);
 	/* A maximum that cannot be scaled to microseconds is refused. */
@@ -177,8 +183,16 @@ static void test_format(void **state)
 	static const struct {
 		uint64_t v;
 		const char *want;
-	} sizes[] = {{0, "0"},	     {1000, "1000"},	{1024, "1KiB"},	      {65536, "64KiB"},
-		     {1536, "1536"}, {1048576, "1MiB"}, {16u << 20, "16MiB"}, {1u << 30, "1GiB"}};
+	} sizes[] = {{0, "0"},
+		     {1000, "1000"},
+		     {1024, "1KiB"},
+		     {65536, "64KiB"},
+		     {1536, "1536"},
+		     {1048576, "1MiB"},
+		     {16u << 20, "16MiB"},
+		     {1u << 30, "1GiB"},
+		     /* 1 TiB: in a unit the parser takes (found by tests/fuzz/cli) */
+		     {1ull << 40, "1024GiB"}};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		cli_format_size(b, sizeof(b), sizes[i].v);
 		assert_string_equal(b, sizes[i].want);

@@ -13,20 +13,19 @@
 #include "connect.h"
 
 /* Runs connect_parse on a NULL-terminated list of words (after
- * "connect"), capturing what it prints on stderr into err.  The config
- * points into argv (DATA words), so argv lives until the next call. */
+ * "connect"), capturing what it prints on stderr into err.  argv is static:
+ * cfg->data points into it, and stays valid until the next call. */
 static int parse(struct connect_config *cfg, char *err, size_t errlen, ...)
 {
-	/* static: cfg->data points into it after the return (until the next call) */
 	static char *argv[32];
-	memset(argv, 0, sizeof(argv));
-	argv[0] = "connect";
-	int argc = 1;
+	int argc = 0;
+	argv[argc++] = "connect";
 	va_list ap;
 	va_start(ap, errlen);
 	for (char *w; (w = va_arg(ap, char *)) != NULL && argc < 31;)
 		argv[argc++] = w;
 	va_end(ap);
+	argv[argc] = NULL;
 	FILE *tmp = tmpfile();
 	assert_non_null(tmp);
 	fflush(stderr);

@@ -1788,7 +1788,7 @@ static void run_until_n(sockit_loop *loop, const int *n, int want)
 
 static unsigned short local_port(int fd, int peer)
 {
-	struct sockaddr_in sa;
+	struct sockaddr_in sa = {0};
 	socklen_t len = sizeof(sa);
 
 	if (peer)
@@ -1943,7 +1943,7 @@ static void test_sendto(void **state)
 	sockit_loop *loop = new_loop();
 	struct opres o = {.calls = 0};
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct sockaddr_in from;
+	struct sockaddr_in from = {0};
 	socklen_t alen = sizeof(a), flen = sizeof(from);
 	char got[16];
 	int rx = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
