@@ -240,11 +240,12 @@ $(BUILD)/obj/tests/fuzz/fuzz.o: tests/fuzz/fuzz.c tests/fuzz/fuzz.h Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -c -o $@ $<
 
-$(BUILD)/fuzzers/%: tests/fuzz/%.c $(BUILD)/obj/tests/fuzz/fuzz.o $(BUILD)/libsockit.a \
-		$(CMD_TESTABLE) Makefile
+$(BUILD)/fuzzers/%: tests/fuzz/%.c $(BUILD)/obj/tests/fuzz/fuzz.o $(BUILD)/libsockit_tls.a \
+		$(BUILD)/libsockit.a $(CMD_TESTABLE) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -Itests/fuzz -fsanitize=fuzzer,address,undefined -o $@ $< \
-		$(BUILD)/obj/tests/fuzz/fuzz.o $(CMD_TESTABLE) $(BUILD)/libsockit.a $(LIBS)
+		$(BUILD)/obj/tests/fuzz/fuzz.o $(CMD_TESTABLE) $(BUILD)/libsockit_tls.a \
+		$(BUILD)/libsockit.a $(TLS_LIBS) $(LIBS)
 
 -include $(FUZZ_BIN:=.d) $(BUILD)/obj/tests/fuzz/fuzz.d
 

@@ -24,7 +24,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static void check_config(const struct bench_config *cfg)
 {
 	FUZZ_CHECK(cfg->mode >= BENCH_ONCE && cfg->mode < BENCH_MODES);
-	FUZZ_CHECK(cfg->host != NULL && cfg->host[0] != '\0' && cfg->host_arg != NULL);
+	/* -U PATH replaces HOST PORT */
+	FUZZ_CHECK(cfg->unix_path != NULL ||
+		   (cfg->host != NULL && cfg->host[0] != '\0' && cfg->host_arg != NULL));
 	FUZZ_CHECK(cfg->port >= 0 && cfg->port <= 65535);
 	FUZZ_CHECK(cfg->lined == (cfg->mode == BENCH_LINE || cfg->mode == BENCH_ECHO));
 	FUZZ_CHECK(cfg->size >= 8u + (unsigned)cfg->lined);

@@ -19,11 +19,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void check_config(const struct connect_config *cfg, const struct fuzz_argv *a)
 {
-	FUZZ_CHECK(cfg->host != NULL && cfg->host[0] != '\0' && cfg->name != NULL);
-	FUZZ_CHECK(cfg->name == cfg->host || cfg->name == cfg->name_buf);
+	/* -U PATH replaces HOST PORT: then every word left is DATA */
+	if (cfg->unix_path == NULL) {
+		FUZZ_CHECK(cfg->host != NULL && cfg->host[0] != '\0' && cfg->name != NULL);
+		FUZZ_CHECK(cfg->name == cfg->host || cfg->name == cfg->name_buf);
+	}
 	FUZZ_CHECK(cfg->port >= 0 && cfg->port <= 65535);
 	FUZZ_CHECK(cfg->family == AF_UNSPEC || cfg->family == AF_INET || cfg->family == AF_INET6);
-	FUZZ_CHECK(cfg->ndata >= 0 && cfg->ndata <= a->argc - 3);
+	FUZZ_CHECK(cfg->ndata >= 0 && cfg->ndata <= a->argc - (cfg->unix_path != NULL ? 1 : 3));
 	FUZZ_CHECK((cfg->ndata == 0) == (cfg->data == NULL));
 	for (int i = 0; i < cfg->ndata; i++) {
 		int found = 0;
