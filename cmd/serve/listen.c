@@ -199,6 +199,8 @@ int listeners_open(struct serve_shared *sh, const struct serve_config *cfg,
 	if (cfg->sd.active)
 		return sd_listeners_open(sh, cfg, lg); /* systemd's (main.c) */
 	int rc = listeners_inherit(sh, cfg, lg);       /* an upgrading parent's */
+	if (rc > 0 && cfg->unix_path != NULL && unix_files_adopt(sh, cfg) < 0)
+		serve_log(lg, LOG_WARN, "out of memory: %s will stay after exit", cfg->unix_path);
 	if (rc != 0)
 		return rc < 0 ? rc : 0;
 	if (cfg->unix_path != NULL)

@@ -151,6 +151,11 @@ int proxy_deregister(struct worker *w)
 	    __atomic_load_n(&w->sh->handed_over, __ATOMIC_ACQUIRE))
 		return 0;
 	w->deregistering = 1;
+	if (w->id == 0)
+		serve_log(w->log, LOG_INFO,
+			  "draining behind a load balancer: serving on while its health "
+			  "checks are refused, for up to %d ms",
+			  DEREG_MAX_MS);
 	uint64_t ms = __atomic_load_n(&w->sh->check_refused, __ATOMIC_ACQUIRE) ? DEREG_GRACE_MS
 									       : DEREG_MAX_MS;
 	w->dereg_at = sockit_loop_now_ms(w->loop) + ms;

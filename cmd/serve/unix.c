@@ -112,6 +112,21 @@ static int open_one(const struct serve_config *cfg, const struct serve_log *lg, 
 	return fd;
 }
 
+int unix_files_adopt(struct serve_shared *sh, const struct serve_config *cfg)
+{
+	sh->ux = calloc(1, sizeof(*sh->ux));
+	if (sh->ux == NULL)
+		return -ENOMEM;
+	if (cfg->tcp)
+		file_made(&sh->ux->f[0], cfg->unix_path);
+	if (cfg->udp) {
+		char dpath[sizeof(sh->ux->f[1].path)];
+		snprintf(dpath, sizeof(dpath), "%s%s", cfg->unix_path, DGRAM_SUFFIX);
+		file_made(&sh->ux->f[1], dpath);
+	}
+	return 0;
+}
+
 int unix_listeners_open(struct serve_shared *sh, const struct serve_config *cfg,
 			const struct serve_log *lg)
 {

@@ -144,6 +144,9 @@ int unix_listeners_open(struct serve_shared *sh, const struct serve_config *cfg,
  * them.  0 or a negative code; worker_free closes what was given. */
 int listeners_share(struct serve_shared *sh, int stream_fd, int dgram_fd);
 /* Removes the socket files this server made, if they are still those. */
+/* The socket files of -U whose sockets an upgrading parent handed over:
+ * ours to remove at exit now.  0 or -ENOMEM. */
+int unix_files_adopt(struct serve_shared *sh, const struct serve_config *cfg);
 void unix_files_remove(struct serve_shared *sh);
 void unix_files_free(struct serve_shared *sh);
 

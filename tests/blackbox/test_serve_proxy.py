@@ -312,3 +312,4 @@ def test_sigterm_without_checks_closes_within_two_seconds(serve):
     srv.signal(signal.SIGTERM)
     assert srv.wait(timeout=10) == 0, srv.stderr_text()
     assert 1.5 < time.monotonic() - start < 6
+    assert "draining behind a load balancer" in srv.stderr_text()

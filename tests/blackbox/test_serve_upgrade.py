@@ -187,3 +187,50 @@ def test_broken_new_binary_keeps_the_old_one(subreaper, tmp_path):
         check_no_sanitizer_report(p)
     finally:
         p.stop()
+
+
+def test_upgrade_keeps_the_unix_socket_file(subreaper, tmp_path):
+    """The old process leaves the socket file to the new one that serves on
+    it (it would remove it at exit, as its own)."""
+    path = tmp_path / "s.sock"
+    p = Proc([SOCKIT, "serve", "-U", str(path), "--workers", "2"])
+    pids = [p.pid]
+    try:
+        p.wait_stderr(r"listening on unix ")
+        os.kill(p.pid, signal.SIGUSR2)
+        pids.append(int(wait_nth(p, READY_RE, 1).group(1)))
+        assert p.wait(timeout=60) == 0, p.stderr_text()
+        assert path.is_socket(), p.stderr_text()
+        with socket.socket(socket.AF_UNIX) as c:
+            c.settimeout(10)
+            c.connect(str(path))
+            c.sendall(b"ping")
+            c.shutdown(socket.SHUT_WR)
+            assert c.recv(4096) == b"Received: ping"
+        os.kill(pids[-1], signal.SIGTERM)
+        assert wait_exit(pids[-1]) == 0
+        assert not path.exists()  # the newest removes it, as its own
+    finally:
+        for pid in pids[1:]:
+            kill_quietly(pid)
+        p.stop()
+
+
+def test_upgrade_behind_a_balancer_hands_over_at_once(subreaper):
+    """With --proxy-protocol, SIGTERM first refuses the balancer's health
+    checks; after an upgrade the new process answers them, so the old one
+    stops without that step."""
+    p, addr = start_server(["--proxy-protocol", "--workers", "2"])
+    pids = [p.pid]
+    try:
+        os.kill(p.pid, signal.SIGUSR2)
+        pids.append(int(wait_nth(p, READY_RE, 1).group(1)))
+        assert p.wait(timeout=60) == 0, p.stderr_text()
+        assert "draining behind a load balancer" not in p.stderr_text()
+        os.kill(pids[-1], signal.SIGTERM)
+        assert wait_exit(pids[-1]) == 0
+        assert "draining behind a load balancer" in p.stderr_text()
+    finally:
+        for pid in pids[1:]:
+            kill_quietly(pid)
+        p.stop()
