@@ -663,22 +663,22 @@ def main(argv):
 
 
 def run_all(args, argv, na, feat, tmp, logdir, ncpu):
-    todo = []
+    queue = []
     for rep in range(args.reps):
         for wl in args.workloads:
             for name in args.servers:
                 if (name, wl) not in na:
-                    todo.append((rep, wl, name))
+                    queue.append((rep, wl, name))
     ctx = {"sockit": args.sockit, "bindir": args.bindir, "node": NODE, "tmp": tmp,
            "rate": args.rate, "ca": None, "certs": None, "metrics_port": 0}
-    if any(wl == "idle-tls" or (wl in WL and WL[wl]["tls"]) for _, wl, _ in todo):
+    if any(wl == "idle-tls" or (wl in WL and WL[wl]["tls"]) for _, wl, _ in queue):
         ctx["ca"], ctx["certs"] = make_certs(tmp)
-    load_runs = sum(1 for p in todo if p[1] in WL)
+    load_runs = sum(1 for p in queue if p[1] in WL)
     log("%d measurements (%d load runs of %gs + %gs warm-up, %d idle), %d repetitions" %
-        (len(todo), load_runs, args.duration, args.warmup, len(todo) - load_runs, args.reps))
+        (len(queue), load_runs, args.duration, args.warmup, len(queue) - load_runs, args.reps))
     started = time.monotonic()
     runs = []
-    for i, (rep, wl, name) in enumerate(todo):
+    for i, (rep, wl, name) in enumerate(queue):
         try:
             if wl in IDLE:
                 run = measure_idle(args, name, wl, ctx, logdir)
@@ -698,7 +698,7 @@ def run_all(args, argv, na, feat, tmp, logdir, ncpu):
                 run["rps"] or 0, fmt_num(run["cpu_us_per_req"]),
                 fmt_num(run["sleeps_per_req"]), run["errors"] or 0,
                 ", noisy" if run["noisy"] else "")
-        log("[%d/%d] rep %d %s %s: %s" % (i + 1, len(todo), rep + 1, wl, name, status))
+        log("[%d/%d] rep %d %s %s: %s" % (i + 1, len(queue), rep + 1, wl, name, status))
 
     summary = summarize(runs, args, na)
     tab, notes = table(summary, args)
