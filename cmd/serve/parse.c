@@ -27,7 +27,7 @@
 #define DEFAULT_MAX_LINE (64 * 1024)
 #define DEFAULT_MAX_PENDING (64 * 1024)
 /* Once mode's wake-up coalescing: see --help and docs/DESIGN.md. */
-#define DEFAULT_COALESCE_US 50
+#define DEFAULT_COALESCE_US 100
 #define MAX_COALESCE_US 1000000
 /* --proxy-protocol: the header must be whole within min(-i, this). */
 #define PROXY_TIMEOUT_MS 5000

@@ -12,8 +12,10 @@
 /* A linger that gathers fewer than this was not worth its sleep. */
 #define COALESCE_GATHER 2
 /* At most this many small batches pass without lingering after fruitless
- * lingers (the skip doubles from 1 up to it). */
-#define COALESCE_MAX_SKIP 64
+ * lingers (the skip doubles from 1 up to it).  A lone client then meets a
+ * linger in 1 request of 1025: out of its p99 (a cap of 64, 1.5% of
+ * requests, raised c=1's p99 by a fifth at 100 us). */
+#define COALESCE_MAX_SKIP 1024
 
 /* Sleeps ns outside the kernel's wait, so that what arrives meanwhile is
  * taken in one batch instead of one wake-up (a cross-CPU interrupt) each.

@@ -215,7 +215,7 @@ def test_once_workers_sharing_a_cpu_do_not_yield(serve):
 
 
 @pytest.mark.parametrize("args,want", [
-    ([], "50us"),                                  # once mode: on by default
+    ([], "100us"),                                 # once mode: on by default
     (["-m", "line"], "off"),                       # line and echo: off by default
     (["-m", "echo"], "off"),
     (["--coalesce", "0"], "off"),
