@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "conn.h"
 #include "sockit_proxy.h"
@@ -169,6 +170,12 @@ int conn_unacked(int fd)
 {
 	int v = sockit_unacked(fd);
 	return v >= 0 ? v : -1;
+}
+
+int conn_unread(int fd)
+{
+	int v = 0;
+	return ioctl(fd, FIONREAD, &v) == 0 ? v : -1;
 }
 
 void conn_note_outq(struct conn *c)

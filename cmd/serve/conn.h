@@ -136,6 +136,8 @@ void conn_note_outq(struct conn *c);
 void conn_arm_deadline(struct worker *w, struct conn *c);
 /* Bytes sent but not yet acknowledged by the peer, or -1. */
 int conn_unacked(int fd);
+/* Bytes received and not read yet (FIONREAD), or -1. */
+int conn_unread(int fd);
 
 /* Ends a connection's accounting (its slots free, its reason counted)
  * before the client can see the end: a client that reconnects as soon as

@@ -83,8 +83,19 @@ static void once_close(struct worker *w, struct conn *c, int fd, struct ip_entry
 static void reply_out(struct worker *w, struct conn *c, int fd, struct ip_entry *ip, ssize_t n,
 		      int quick)
 {
-	if (io_tls(c))
+	if (io_tls(c)) {
 		tls_end(c); /* close_notify, then as in plaintext */
+		/* The client answers our close_notify only after reading all
+		 * that came before it, and that answer's ACK covers it all:
+		 * an RST it provokes then loses nothing.  So close at once
+		 * unless the request's record was not the last thing read, the
+		 * client has sent more already, or what is in flight exceeds
+		 * the smallest window (a lingering close cost a wake-up and two
+		 * reads per connection). */
+		int q = conn_unacked(fd);
+		quick = (size_t)n < w->cfg->max_bytes && conn_unread(fd) == 0 && q >= 0 &&
+			q <= SAFE_REPLY;
+	}
 	if (!quick && !((size_t)n < w->cfg->max_bytes && conn_unacked(fd) == 0)) {
 		conn_linger(w, c, fd, ip, R_DONE);
 		return;

@@ -66,6 +66,11 @@ static int setup_server(SSL_CTX *c, const sockit_tls_config *cfg)
 		return rc;
 	if (!SSL_CTX_set_session_id_context(c, SESSION_ID_CTX, sizeof(SESSION_ID_CTX) - 1))
 		return -ENOMEM;
+	/* One TLS 1.3 ticket per handshake, not OpenSSL's two: a client that
+	 * reconnects resumes with it and gets the next one then; the second
+	 * cost 6% of a full handshake's instructions (callgrind). */
+	if (!SSL_CTX_set_num_tickets(c, 1))
+		return -ENOMEM;
 	if (cfg->ca_file != NULL) {
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->ca_file);
 		if (names == NULL || SSL_CTX_load_verify_locations(c, cfg->ca_file, NULL) != 1) {

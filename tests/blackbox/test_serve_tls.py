@@ -352,3 +352,33 @@ def test_session_resumption(serve, tls_certs):
         assert tls_recv_to_eof(s) == PREFIX + b"again"
         assert s.session_reused
     srv.wait_stderr(r"TLS fd \d+ from \S+: TLSv1\.3 \S+, resumed")
+
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_once_closes_after_close_notify_without_waiting(serve, tls_certs, backend):
+    """once over TLS: after the reply and its close_notify the server closes
+    (FIN) though the client never answers the close_notify, and counts it as
+    done, not reset; it does not wait for the idle timeout (60 s here)."""
+    srv = serve(tls_args(tls_certs) + ["--backend", backend, "-i", "60s"])
+    with tls_connect(srv.addr, tls_certs) as s:
+        s.sendall(b"quick")
+        assert tls_recv_to_eof(s) == PREFIX + b"quick"
+        # Below TLS, the FIN comes next; we send nothing more.
+        with socket.socket(fileno=os.dup(s.fileno())) as raw:
+            assert recv_to_eof(raw, timeout=10) == b""
+    c = srv.wait_counter("closed_done", 1)
+    assert c["active"] == 0 and c["closed_reset"] == 0, c
+
+
+@pytest.mark.skipif(not HAVE_OPENSSL, reason="no openssl CLI")
+def test_one_session_ticket_per_handshake(serve, tls_certs):
+    """One TLS 1.3 ticket per handshake (OpenSSL's default is two): a client
+    that reconnects resumes with it and gets the next one then."""
+    srv = serve(tls_args(tls_certs))
+    r = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % srv.addr,
+                        "-CAfile", tls_certs.ca, "-servername", "localhost", "-tls1_3",
+                        "-ign_eof"], input=b"ticket\n", capture_output=True, timeout=30)
+    out = r.stdout.decode(errors="replace")
+    assert "Received: ticket" in out, out
+    assert out.count("Post-Handshake New Session Ticket arrived") == 1, out
