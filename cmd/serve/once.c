@@ -47,13 +47,24 @@ static void on_reply_eof(sockit_loop *loop, void *arg, int res, int more, size_t
 	reply_sent(arg, res, len, R_EOF);
 }
 
+/* Whether the write side is shut before the close (see reply_out): over
+ * TCP, so that the FIN is queued before any RST that extra bytes from the
+ * client provoke.  A Unix socket gains nothing from it: a peer whose
+ * extra bytes were unread at the close reads the reset before the end of
+ * file either way (the kernel checks the error first), so it costs a
+ * system call for nothing. */
+static int fin_first(const struct worker *w, ssize_t n)
+{
+	return n > 0 && w->cfg->unix_path == NULL;
+}
+
 /* io_uring: reply, FIN and close as one chain that the kernel runs inside
  * the loop's next wait -- three system calls fewer per connection.  Returns
  * 0, or -1 when the caller must do it itself. */
 static int reply_async(struct worker *w, int fd, struct ip_entry *ip, ssize_t n, size_t len)
 {
 	int reason = n == 0 ? R_EOF : R_DONE;
-	if (sk_loop_send_close(w->loop, fd, w->rbuf, len, MSG_MORE, n > 0,
+	if (sk_loop_send_close(w->loop, fd, w->rbuf, len, MSG_MORE, fin_first(w, n),
 			       reason == R_DONE ? on_reply_done : on_reply_eof, w) < 0)
 		return -1;
 	CTR_ADD(w, bytes_out, len);
@@ -102,12 +113,12 @@ static void reply_out(struct worker *w, struct conn *c, int fd, struct ip_entry 
 	}
 	int reason = n == 0 ? R_EOF : R_DONE;
 	if (c == NULL) {
-		conn_close_bare(w, fd, ip, reason, n > 0);
+		conn_close_bare(w, fd, ip, reason, fin_first(w, n));
 		return;
 	}
 	conn_done(w, fd, c->ip, reason);
 	c->flags |= F_COUNTED;
-	if (n > 0)
+	if (fin_first(w, n))
 		sockit_shutdown(fd, SHUT_WR);
 	conn_close(w, c, reason);
 }

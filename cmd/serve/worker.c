@@ -66,13 +66,16 @@ static void worker_on_wake(sockit_loop *loop, void *arg)
 	conn_check_drained(w);
 }
 
-/* auto: io_uring, which measures better (bench/README.md), where the
- * kernel allows it (it may be disabled by sysctl or a seccomp filter),
- * else epoll. */
+/* auto: for TCP, io_uring, which measures better (bench/README.md), where
+ * the kernel allows it (it may be disabled by sysctl or a seccomp filter),
+ * else epoll; for Unix sockets epoll, which measures better there: their
+ * system calls are cheap, and the ring's own work per operation is not. */
 int worker_loop_new(struct worker *w)
 {
 	static const char *const names[] = {"io_uring", "io_uring", "epoll"};
 	enum serve_backend b = w->cfg->backend;
+	if (b == BACKEND_AUTO && w->cfg->unix_path != NULL)
+		b = BACKEND_EPOLL;
 	int rc = sockit_loop_new_backend(&w->loop, names[b]);
 	if (rc < 0 && b == BACKEND_AUTO)
 		rc = sockit_loop_new_backend(&w->loop, "epoll");
