@@ -82,7 +82,7 @@ ECHO_MAX_CONNS = 64  # echo-proxy --max-conns, which the flood goes past
 UDP_RATE = 100      # once --udp-rate, per source IP (and worker)
 FLOOD_SRC = "127.0.0.2"    # the UDP flood's source address
 GARBAGE_SRC = "127.0.0.3"  # the UDP garbage's
-FLOOD_PAUSE = 8.0   # between connection floods, so that most clients of echo-proxy miss them
+FLOOD_PAUSE = (5.0, 10.0)  # between connection floods (random: no client keeps step)
 
 
 def log(msg):
@@ -559,7 +559,7 @@ def c_flood(c, rng, dl):
             else:
                 s.close()
         c.floods.end(time.monotonic())
-    time.sleep(min(FLOOD_PAUSE, max(0.0, dl - time.monotonic())))
+    time.sleep(min(rng.uniform(*FLOOD_PAUSE), max(0.0, dl - time.monotonic())))
     return "ok", ""
 
 
@@ -631,6 +631,8 @@ class Floods:
 def run_kind(c, kind, fn, allow, pause, load_end, seed):
     rng = random.Random(seed ^ zlib.crc32(("%s/%s" % (c.name, kind)).encode()))
     st = c.hostile[kind]
+    # kinds start apart, so that none keeps step with the flood's period
+    time.sleep(max(0.0, min(rng.uniform(0, 3), load_end - time.monotonic())))
     while time.monotonic() < load_end - 0.1:
         CONNECTS.times = []
         try:
