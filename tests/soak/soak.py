@@ -864,6 +864,9 @@ class Target:
         return len(os.listdir("/proc/%d/fd" % self.pid))
 
     def sample(self, t, phase):
+        if self.srv.p.poll() is not None:
+            raise RuntimeError("%s (pid %d) exited with status %s in the %s phase: see %s.log"
+                               % (self.name, self.pid, self.srv.p.returncode, phase, self.name))
         s = {"t": round(t, 2), "phase": phase,
              "rss_kb": conftest.proc_status(self.pid, "VmRSS"),
              "fds": self.fds(), "cpu_s": conftest.proc_cpu_seconds(self.pid),
