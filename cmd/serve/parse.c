@@ -76,7 +76,7 @@ static const char usage_fmt[] =
 	"      --dualstack           with -H ::, accept IPv4 too\n"
 	"      --drain-timeout DUR   on SIGTERM/SIGINT, time for in-flight clients (default %s)\n"
 	"      --backend B           event loop: io_uring, epoll, or auto (default: io_uring\n"
-	"                            where the kernel allows it, else epoll)\n"
+	"                            where the kernel allows it, else epoll; with -U: epoll)\n"
 	"      --coalesce DUR        after a wake-up that brought fewer than 4 events, wait\n"
 	"                            DUR for more before sleeping, so one wake-up serves\n"
 	"                            several clients (default %s in once mode, 0 = off\n"

@@ -113,6 +113,15 @@ def test_once_python_client_and_file_removed_on_sigterm(serve, sockdir, backend)
     assert not os.path.exists(path)
 
 
+def test_auto_backend_is_epoll_for_unix_sockets(serve, sockdir):
+    """Over Unix sockets the default event loop is epoll (it measures better
+    there); --backend io_uring still gets io_uring."""
+    srv = serve([], unix=os.path.join(sockdir, "auto.sock"))
+    assert "event loop: epoll" in srv.stderr_text()
+    srv = serve(["--backend", "io_uring"], unix=os.path.join(sockdir, "ring.sock"))
+    assert "event loop: io_uring" in srv.stderr_text()
+
+
 def test_line_mode_with_nc(serve, sockdir):
     path = os.path.join(sockdir, "line.sock")
     serve(["-m", "line"], unix=path)
