@@ -193,7 +193,7 @@ check: all unit-bins examples
 # The whole check, as CI runs it: dependencies, warnings as errors (gcc and
 # clang), formatting, clang's and gcc's static analyzers, the fuzz targets (corpora
 # replayed, a short run each), unit tests plain, under ASan+UBSan and under valgrind,
-# a 30 s soak of the plain binary (on epoll: on io_uring serve's RSS creeps,
+# a 30 s soak of the plain binary (on epoll, where RSS is flat; io_uring's steps:
 # docs/DESIGN.md "Soak"), then the black-box suite against the
 # ASan+UBSan binary (serve on its default backend, io_uring) and against the
 # plain one (serve on epoll); the plain run's summary is the last line.

@@ -1,5 +1,6 @@
 /* run.c -- the server's life: descriptor budget, workers, signals, drain, the counters, exit. */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ struct run_ctx {
 	struct serve_shared sh;
 	sockit_loop *loop;
 	sockit_timer drain_timer;
+	sockit_timer trim_timer;
 	struct serve_notify notify; /* systemd's NOTIFY_SOCKET, if set */
 	struct metrics *metrics;    /* --metrics, or NULL */
 	struct upgrade upgrade;
@@ -340,6 +342,22 @@ static void workers_free(struct run_ctx *x)
 	ip_table_free(x->sh.ips);
 }
 
+/* ---- Memory ----------------------------------------------------------------- */
+
+/* glibc keeps what connections free in each worker's arena, and bursts of
+ * buffered clients leave holes it does not give back by itself: in a
+ * 3-minute soak on io_uring, RSS crept 6.5% while the memory in use stayed
+ * the same (malloc_stats).  So the main thread hands the free pages back
+ * every TRIM_MS; a trim of a small heap takes microseconds. */
+#define TRIM_MS 10000
+
+static void on_trim_timer(sockit_loop *loop, sockit_timer *t)
+{
+	(void)loop;
+	(void)t;
+	malloc_trim(0);
+}
+
 /* The main loop: the signals (before any thread exists, so every worker
  * inherits the blocked mask) and the workers' wakes. */
 static int main_loop_new(struct run_ctx *x)
@@ -352,6 +370,11 @@ static int main_loop_new(struct run_ctx *x)
 		return -1;
 	}
 	sockit_timer_init(&x->drain_timer, on_drain_timer, x);
+	sockit_timer_init(&x->trim_timer, on_trim_timer, x);
+	if (sockit_timer_start(x->loop, &x->trim_timer, TRIM_MS, TRIM_MS) < 0) {
+		serve_log_fail(&x->log, "out of memory");
+		return -1;
+	}
 	sockit_loop_on_wake(x->loop, main_on_wake, x);
 	static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP};
 	size_t nsigs = sizeof(sigs) / sizeof(sigs[0]);
@@ -406,6 +429,7 @@ int serve_run(struct serve_config *cfg)
 	if (x.loop != NULL) {
 		notify_stop(&x.notify);
 		sockit_timer_stop(x.loop, &x.drain_timer);
+		sockit_timer_stop(x.loop, &x.trim_timer);
 		sockit_loop_free(x.loop);
 	}
 	return rc;
