@@ -365,14 +365,14 @@ def b_slow_reader(c, rng, dl):
     return ("ok", "") if got == want else ("mismatch", short(got))
 
 
-def b_never_reader(c, rng, dl):
-    s = tls_connect(c)
+def never_read(s, dl, chunk):
+    """Sends chunk() until the server stops reading (400 chunks at most), never
+    reads, and expects the idle timeout to close s; closes s."""
     try:
         s.settimeout(2.0)
-        blob = b"".join(lines(rng, 100))
         try:
-            for _ in range(400):  # 4 MB at most: serve stops reading long before
-                s.sendall(blob)
+            for _ in range(400):
+                s.sendall(chunk())
         except (socket.timeout, ssl.SSLWantWriteError):
             pass
         if not wait_closed(s, dl, IDLE_S + 10):
@@ -380,6 +380,11 @@ def b_never_reader(c, rng, dl):
     finally:
         s.close()
     return "ok", ""
+
+
+def b_never_reader(c, rng, dl):
+    blob = b"".join(lines(rng, 100))  # 4 MB at most: serve stops reading long before
+    return never_read(tls_connect(c), dl, lambda: blob)
 
 
 def b_plaintext(c, rng, dl):
@@ -498,17 +503,10 @@ def c_never_reader(c, rng, dl):
     s = tcp(c.addr)
     try:
         s.sendall(proxy_v2(c.port))
-        s.settimeout(2.0)
-        try:
-            for _ in range(400):
-                s.sendall(rng.randbytes(16384))
-        except socket.timeout:
-            pass
-        if not wait_closed(s, dl, IDLE_S + 10):
-            return "still_open", "never-reader not closed within %ds" % (IDLE_S + 10)
-    finally:
+    except OSError:
         s.close()
-    return "ok", ""
+        raise
+    return never_read(s, dl, lambda: rng.randbytes(16384))
 
 
 def c_reset_mid_reply(c, rng, dl):
@@ -848,13 +846,7 @@ class Target:
     def scrape(self):
         with socket.create_connection(self.metrics_addr, timeout=10) as s:
             s.sendall(b"GET /metrics HTTP/1.0\r\nHost: soak\r\n\r\n")
-            s.settimeout(10)
-            raw = b""
-            while True:
-                b = s.recv(65536)
-                if not b:
-                    break
-                raw += b
+            raw = conftest.recv_to_eof(s, timeout=10)
         head, _, body = raw.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.") or b" 200 " not in head.split(b"\r\n")[0]:
             raise RuntimeError("metrics: %r" % head[:80])
