@@ -45,6 +45,10 @@ struct udp_state {
  * sender that is not bound (no name) cannot be replied to either. */
 static int banned_port(const sockit_addr *a)
 {
+	/* An unbound Unix sender comes with no address at all (length 0),
+	 * and the family field then still holds whatever the slot held. */
+	if (a->len < sizeof(sa_family_t))
+		return 1;
 	if (a->ss.ss_family == AF_UNIX)
 		return a->len <= offsetof(struct sockaddr_un, sun_path);
 	int port = sockit_addr_port(a);

@@ -327,6 +327,26 @@ def test_udp_serves_datagrams_at_path_dgram(serve, sockdir):
     assert not os.path.exists(path) and not os.path.exists(path + ".dgram")
 
 
+def test_udp_unbound_sender_first_is_dropped_not_answered(serve, sockdir):
+    # the first datagram a worker ever reads comes from an unbound sender:
+    # no address at all, so no family either; it is dropped and counted,
+    # and a bound sender after it is answered as usual
+    path = os.path.join(sockdir, "f.sock")
+    srv = serve(["--udp", "--workers", "1"], unix=path, udp=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as c:
+        c.sendto(b"unbound", path + ".dgram")
+    c = srv.wait_counter("dgrams_in", 1)
+    c = srv.wait_counter("dgrams_dropped_port", 1, timeout=3.0)
+    assert c["dgrams_in"] == 1 and c["dgrams_dropped_port"] == 1 and c["dgrams_out"] == 0, c
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as c:
+        c.bind(os.path.join(sockdir, "client"))
+        c.settimeout(10)
+        c.sendto(b"bound", path + ".dgram")
+        assert c.recvfrom(65536)[0] == PREFIX + b"bound"
+    assert "udp send" not in srv.stderr_text()
+    stop_clean(srv)
+
+
 def test_udp_only_serves_only_path_dgram(serve, sockdir):
     path = os.path.join(sockdir, "u.sock")
     srv = serve(["--udp-only", "-m", "echo"], unix=path, udp=True, tcp=False)
