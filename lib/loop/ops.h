@@ -105,6 +105,11 @@ int sk_loop_recv_multi(sockit_loop *loop, int fd, loop_op_cb cb, void *arg, stru
  * soon), so a reply may wait to go out with the next one's. */
 int sk_loop_op_more_input(const struct loop_op *op);
 
+/* How many buffers the multishot receives' ring holds now (it grows when
+ * it runs dry and halves after a calm period; uring.h), 0 before the
+ * first receive. */
+unsigned sk_loop_recv_bufs(const sockit_loop *loop);
+
 /* The owner is done with op (a multishot operation whose callback has not
  * said more 0): it is cancelled, its callback never runs again, and what it
  * still receives is dropped.  op is in the kernel when this returns (it is

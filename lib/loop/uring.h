@@ -82,20 +82,25 @@ int sk_uring_work_pending(const struct uring_backend *u);
  * the first receive.  The kernel takes one per chunk received; the loop
  * gives it back once the chunk's callback has run.  The kernel takes them
  * in turn, so every buffer in the ring ends up touched: the ring starts
- * with RECV_BUFS_START and doubles each time a receive finds it empty, so
- * the memory follows the largest burst seen, not the number of
- * connections. */
+ * with RECV_BUFS_START and doubles each time a receive finds it empty, and
+ * once it has not run dry for RECV_BUFS_CALM_MS it halves (the buffers
+ * above the new size leave as they come back, their pages returned to the
+ * system), so the memory follows the recent bursts, not the number of
+ * connections nor the largest burst ever seen. */
 #define RECV_BUFS 256u
 #define RECV_BUFS_START 16u
 #define RECV_BUF_SIZE 8192u
+#define RECV_BUFS_CALM_MS 30000u
 #define RECV_BGID 0
 
 struct recv_bufs {
 	struct io_uring_buf_ring *br;
 	char *base;
-	unsigned nbufs; /* buffers given to the ring so far */
-	uint16_t tail;	/* ours, published to br->tail */
-	int err;	/* registration failed with this: no more tries */
+	unsigned nbufs;		       /* buffers 0..nbufs-1 circulate */
+	uint64_t live[RECV_BUFS / 64]; /* bit bid: given to the kernel, not retired since */
+	uint64_t dry_ms;	       /* the ring last ran dry or changed size then */
+	uint16_t tail;		       /* ours, published to br->tail */
+	int err;		       /* registration failed with this: no more tries */
 };
 
 static inline char *sk_recv_buf(const struct recv_bufs *rb, unsigned bid)
@@ -103,7 +108,7 @@ static inline char *sk_recv_buf(const struct recv_bufs *rb, unsigned bid)
 	return rb->base + (size_t)bid * RECV_BUF_SIZE;
 }
 
-/* Buffer bid back to the kernel. */
+/* Buffer bid to the kernel. */
 static inline void sk_recv_buf_put(struct recv_bufs *rb, unsigned bid)
 {
 	struct io_uring_buf *e = &rb->br->bufs[rb->tail & (RECV_BUFS - 1)];
@@ -117,10 +122,22 @@ static inline void sk_recv_buf_put(struct recv_bufs *rb, unsigned bid)
 	__atomic_store_n(&rb->br->tail, rb->tail, __ATOMIC_RELEASE);
 }
 
+void sk_recv_buf_back_slow(struct recv_bufs *rb, unsigned bid, uint64_t now_ms);
+
+/* Buffer bid, whose chunk has been seen, back to the kernel (or retired,
+ * when the ring has shrunk below it); now_ms is the loop's clock. */
+static inline void sk_recv_buf_back(struct recv_bufs *rb, unsigned bid, uint64_t now_ms)
+{
+	if (bid < rb->nbufs && now_ms - rb->dry_ms < RECV_BUFS_CALM_MS)
+		sk_recv_buf_put(rb, bid);
+	else
+		sk_recv_buf_back_slow(rb, bid, now_ms);
+}
+
 /* Registers the ring with u once; 0, or -errno (then never again). */
-int sk_recv_bufs_init(struct uring_backend *u, struct recv_bufs *rb);
-/* Gives the ring as many buffers again as it has, up to RECV_BUFS. */
-void sk_recv_bufs_grow(struct recv_bufs *rb);
+int sk_recv_bufs_init(struct uring_backend *u, struct recv_bufs *rb, uint64_t now_ms);
+/* The ring ran dry: gives it as many buffers again as it has, up to RECV_BUFS. */
+void sk_recv_bufs_grow(struct recv_bufs *rb, uint64_t now_ms);
 /* After the ring that wrote into them is gone. */
 void sk_recv_bufs_free(struct recv_bufs *rb);
 

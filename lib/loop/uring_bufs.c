@@ -8,16 +8,44 @@
 
 #include "uring.h"
 
-/* Gives the ring as many buffers again as it has (the first time,
- * RECV_BUFS_START), up to RECV_BUFS. */
-void sk_recv_bufs_grow(struct recv_bufs *rb)
+static int live(const struct recv_bufs *rb, unsigned bid)
+{
+	return (rb->live[bid / 64] >> (bid % 64)) & 1;
+}
+
+void sk_recv_bufs_grow(struct recv_bufs *rb, uint64_t now_ms)
 {
 	unsigned n = rb->nbufs ? rb->nbufs * 2 : RECV_BUFS_START;
 	if (n > RECV_BUFS)
 		n = RECV_BUFS;
-	for (unsigned i = rb->nbufs; i < n; i++)
-		sk_recv_buf_put(rb, i);
+	/* Those above the old size that have not come back yet are still
+	 * the kernel's: given once is enough. */
+	for (unsigned i = 0; i < n; i++) {
+		if (!live(rb, i)) {
+			rb->live[i / 64] |= (uint64_t)1 << (i % 64);
+			sk_recv_buf_put(rb, i);
+		}
+	}
 	rb->nbufs = n;
+	rb->dry_ms = now_ms;
+}
+
+/* A calm period ended (the ring halves), or bid is above the size. */
+void sk_recv_buf_back_slow(struct recv_bufs *rb, unsigned bid, uint64_t now_ms)
+{
+	if (now_ms - rb->dry_ms >= RECV_BUFS_CALM_MS) {
+		if (rb->nbufs > RECV_BUFS_START)
+			rb->nbufs /= 2;
+		rb->dry_ms = now_ms;
+	}
+	if (bid < rb->nbufs) {
+		sk_recv_buf_put(rb, bid);
+		return;
+	}
+	/* Retired: neither the kernel's nor ours; its pages go back too, or
+	 * the ring's memory would stay at the largest burst ever seen. */
+	rb->live[bid / 64] &= ~((uint64_t)1 << (bid % 64));
+	(void)madvise(sk_recv_buf(rb, bid), RECV_BUF_SIZE, MADV_DONTNEED);
 }
 
 void sk_recv_bufs_free(struct recv_bufs *rb)
@@ -31,7 +59,7 @@ void sk_recv_bufs_free(struct recv_bufs *rb)
 }
 
 /* Registers the ring once; 0, or -errno (then never again). */
-int sk_recv_bufs_init(struct uring_backend *u, struct recv_bufs *rb)
+int sk_recv_bufs_init(struct uring_backend *u, struct recv_bufs *rb, uint64_t now_ms)
 {
 	if (rb->br || rb->err)
 		return rb->err;
@@ -59,6 +87,6 @@ int sk_recv_bufs_init(struct uring_backend *u, struct recv_bufs *rb)
 		rb->err = rc;
 		return rc;
 	}
-	sk_recv_bufs_grow(rb);
+	sk_recv_bufs_grow(rb, now_ms);
 	return 0;
 }

@@ -217,12 +217,13 @@ static void recv_complete(sockit_loop *loop, struct loop_op *op, const struct lo
 	}
 	op->more_input = (f->events & IORING_CQE_F_SOCK_NONEMPTY) != 0;
 	if (f->res == -ENOBUFS)
-		sk_recv_bufs_grow(rb); /* before the callback starts another */
+		sk_recv_bufs_grow(
+			rb, sockit_loop_now_ms(loop)); /* before the callback starts another */
 	if (op->cb)
 		op->cb(loop, op->arg, f->res, more, 0);
 	op->data = NULL;
 	if (bid >= 0)
-		sk_recv_buf_put(rb, (unsigned)bid);
+		sk_recv_buf_back(rb, (unsigned)bid, sockit_loop_now_ms(loop));
 	if (!more)
 		op_put(loop->be.ops, op);
 }
@@ -419,6 +420,11 @@ int sk_loop_op_more_input(const struct loop_op *op)
 	return op->more_input;
 }
 
+unsigned sk_loop_recv_bufs(const sockit_loop *loop)
+{
+	return loop->be.ops ? loop->be.ops->rb.nbufs : 0;
+}
+
 void sk_loop_op_close_after(struct loop_op *op, loop_op_cb cb, void *arg)
 {
 	op->chain = CHAIN_SEND;
@@ -452,7 +458,9 @@ int sk_loop_recv_multi(sockit_loop *loop, int fd, loop_op_cb cb, void *arg, stru
 
 	if (out)
 		*out = NULL;
-	int rc = loop->be.ops ? sk_recv_bufs_init(loop->be.uring, &loop->be.ops->rb) : 0;
+	int rc = loop->be.ops ? sk_recv_bufs_init(loop->be.uring, &loop->be.ops->rb,
+						  sockit_loop_now_ms(loop))
+			      : 0;
 	if (rc < 0)
 		return rc;
 	rc = op_start(loop, fd, IORING_OP_RECV, cb, arg, &op, &sqe);

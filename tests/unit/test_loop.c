@@ -2266,48 +2266,34 @@ static void test_recv_cancel_while_queue_refused(void **state)
 	sockit_loop_free(loop);
 }
 
-/* More input at once than the loop has buffers (256 of 8 KiB): some
- * receives end with -ENOBUFS, their data waits in the socket, and a
- * receive started anew gets it.  Every byte arrives, once, in order. */
-static void test_recv_out_of_buffers(void **state)
+/* Sends len more bytes of pattern_byte() to each of the n receivers at
+ * once (all the writes before the loop runs again: the kernel's next pass
+ * over the receives wants more buffers than there are), and runs the loop
+ * until every byte has arrived.  Returns how many receives ended with
+ * -ENOBUFS. */
+static int recv_burst(sockit_loop *loop, struct rx *r, const int *c, int n, size_t len)
 {
-	enum { N = 40, LEN = 192 * 1024 };
-	sockit_loop *loop = new_loop();
-	struct rx *r = calloc(N, sizeof(*r));
-	static char out[LEN];
-	int c[N], s[N];
+	static char out[192 * 1024];
+	size_t sent[64] = {0}, from[64];
+	int nobufs = 0;
 
-	(void)state;
-	assert_non_null(r);
-	for (int i = 0; i < N; i++) {
-		int sv[2];
-		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-		c[i] = sv[0];
-		s[i] = sv[1];
-		r[i].fd = s[i];
-		r[i].rearm = 1;
-		r[i].check = 1;
-		assert_int_equal(sk_loop_recv_multi(loop, s[i], rx_cb, &r[i], &r[i].op), 0);
-		assert_non_null(r[i].op);
-	}
-	assert_true(sockit_loop_run_once(loop, 0) >= 0); /* all armed */
-	/* All the writes before the loop runs again: the kernel's next pass
-	 * over the receives wants more buffers than there are. */
-	size_t sent[N] = {0};
-	for (int i = 0; i < N; i++) {
-		for (size_t k = 0; k < LEN; k++)
-			out[k] = pattern_byte(s[i], k);
-		ssize_t w = write(c[i], out, LEN);
+	assert_true(len <= sizeof(out) && n <= 64);
+	for (int i = 0; i < n; i++) {
+		from[i] = r[i].n;
+		nobufs -= r[i].nobufs;
+		for (size_t k = 0; k < len; k++)
+			out[k] = pattern_byte(r[i].fd, from[i] + k);
+		ssize_t w = write(c[i], out, len);
 		assert_true(w > 0);
 		sent[i] = (size_t)w;
 	}
 	uint64_t end = mono_ms() + DEADLINE_MS;
-	for (int i = 0; i < N; i++) {
-		while (r[i].n < LEN) {
-			if (sent[i] < LEN) { /* what the socket did not take at once */
-				for (size_t k = sent[i]; k < LEN; k++)
-					out[k] = pattern_byte(s[i], k);
-				ssize_t w = write(c[i], out + sent[i], LEN - sent[i]);
+	for (int i = 0; i < n; i++) {
+		while (r[i].n < from[i] + len) {
+			if (sent[i] < len) { /* what the socket did not take at once */
+				for (size_t k = sent[i]; k < len; k++)
+					out[k] = pattern_byte(r[i].fd, from[i] + k);
+				ssize_t w = write(c[i], out + sent[i], len - sent[i]);
 				assert_true(w > 0 || errno == EAGAIN);
 				sent[i] += w > 0 ? (size_t)w : 0;
 			}
@@ -2315,14 +2301,61 @@ static void test_recv_out_of_buffers(void **state)
 			assert_true(mono_ms() < end);
 		}
 	}
-	int nobufs = 0;
-	for (int i = 0; i < N; i++) {
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(r[i].n, from[i] + len);
 		nobufs += r[i].nobufs;
-		assert_int_equal(r[i].n, LEN);
-		assert_false(r[i].ended);
-		close(c[i]);
 	}
-	assert_true(nobufs > 0); /* the case this test is for did happen */
+	return nobufs;
+}
+
+/* n multishot receives (rearmed after -ENOBUFS, checking every byte) on
+ * Unix stream pairs: c[i] writes, r[i] receives. */
+static struct rx *recv_pairs(sockit_loop *loop, int *c, int n)
+{
+	struct rx *r = calloc((size_t)n, sizeof(*r));
+
+	assert_non_null(r);
+	for (int i = 0; i < n; i++) {
+		int sv[2];
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+		c[i] = sv[0];
+		r[i].fd = sv[1];
+		r[i].rearm = 1;
+		r[i].check = 1;
+		assert_int_equal(sk_loop_recv_multi(loop, r[i].fd, rx_cb, &r[i], &r[i].op), 0);
+		assert_non_null(r[i].op);
+	}
+	assert_true(sockit_loop_run_once(loop, 0) >= 0); /* all armed */
+	return r;
+}
+
+/* Closes the writers, sees every receive end at EOF, closes the rest. */
+static void recv_pairs_end(sockit_loop *loop, struct rx *r, int *c, int n)
+{
+	for (int i = 0; i < n; i++)
+		close(c[i]);
+	for (int i = 0; i < n; i++) {
+		run_until(loop, &r[i].ended);
+		assert_int_equal(r[i].end_res, 0);
+		close(r[i].fd);
+	}
+	free(r);
+}
+
+/* More input at once than the loop has buffers (256 of 8 KiB): some
+ * receives end with -ENOBUFS, their data waits in the socket, and a
+ * receive started anew gets it.  Every byte arrives, once, in order. */
+static void test_recv_out_of_buffers(void **state)
+{
+	enum { N = 40, LEN = 192 * 1024 };
+	sockit_loop *loop = new_loop();
+	int c[N];
+	struct rx *r = recv_pairs(loop, c, N);
+
+	(void)state;
+	assert_true(recv_burst(loop, r, c, N, LEN) > 0); /* the case this test is for did happen */
+	for (int i = 0; i < N; i++)
+		assert_false(r[i].ended);
 	/* The kernel said when more input was waiting: for some chunks of
 	 * each burst, and never for the last. */
 	int more_inputs = 0;
@@ -2331,13 +2364,88 @@ static void test_recv_out_of_buffers(void **state)
 		assert_int_equal(r[i].last_more_input, 0);
 	}
 	assert_true(more_inputs > 0);
-	for (int i = 0; i < N; i++) {
-		run_until(loop, &r[i].ended);
-		assert_int_equal(r[i].end_res, 0);
-		assert_int_equal(r[i].n, LEN);
-		close(s[i]);
+	recv_pairs_end(loop, r, c, N);
+	sockit_loop_free(loop);
+}
+
+/* The loop's clock, moved on by clock_skew_ns (test_loop.ldflags wraps
+ * sk_clock_ns), so that calm periods pass at once. */
+static uint64_t clock_skew_ns;
+uint64_t __real_sk_clock_ns(void);
+uint64_t __wrap_sk_clock_ns(void);
+uint64_t __wrap_sk_clock_ns(void)
+{
+	return __real_sk_clock_ns() + clock_skew_ns;
+}
+
+static long rss_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/* One byte at a time through receiver 0, k times: k chunks, k buffers
+ * taken in turn from the ring and given back. */
+static void trickle(sockit_loop *loop, struct rx *r, const int *c, int k)
+{
+	for (int j = 0; j < k; j++) {
+		char b = pattern_byte(r[0].fd, r[0].n);
+		size_t want = r[0].n + 1;
+		assert_int_equal(write(c[0], &b, 1), 1);
+		uint64_t end = mono_ms() + DEADLINE_MS;
+		while (r[0].n < want) {
+			assert_true(sockit_loop_run_once(loop, 10) >= 0);
+			assert_true(mono_ms() < end);
+		}
 	}
-	free(r);
+}
+
+/* The ring grows to its largest in a burst, then halves once per calm
+ * period as the traffic goes on, down to where it started, and the pages
+ * of the buffers that left go back to the system.  A burst right after a
+ * halving, while the buffers above the new size are still in the ring,
+ * grows it again without giving any buffer twice: every byte arrives once,
+ * in order. */
+static void test_recv_bufs_shrink(void **state)
+{
+	enum { N = 40, LEN = 192 * 1024 };
+	sockit_loop *loop = new_loop();
+	int c[N];
+	struct rx *r = recv_pairs(loop, c, N);
+
+	(void)state;
+	assert_int_equal(sk_loop_recv_bufs(loop), 16);
+	assert_true(recv_burst(loop, r, c, N, LEN) > 0);
+	assert_int_equal(sk_loop_recv_bufs(loop), 256);
+	long big = rss_kb();
+	for (unsigned want = 128; want >= 16; want /= 2) {
+		clock_skew_ns += 31ull * 1000000000u;
+		trickle(loop, r, c, 1); /* the first buffer back after the calm halves the ring */
+		assert_int_equal(sk_loop_recv_bufs(loop), want);
+		trickle(loop, r, c, 300); /* the ring goes round: the rest come back */
+		assert_int_equal(sk_loop_recv_bufs(loop), want);
+	}
+	long small = rss_kb();
+	/* 240 buffers of 8 KiB left: most of their 1920 KiB is gone from RSS */
+	assert_true(big - small >= 1440);
+
+	assert_true(recv_burst(loop, r, c, N, LEN) > 0);
+	assert_int_equal(sk_loop_recv_bufs(loop), 256);
+	clock_skew_ns += 31ull * 1000000000u;
+	trickle(loop, r, c, 1);
+	assert_int_equal(sk_loop_recv_bufs(loop), 128);
+	assert_true(recv_burst(loop, r, c, N, LEN) > 0); /* 128..255 still out */
+	assert_int_equal(sk_loop_recv_bufs(loop), 256);
+	trickle(loop, r, c, 600);
+	recv_pairs_end(loop, r, c, N);
 	sockit_loop_free(loop);
 }
 
@@ -2459,6 +2567,7 @@ int main(void)
 		cmocka_unit_test(test_recv_cancel),
 		cmocka_unit_test(test_recv_detach_then_reuse),
 		cmocka_unit_test(test_recv_out_of_buffers),
+		cmocka_unit_test(test_recv_bufs_shrink),
 		cmocka_unit_test(test_free_with_ops_in_flight),
 		cmocka_unit_test(test_fd_rearm_after_queue_refused),
 		cmocka_unit_test(test_close_while_queue_refused),
