@@ -137,7 +137,7 @@ def test_histogram_buckets(serve):
 
 
 def test_healthz_then_draining(serve):
-    s = serve(["--metrics", "0", "-m", "line", "--drain-timeout", "3s"])
+    s = serve(["--metrics", "0", "-m", "line", "--drain-timeout", "60s"])
     maddr = metrics_addr(s)
     assert get(maddr, "/healthz")[0:3:2] == (200, b"ok\n")
     status, headers, body = get(maddr, "/healthz", method="HEAD")
