@@ -494,7 +494,8 @@ int conn_flush_out(struct worker *w, struct conn *c)
 		return 0;
 	if (s < 0)
 		return (int)s;
-	CTR_ADD(w, bytes_out, s);
+	if (!(c->flags & F_WAS_TLS)) /* else the rest of a session's bytes: counted as plaintext */
+		CTR_ADD(w, bytes_out, s);
 	b->off += (uint32_t)s;
 	if (b->off == b->len) {
 		free(b);

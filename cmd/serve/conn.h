@@ -11,6 +11,7 @@
 
 #include "../../lib/loop/ops.h"
 #include "sockit_tls.h"
+#include "tls/cork.h"
 #include "worker.h"
 
 #define READS_PER_WAKE 4 /* reads per wake per connection (line/echo, linger) */
@@ -172,8 +173,9 @@ void conn_log_accepted(struct worker *w, int fd, const sockit_addr *peer, const 
 /* --proxy-protocol: c waits for its header on the header list (its own
  * deadline, proxy_timeout_ms from now). */
 void conn_wait_header(struct worker *w, struct conn *c);
-/* The readiness a read of c waits for: readable, or what TLS asks. */
-unsigned conn_read_events(const struct conn *c);
+/* The readiness a read of c waits for: readable, or what TLS asks (what
+ * a corked session kept goes out first: see tls_step). */
+unsigned conn_read_events(struct conn *c);
 
 /* ---- The modes, started by accept.c on an admitted connection ------------ */
 
@@ -214,5 +216,10 @@ void tls_event(struct worker *w, struct conn *c);
 /* Ends c's session: close_notify if the handshake was done (one attempt),
  * then the session is freed; c is plaintext afterwards. */
 void tls_end(struct conn *c);
+/* The same for once mode's reply: the close_notify and what the corked
+ * session kept (the ticket, the reply's record) go out in one send with
+ * MSG_MORE, for the FIN to ride with them; what the socket did not take
+ * is appended to c->out.  0, or -ENOMEM or the send's error. */
+int tls_end_reply(struct conn *c);
 
 #endif /* SOCKIT_SERVE_CONN_H */

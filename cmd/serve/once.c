@@ -95,7 +95,21 @@ static void reply_out(struct worker *w, struct conn *c, int fd, struct ip_entry 
 		      int quick)
 {
 	if (io_tls(c)) {
-		tls_end(c); /* close_notify, then as in plaintext */
+		/* close_notify, with the ticket and the reply the session kept */
+		int rc = tls_end_reply(c);
+		if (rc < 0) {
+			conn_close(w, c, rc == -ENOMEM ? R_LIMIT : R_RESET);
+			return;
+		}
+		if (c->out !=
+		    NULL) { /* what the socket did not take: as a plaintext reply's rest */
+			if (n == 0)
+				c->flags |= F_EOF | F_EMPTY;
+			c->state = ST_FLUSH;
+			conn_touch(w, c);
+			conn_set_events(w, c, SOCKIT_WRITABLE);
+			return;
+		}
 		/* The client answers our close_notify only after reading all
 		 * that came before it, and that answer's ACK covers it all:
 		 * an RST it provokes then loses nothing.  So close at once
@@ -138,6 +152,8 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 	 * smallest receive window (so send() hands it all to the client at
 	 * once): we close right after it, and its FIN rides with it. */
 	int quick = (size_t)n < cfg->max_bytes && len <= SAFE_REPLY && !io_tls(c);
+	if (io_tls(c))
+		sk_tls_cork(c->tls); /* the reply's record waits for the close_notify */
 	if (quick && c == NULL && w->ops && reply_async(w, fd, ip, n, len) == 0)
 		return;
 	ssize_t s = quick ? io_send_more(c, fd, w->rbuf, len) : io_send(c, fd, w->rbuf, len);

@@ -119,15 +119,38 @@ void tls_end(struct conn *c)
 	if (c->tls == NULL)
 		return;
 	(void)sockit_tls_shutdown(c->tls, 0); /* -ENOTCONN before the handshake: nothing sent */
+	(void)sk_tls_uncork(c->tls, 0);
 	sockit_tls_free(c->tls);
 	c->tls = NULL;
 	c->flags |= F_WAS_TLS;
 }
 
-unsigned conn_read_events(const struct conn *c)
+int tls_end_reply(struct conn *c)
 {
-	return io_tls(c) && sockit_tls_want(c->tls) == SOCKIT_WRITABLE ? SOCKIT_WRITABLE
-								       : SOCKIT_READABLE;
+	(void)sockit_tls_shutdown(c->tls, 0);
+	int rc = sk_tls_uncork(c->tls, MSG_MORE);
+	size_t left;
+	const char *rest = sk_tls_kept(c->tls, &left);
+	if (rc == -EAGAIN)
+		rc = iobuf_append(&c->out, rest, left);
+	sockit_tls_free(c->tls);
+	c->tls = NULL;
+	c->flags |= F_WAS_TLS;
+	return rc;
+}
+
+unsigned conn_read_events(struct conn *c)
+{
+	if (!io_tls(c))
+		return SOCKIT_READABLE;
+	/* Nothing may stay kept while c waits, its peer may be waiting for
+	 * it; but a once request may be waited for with a TLS 1.3 ticket kept
+	 * (no client waits for tickets before it speaks, and the server never
+	 * speaks first), so that the ticket leaves with the reply.  A failed
+	 * send shows in the next read. */
+	if (!(c->state == ST_WAIT && sk_tls_may_keep_while_reading(c->tls)))
+		(void)sk_tls_uncork(c->tls, 0);
+	return sockit_tls_want(c->tls) == SOCKIT_WRITABLE ? SOCKIT_WRITABLE : SOCKIT_READABLE;
 }
 
 /* The watcher of a connection that began with a PROXY header or a TLS
@@ -211,12 +234,18 @@ static void log_established(struct worker *w, struct conn *c)
 			sockit_tls_resumed(c->tls) ? ", resumed" : "", subject);
 }
 
-/* One step of the handshake; when it is done, the mode takes over. */
+/* One step of the handshake; when it is done, the mode takes over.  In
+ * once mode the session is corked (cork.h): a step that has to wait sends
+ * what it wrote as before (conn_read_events), and what the last step
+ * writes (TLS 1.3's session ticket) waits for the reply and its
+ * close_notify, to go out in one segment with the FIN (tls_end_reply). */
 static void tls_step(struct worker *w, struct conn *c)
 {
+	if (w->cfg->mode == MODE_ONCE)
+		sk_tls_cork(c->tls);
 	int rc = sockit_tls_handshake(c->tls, 0);
 	if (rc == -EAGAIN) {
-		conn_set_events(w, c, sockit_tls_want(c->tls));
+		conn_set_events(w, c, conn_read_events(c));
 		return;
 	}
 	if (rc < 0) {

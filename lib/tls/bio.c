@@ -2,21 +2,89 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "tls.h"
 
 /* OpenSSL's own socket BIO writes with write(2), which raises SIGPIPE on a
  * closed peer; sockit never does.  This one sends with MSG_NOSIGNAL and
  * never blocks (MSG_DONTWAIT), so one code path serves blocking and
- * non-blocking descriptors: the caller's loop waits with poll. */
+ * non-blocking descriptors: the caller's loop waits with poll.  Corked
+ * (cork.h), its writes are kept in the session and go out together. */
 
 static BIO_METHOD *method;
 static pthread_once_t method_once = PTHREAD_ONCE_INIT;
+
+int sk_tls_kept_send(struct sockit_tls *t, int flags)
+{
+	while (t->klen > 0) {
+		ssize_t n = sockit_try_send(t->fd, t->kept, t->klen, flags);
+		if (n < 0) {
+			if (n != -EAGAIN)
+				t->sys_err = (int)n;
+			return (int)n;
+		}
+		memmove(t->kept, t->kept + n, t->klen - (size_t)n);
+		t->klen -= (size_t)n;
+	}
+	free(t->kept);
+	t->kept = NULL;
+	t->kcap = 0;
+	return 0;
+}
+
+/* Keeps len bytes (corked): 0, or -1 out of memory. */
+static int keep(struct sockit_tls *t, const char *buf, size_t len)
+{
+	if (t->klen + len > t->kcap) {
+		size_t cap = t->kcap ? t->kcap : 256; /* a TLS 1.3 ticket: about 250 */
+		while (cap < t->klen + len)
+			cap *= 2;
+		char *k = realloc(t->kept, cap);
+		if (k == NULL)
+			return -1;
+		t->kept = k;
+		t->kcap = cap;
+	}
+	memcpy(t->kept + t->klen, buf, len);
+	t->klen += len;
+	return 0;
+}
+
+/* Before anything else goes or comes: what is kept from an uncork that
+ * did not finish.  1 when it is all out, else 0 with the BIO's retry flag
+ * (the caller's write or read then fails as "wants to write"). */
+static int kept_out(BIO *b, struct sockit_tls *t)
+{
+	if (t->klen == 0 || t->cork)
+		return 1;
+	int rc = sk_tls_kept_send(t, 0);
+	if (rc == -EAGAIN)
+		BIO_set_retry_write(b);
+	return rc == 0;
+}
 
 static int bio_write(BIO *b, const char *buf, int len)
 {
 	struct sockit_tls *t = BIO_get_data(b);
 	BIO_clear_retry_flags(b);
+	if (t->cork && t->klen + (size_t)len <= SK_TLS_CORK_MAX) {
+		if (keep(t, buf, (size_t)len) == 0)
+			return len;
+		t->sys_err = -ENOMEM;
+		return -1;
+	}
+	if (t->cork && t->klen > 0) {
+		/* Too much to keep together: what is kept goes first. */
+		t->cork = 0;
+		int ok = kept_out(b, t);
+		t->cork = 1;
+		if (!ok)
+			return -1;
+	} else if (!kept_out(b, t)) {
+		return -1;
+	}
 	ssize_t n = sockit_try_send(t->fd, buf, (size_t)len, 0);
 	if (n >= 0)
 		return (int)n;
@@ -31,6 +99,8 @@ static int bio_read(BIO *b, char *buf, int len)
 {
 	struct sockit_tls *t = BIO_get_data(b);
 	BIO_clear_retry_flags(b);
+	if (!kept_out(b, t))
+		return -1;
 	ssize_t n = sockit_try_recv(t->fd, buf, (size_t)len);
 	if (n > 0)
 		return (int)n;
@@ -49,7 +119,11 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 	(void)num;
 	switch (cmd) {
 	case BIO_CTRL_FLUSH:
-		return 1; /* nothing is buffered here */
+		/* Nothing is buffered here but what is kept, and corked it stays. */
+		BIO_clear_retry_flags(b);
+		return kept_out(b, t);
+	case BIO_CTRL_WPENDING:
+		return (long)t->klen;
 	case BIO_CTRL_EOF:
 		return t->eof;
 	case BIO_C_GET_FD:

@@ -77,7 +77,34 @@ void sockit_tls_free(sockit_tls *t)
 	if (t == NULL)
 		return;
 	SSL_free(t->ssl);
+	free(t->kept);
 	free(t);
+}
+
+void sk_tls_cork(sockit_tls *t)
+{
+	if (t->klen == 0)
+		t->cork = 1;
+}
+
+int sk_tls_uncork(sockit_tls *t, int flags)
+{
+	t->cork = 0;
+	int rc = sk_tls_kept_send(t, flags);
+	if (rc == -EAGAIN)
+		t->want = SOCKIT_WRITABLE;
+	return rc;
+}
+
+int sk_tls_may_keep_while_reading(const sockit_tls *t)
+{
+	return SSL_is_init_finished(t->ssl) && SSL_version(t->ssl) >= TLS1_3_VERSION;
+}
+
+const char *sk_tls_kept(const sockit_tls *t, size_t *len)
+{
+	*len = t->klen;
+	return t->kept;
 }
 
 /* Closing a socket with unread input makes the kernel send RST, and a

@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include "sockit_tls.h"
+#include "tls/cork.h"
 
 /* The SSL_CTX is swapped whole by sockit_tls_ctx_reload: a connection
  * takes its own reference (SSL_new) under the lock, so a swap never pulls
@@ -27,6 +28,9 @@ struct sockit_tls {
 	int close_sent; /* our close_notify went out */
 	int failed;	/* the fatal error that ended it (then every call returns
 			   it, and close sends no close_notify), else 0 */
+	int cork;	/* what OpenSSL writes is kept (sk_tls_cork, cork.h) */
+	char *kept;	/* bytes OpenSSL wrote that have not gone yet: klen of kcap */
+	size_t klen, kcap;
 };
 
 /* ---- ctx.c ---------------------------------------------------------------- */
@@ -46,6 +50,11 @@ void sk_tls_drain(int fd, int timeout_ms);
  * (MSG_DONTWAIT | MSG_NOSIGNAL: never blocks, never raises SIGPIPE) and
  * records system errors in t->sys_err.  NULL when out of memory. */
 BIO *sk_tls_bio_new(struct sockit_tls *t);
+
+/* Sends what t keeps (flags: MSG_MORE or 0), as much as the socket takes:
+ * 0 once it all went (the buffer is freed), -EAGAIN, or -errno (also in
+ * t->sys_err). */
+int sk_tls_kept_send(struct sockit_tls *t, int flags);
 
 /* ---- errmap.c: OpenSSL's answers as sockit codes -------------------------- */
 

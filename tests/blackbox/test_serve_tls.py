@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -382,3 +383,38 @@ def test_one_session_ticket_per_handshake(serve, tls_certs):
     out = r.stdout.decode(errors="replace")
     assert "Received: ticket" in out, out
     assert out.count("Post-Handshake New Session Ticket arrived") == 1, out
+
+
+def data_segments_in(s):
+    """How many segments with data this TCP socket received (tcp_info's
+    tcpi_data_segs_in, Linux 4.6+)."""
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return struct.unpack_from("I", info, 152)[0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("version,full,resumed", [("1.3", 2, 2), ("1.2", 3, 2)])
+def test_once_tls_reply_rides_in_one_segment(serve, tls_certs, backend, version, full, resumed):
+    """once over TLS: what the server writes after its first flight -- the
+    session ticket (TLS 1.3), the reply's record, the close_notify -- and its
+    FIN leave in one segment, not one each, even when the request comes
+    after the client's Finished (Python sends them apart).  TLS 1.2's full
+    handshake has a second flight, which must go first: the client waits
+    for it before it sends the request.  The tickets work."""
+    srv = serve(tls_args(tls_certs) + ["--backend", backend])
+    ctx = client_ctx(tls_certs)
+    ctx.minimum_version = ctx.maximum_version = (
+        ssl.TLSVersion.TLSv1_3 if version == "1.3" else ssl.TLSVersion.TLSv1_2)
+    session = None
+    for i in range(4):
+        with tls_connect(srv.addr, tls_certs, ctx=ctx, session=session) as s:
+            s.sendall(b"seg %d" % i)
+            assert tls_recv_to_eof(s) == PREFIX + b"seg %d" % i
+            assert s.session_reused == (i > 0)
+            session = s.session
+            with socket.socket(fileno=os.dup(s.fileno())) as raw:
+                assert recv_to_eof(raw, timeout=10) == b""  # the FIN came with it
+                want = resumed if i > 0 else full
+                assert data_segments_in(raw) == want, (i, data_segments_in(raw))
+    c = srv.wait_counter("closed_done", 4)
+    assert c["closed_done"] == 4 and c["closed_reset"] == 0, c

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "tls/cork.h"
 #include "tls_fixture.h"
 
 #define MIB (1024 * 1024)
@@ -167,6 +168,81 @@ static void test_send_would_block(void **state)
 	sink_join(&k, MIB);
 	free(data);
 	world_down(&w);
+}
+
+/* Corked (cork.h: serve's once mode), a session keeps what it writes
+ * until the uncork sends it all in one go.  What the socket does not take
+ * then waits (SOCKIT_WRITABLE, sk_tls_kept) and goes first with the
+ * session's next write: the peer reads every byte once, in order. */
+static void test_cork(void **state)
+{
+	(void)state;
+	enum { TOTAL = 64 * 1024 };
+	sockit_tls_ctx *cctx = client_ctx(0);
+	sockit_tls_ctx *sctx = server_ctx("server.pem", "server.key", NULL);
+	/* Small buffers, the client's before it connects (a window, once
+	 * offered, never shrinks). */
+	int l = sockit_create_server("127.0.0.1", 0, SOCK_STREAM, 8, 0);
+	assert_ok(l);
+	sockit_addr a;
+	assert_ok(sockit_getsockname(l, &a));
+	int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_ok(cfd);
+	assert_ok(sockit_set_rcvbuf(cfd, 4096));
+	assert_ok(connect(cfd, (struct sockaddr *)&a.ss, a.len));
+	int sfd = sockit_accept(l, NULL, 0, 10000);
+	assert_ok(sfd);
+	sockit_close(l);
+	assert_ok(sockit_set_sndbuf(sfd, 4096));
+	struct pair p;
+	assert_ok(sockit_tls_client(cctx, cfd, "localhost", &p.c));
+	assert_ok(sockit_tls_server(sctx, sfd, &p.s));
+	int crc, src;
+	handshake_both(&p, &crc, &src);
+	assert_code(crc, 0);
+	assert_code(src, 0);
+	uint8_t *data = pattern(TOTAL);
+	size_t klen;
+	struct pollfd pc = {.fd = cfd, .events = POLLIN};
+	/* Read what the handshake left (TLS 1.3's tickets), so that the
+	 * socket is empty below. */
+	uint8_t buf[64];
+	assert_code(sockit_tls_recv(p.c, buf, sizeof(buf), 0), -EAGAIN);
+	assert_int_equal(poll(&pc, 1, 0), 0);
+
+	sk_tls_cork(p.s);
+	assert_int_equal(sockit_tls_send(p.s, data, 100, 0), 100);
+	assert_non_null(sk_tls_kept(p.s, &klen));
+	assert_true(klen > 100);		/* the record */
+	assert_int_equal(poll(&pc, 1, 100), 0); /* nothing sent */
+	assert_code(sk_tls_uncork(p.s, 0), 0);
+	sk_tls_kept(p.s, &klen);
+	assert_int_equal(klen, 0);
+	assert_int_equal(poll(&pc, 1, 10000), 1);
+
+	/* More than the socket takes, kept together, then uncorked. */
+	size_t off = 100;
+	sk_tls_cork(p.s);
+	for (int i = 0; i < 15; i++, off += 1000)
+		assert_int_equal(sockit_tls_send(p.s, data + off, 1000, 0), 1000);
+	assert_code(sk_tls_uncork(p.s, 0), -EAGAIN);
+	assert_int_equal(sockit_tls_want(p.s), SOCKIT_WRITABLE);
+	assert_non_null(sk_tls_kept(p.s, &klen));
+	assert_true(klen > 0);
+	sk_tls_cork(p.s); /* no effect while bytes wait */
+	struct sink k;
+	sink_start(&k, p.c, 0);
+	size_t more = 0;
+	assert_code(sockit_tls_sendall(p.s, data + off, TOTAL - off, 60000, &more), 0);
+	assert_int_equal(off + more, TOTAL);
+	sk_tls_kept(p.s, &klen);
+	assert_int_equal(klen, 0);
+	assert_code(sockit_tls_shutdown(p.s, 10000), 0);
+	sink_join(&k, TOTAL);
+	free(data);
+	pair_close(&p);
+	sockit_tls_ctx_free(cctx);
+	sockit_tls_ctx_free(sctx);
 }
 
 static void test_recv_would_block_and_pending(void **state)
@@ -395,6 +471,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mib_both_ways),
 		cmocka_unit_test(test_send_would_block),
+		cmocka_unit_test(test_cork),
 		cmocka_unit_test(test_recv_would_block_and_pending),
 		cmocka_unit_test(test_handshake_timeout),
 		cmocka_unit_test(test_close_notify_vs_truncation),
