@@ -285,5 +285,9 @@ void tls_start(struct worker *w, int fd, struct ip_entry *ip, struct conn *c)
 		conn_close(w, c, R_LIMIT);
 		return;
 	}
+	/* once reads until -EAGAIN before it waits (once_begin, once_event):
+	 * the records may come in bulk. */
+	if (w->cfg->mode == MODE_ONCE)
+		sk_tls_read_ahead(c->tls);
 	tls_step(w, c);
 }

@@ -96,6 +96,11 @@ int sk_tls_uncork(sockit_tls *t, int flags)
 	return rc;
 }
 
+void sk_tls_read_ahead(sockit_tls *t)
+{
+	SSL_set_read_ahead(t->ssl, 1);
+}
+
 int sk_tls_may_keep_while_reading(const sockit_tls *t)
 {
 	return SSL_is_init_finished(t->ssl) && SSL_version(t->ssl) >= TLS1_3_VERSION;

@@ -1,5 +1,5 @@
-/* cork.h -- a session's writes kept and sent together: internal to sockit
- * (serve's once mode), not installed.
+/* cork.h -- a session's writes kept and sent together, its reads taken in
+ * bulk: internal to sockit (serve's once mode), not installed.
  *
  * A TLS once exchange writes four times: the handshake's flight, the
  * session ticket (at the handshake's end), the reply's record and the
@@ -36,5 +36,12 @@ int sk_tls_may_keep_while_reading(const sockit_tls *t);
 /* The bytes t still keeps (*len of them), for a caller that sends them
  * itself before sockit_tls_free(); valid until the next call on t. */
 const char *sk_tls_kept(const sockit_tls *t, size_t *len);
+
+/* From now on t reads what the socket holds at once, not record by record
+ * (OpenSSL reads a record's 5-byte header, then its body: two system calls
+ * a record, and a TLS once exchange reads five records or more).  Then
+ * sockit_tls_pending() no longer counts records read but not yet opened:
+ * only for a caller that reads until -EAGAIN before it waits. */
+void sk_tls_read_ahead(sockit_tls *t);
 
 #endif /* SOCKIT_TLS_CORK_H */
