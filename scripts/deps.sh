@@ -5,7 +5,7 @@
 set -eu
 
 case "${1:-}" in
-test) pkgs="make gcc clang clang-format pkg-config libcmocka-dev libssl-dev openssl python3 python3-pytest valgrind netcat-openbsd socat systemd prometheus util-linux mandoc haproxy clang-tools libclang-rt-14-dev" ;;
+test) pkgs="make gcc clang clang-format pkg-config libcmocka-dev libssl-dev openssl python3 python3-pytest valgrind netcat-openbsd socat systemd prometheus util-linux mandoc haproxy clang-tools libclang-rt-14-dev strace" ;;
 bench) pkgs="gcc pkg-config python3 socat libuv1-dev liburing-dev libssl-dev openssl nodejs util-linux" ;;
 *) echo "usage: scripts/deps.sh test|bench" >&2; exit 2 ;;
 esac

@@ -23,6 +23,7 @@ from tlscerts import tls_certs  # noqa: F401  (the session fixture)
 PREFIX = b"Received: "
 BACKENDS = ["io_uring", "epoll"]
 HAVE_OPENSSL = shutil.which("openssl") is not None
+HAVE_STRACE = shutil.which("strace") is not None
 
 
 def tls_args(certs, client_ca=False):
@@ -418,3 +419,75 @@ def test_once_tls_reply_rides_in_one_segment(serve, tls_certs, backend, version,
                 assert data_segments_in(raw) == want, (i, data_segments_in(raw))
     c = srv.wait_counter("closed_done", 4)
     assert c["closed_done"] == 4 and c["closed_reset"] == 0, c
+
+
+def handshake_bio(sock, ctx):
+    """A TLS 1.3 client over memory BIOs: the handshake done on sock, the
+    client's Finished not sent yet.  Returns (obj, incoming, outgoing)."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    while True:
+        try:
+            obj.do_handshake()
+            return obj, inc, out
+        except ssl.SSLWantReadError:
+            sock.sendall(out.read())
+            data = sock.recv(65536)
+            assert data, "the server closed mid-handshake"
+            inc.write(data)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_once_tls_request_with_the_finished(serve, tls_certs, backend):
+    """The client's Finished and its request in one segment: the server
+    reads them together (read-ahead) and answers the request it already
+    holds, without waiting for more input."""
+    srv = serve(tls_args(tls_certs) + ["--backend", backend, "-i", "60s"])
+    ctx = client_ctx(tls_certs)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    with connect(srv.addr, timeout=10) as sock:
+        obj, inc, out = handshake_bio(sock, ctx)
+        obj.write(b"together")
+        sock.sendall(out.read())  # Finished + the request's record
+        got = b""
+        while True:
+            try:
+                chunk = obj.read(65536)
+                if not chunk:
+                    break  # the close_notify
+                got += chunk
+            except ssl.SSLWantReadError:
+                data = sock.recv(65536)
+                assert data, "the server closed before its close_notify"
+                inc.write(data)
+            except ssl.SSLZeroReturnError:
+                break
+        assert got == PREFIX + b"together"
+    c = srv.wait_counter("closed_done", 1)
+    assert c["closed_done"] == 1, c
+
+
+@pytest.mark.skipif(not HAVE_STRACE, reason="no strace")
+def test_once_tls_system_calls(serve, tls_certs):
+    """once over TLS, TLS 1.3, a Python client: per connection the server
+    receives 5 times at most (the ClientHello, the Finished, the request,
+    and two -EAGAIN; OpenSSL alone reads each record's header and body
+    apart: 11) and sends twice (the flight; then ticket, reply and
+    close_notify together)."""
+    srv = serve(tls_args(tls_certs) + ["--workers", "1"])
+    st = subprocess.Popen(["strace", "-f", "-qq", "-c", "-e", "trace=recvfrom,sendto",
+                           "-p", str(srv.pid)], stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)  # attached to every thread
+        if st.poll() is not None:
+            pytest.skip("strace cannot attach here: " + st.stderr.read())
+        n = 8
+        for i in range(n):
+            assert tls_once(srv.addr, tls_certs, b"sys %d" % i) == PREFIX + b"sys %d" % i
+        srv.wait_counter("closed_done", n)
+    finally:
+        st.send_signal(signal.SIGINT)
+        report = st.communicate(timeout=30)[1]
+    calls = {m.group(2): int(m.group(1)) for m in
+             re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", report, re.M)}
+    assert calls.get("recvfrom", 0) <= 5 * n and calls.get("sendto", 0) == 2 * n, report
