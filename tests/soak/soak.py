@@ -1044,6 +1044,9 @@ def main(argv=None):
         load_stop = time.monotonic() - t0
 
         wait_quiet(targets, t0, time.monotonic() + IDLE_S + 15)
+        # A sample counts the descriptors before it scrapes: right after
+        # the last scrape the server may still be closing that connection.
+        time.sleep(1.0)
         for t in targets:
             s = t.sample(time.monotonic() - t0, "end")
             t.final = s
