@@ -214,7 +214,9 @@ static void tls_failed(struct worker *w, struct conn *c, int rc)
 	struct log_fields f = {"tls_failed", c->fd, addr, NULL, NULL};
 	serve_log_limited(&w->rl_hello, LOG_WARN, &f, "TLS handshake with %s failed: %s", addr,
 			  sockit_strerror(rc));
-	/* The alert is in the socket: a lingering close lets it arrive. */
+	/* The alert goes to the socket (once mode kept it: cork.h), where a
+	 * lingering close lets it arrive. */
+	(void)sk_tls_uncork(c->tls, 0);
 	sockit_tls_free(c->tls);
 	c->tls = NULL;
 	c->flags |= F_WAS_TLS;

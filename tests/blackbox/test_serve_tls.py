@@ -491,3 +491,18 @@ def test_once_tls_system_calls(serve, tls_certs):
     calls = {m.group(2): int(m.group(1)) for m in
              re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", report, re.M)}
     assert calls.get("recvfrom", 0) <= 5 * n and calls.get("sendto", 0) == 2 * n, report
+
+
+@pytest.mark.parametrize("mode", ["once", "line"])
+def test_refusal_alert_reaches_the_client(serve, tls_certs, mode):
+    """A client without the required certificate reads the alert that says
+    why (TLS 1.3: after its side of the handshake), in every mode: once
+    mode keeps what the handshake writes until it goes on, and a failure
+    must still send it."""
+    srv = serve(tls_args(tls_certs, client_ca=True) + ["-m", mode])
+    with pytest.raises(ssl.SSLError) as e:
+        with tls_connect(srv.addr, tls_certs) as s:
+            s.sendall(b"no cert\n")
+            tls_recv_to_eof(s)
+    assert "CERTIFICATE_REQUIRED" in str(e.value), e.value
+    srv.wait_counter("closed_tls_cert", 1)
