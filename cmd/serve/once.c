@@ -157,6 +157,9 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 	if (quick && c == NULL && w->ops && reply_async(w, fd, ip, n, len) == 0)
 		return;
 	ssize_t s = quick ? io_send_more(c, fd, w->rbuf, len) : io_send(c, fd, w->rbuf, len);
+	if (io_tls(c) && s != (ssize_t)len)
+		(void)sk_tls_uncork(c->tls,
+				    0); /* the reply waits for room: nothing is kept meanwhile */
 	if (s == -EAGAIN)
 		s = 0;
 	if (s < 0) {

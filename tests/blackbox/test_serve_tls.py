@@ -506,3 +506,25 @@ def test_refusal_alert_reaches_the_client(serve, tls_certs, mode):
             tls_recv_to_eof(s)
     assert "CERTIFICATE_REQUIRED" in str(e.value), e.value
     srv.wait_counter("closed_tls_cert", 1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_once_tls_large_reply_to_a_slow_reader(serve, tls_certs, backend):
+    """once over TLS with a reply larger than what is kept together (the
+    first read is one record, up to 16 KiB, and the prefix makes the reply
+    two records) and a client whose small window takes it slowly: the
+    reply arrives whole, byte-exact, then the close_notify."""
+    srv = serve(tls_args(tls_certs) + ["--backend", backend, "--max-bytes", "64k"])
+    request = bytes((i * 7 + i // 251) % 251 for i in range(48 * 1024))
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
+    raw.settimeout(10)
+    raw.connect(srv.addr)
+    with client_ctx(tls_certs).wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(request)
+        time.sleep(1.0)  # the server's reply fills the window and waits
+        got = tls_recv_to_eof(s, timeout=30)
+    assert got.startswith(PREFIX) and len(got) > len(PREFIX) + 8 * 1024, len(got)
+    assert got[len(PREFIX):] == request[:len(got) - len(PREFIX)]
+    c = srv.wait_counter("closed_done", 1)
+    assert c["bytes_out"] == len(got), c
