@@ -101,8 +101,8 @@ static void reply_out(struct worker *w, struct conn *c, int fd, struct ip_entry 
 			conn_close(w, c, rc == -ENOMEM ? R_LIMIT : R_RESET);
 			return;
 		}
-		if (c->out !=
-		    NULL) { /* what the socket did not take: as a plaintext reply's rest */
+		if (c->out != NULL) {
+			/* what the socket did not take: as a plaintext reply's rest */
 			if (n == 0)
 				c->flags |= F_EOF | F_EMPTY;
 			c->state = ST_FLUSH;
@@ -157,9 +157,9 @@ static void once_reply(struct worker *w, struct conn *c, int fd, struct ip_entry
 	if (quick && c == NULL && w->ops && reply_async(w, fd, ip, n, len) == 0)
 		return;
 	ssize_t s = quick ? io_send_more(c, fd, w->rbuf, len) : io_send(c, fd, w->rbuf, len);
+	/* A reply that waits for room: nothing is kept meanwhile. */
 	if (io_tls(c) && s != (ssize_t)len)
-		(void)sk_tls_uncork(c->tls,
-				    0); /* the reply waits for room: nothing is kept meanwhile */
+		(void)sk_tls_uncork(c->tls, 0);
 	if (s == -EAGAIN)
 		s = 0;
 	if (s < 0) {
