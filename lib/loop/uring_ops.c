@@ -216,9 +216,9 @@ static void recv_complete(sockit_loop *loop, struct loop_op *op, const struct lo
 		op->data = sk_recv_buf(rb, (unsigned)bid);
 	}
 	op->more_input = (f->events & IORING_CQE_F_SOCK_NONEMPTY) != 0;
+	/* Before the callback starts another receive. */
 	if (f->res == -ENOBUFS)
-		sk_recv_bufs_grow(
-			rb, sockit_loop_now_ms(loop)); /* before the callback starts another */
+		sk_recv_bufs_grow(rb, sockit_loop_now_ms(loop));
 	if (op->cb)
 		op->cb(loop, op->arg, f->res, more, 0);
 	op->data = NULL;
@@ -458,9 +458,8 @@ int sk_loop_recv_multi(sockit_loop *loop, int fd, loop_op_cb cb, void *arg, stru
 
 	if (out)
 		*out = NULL;
-	int rc = loop->be.ops ? sk_recv_bufs_init(loop->be.uring, &loop->be.ops->rb,
-						  sockit_loop_now_ms(loop))
-			      : 0;
+	uint64_t now_ms = sockit_loop_now_ms(loop);
+	int rc = loop->be.ops ? sk_recv_bufs_init(loop->be.uring, &loop->be.ops->rb, now_ms) : 0;
 	if (rc < 0)
 		return rc;
 	rc = op_start(loop, fd, IORING_OP_RECV, cb, arg, &op, &sqe);
