@@ -114,29 +114,32 @@ ssize_t tls_io_send(struct conn *c, const void *buf, size_t len)
 	return sockit_tls_send(c->tls, buf, len, 0);
 }
 
-void tls_end(struct conn *c)
+/* close_notify, then what the session kept goes in one send (flags);
+ * what the socket did not take is appended to c->out (keep_rest) or
+ * dropped; the session is freed.  0, or -ENOMEM or the send's error. */
+static int end_session(struct conn *c, int flags, int keep_rest)
 {
-	if (c->tls == NULL)
-		return;
 	(void)sockit_tls_shutdown(c->tls, 0); /* -ENOTCONN before the handshake: nothing sent */
-	(void)sk_tls_uncork(c->tls, 0);
-	sockit_tls_free(c->tls);
-	c->tls = NULL;
-	c->flags |= F_WAS_TLS;
-}
-
-int tls_end_reply(struct conn *c)
-{
-	(void)sockit_tls_shutdown(c->tls, 0);
-	int rc = sk_tls_uncork(c->tls, MSG_MORE);
+	int rc = sk_tls_uncork(c->tls, flags);
 	size_t left;
 	const char *rest = sk_tls_kept(c->tls, &left);
-	if (rc == -EAGAIN)
+	if (rc == -EAGAIN && keep_rest)
 		rc = iobuf_append(&c->out, rest, left);
 	sockit_tls_free(c->tls);
 	c->tls = NULL;
 	c->flags |= F_WAS_TLS;
 	return rc;
+}
+
+void tls_end(struct conn *c)
+{
+	if (c->tls != NULL)
+		(void)end_session(c, 0, 0);
+}
+
+int tls_end_reply(struct conn *c)
+{
+	return end_session(c, MSG_MORE, 1);
 }
 
 unsigned conn_read_events(struct conn *c)

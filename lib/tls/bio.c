@@ -75,15 +75,14 @@ static int bio_write(BIO *b, const char *buf, int len)
 		t->sys_err = -ENOMEM;
 		return -1;
 	}
-	if (t->cork && t->klen > 0) {
-		/* Too much to keep together: what is kept goes first. */
-		t->cork = 0;
-		int ok = kept_out(b, t);
-		t->cork = 1;
-		if (!ok)
+	/* What is kept goes first: too much to keep together, or the rest of
+	 * an uncork that did not finish. */
+	if (t->klen > 0) {
+		int rc = sk_tls_kept_send(t, 0);
+		if (rc == -EAGAIN)
+			BIO_set_retry_write(b);
+		if (rc < 0)
 			return -1;
-	} else if (!kept_out(b, t)) {
-		return -1;
 	}
 	ssize_t n = sockit_try_send(t->fd, buf, (size_t)len, 0);
 	if (n >= 0)
